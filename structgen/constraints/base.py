@@ -1,0 +1,127 @@
+"""What every constraint provides to decode loops, matchers and samplers.
+
+A `Constraint` is the user's description (a regex, later a grammar or a schema). Compiled
+against a `Vocabulary` it becomes a `TokenAutomaton`: states are immutable hashable values,
+so speculation, rollback and forks are just keeping old states around.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Hashable
+
+import numpy as np
+import torch
+
+from ..vocab.token_bytes import Vocabulary
+
+State = Hashable
+
+
+class _Done:
+    """The state after end-of-sequence: nothing more is allowed."""
+
+    _instance: "_Done | None" = None
+
+    def __new__(cls) -> "_Done":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DONE"
+
+
+DONE = _Done()
+
+
+class TokenAutomaton(ABC):
+    """A constraint compiled for one vocabulary.
+
+    Subclasses implement the content-token part (`_content_ids`, `_advance_bytes`,
+    `is_accepting`); this class adds end-of-sequence handling and mask caching, which are the
+    same for every constraint.
+    """
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self._eos = np.array(sorted(vocab.eos_ids), np.int64)
+        self._masks: dict[State, torch.Tensor] = {}
+        self._ids: dict[State, np.ndarray] = {}
+
+    @property
+    @abstractmethod
+    def start(self) -> State:
+        """The state before any token."""
+
+    @abstractmethod
+    def is_accepting(self, state: State) -> bool:
+        """Whether the text so far is a complete match (EOS allowed)."""
+
+    @abstractmethod
+    def _content_ids(self, state: State) -> np.ndarray:
+        """Ids of non-special tokens allowed in `state` (any order)."""
+
+    @abstractmethod
+    def _advance_bytes(self, state: State, data: bytes) -> State | None:
+        """State after reading a token's bytes, or None if they are not allowed."""
+
+    def forced_bytes(self, state: State) -> bytes:
+        """Bytes every continuation of `state` must start with (b"" when none is forced)."""
+        return b""
+
+    def allowed_ids(self, state: State) -> np.ndarray:
+        """Sorted ids allowed in `state`, EOS included exactly when accepting."""
+        ids = self._ids.get(state)
+        if ids is None:
+            if state is DONE:
+                ids = np.empty(0, np.int64)
+            else:
+                ids = self._content_ids(state)
+                if self.is_accepting(state):
+                    ids = np.concatenate([ids, self._eos])
+                ids = np.sort(ids)
+            self._ids[state] = ids
+        return ids
+
+    def mask(self, state: State) -> torch.Tensor:
+        """Bool tensor of the logits width (True = allowed). Cached: do not modify it."""
+        m = self._masks.get(state)
+        if m is None:
+            m = torch.zeros(self.vocab.width, dtype=torch.bool)
+            m[torch.from_numpy(self.allowed_ids(state))] = True
+            self._masks[state] = m
+        return m
+
+    def advance(self, state: State, token: int) -> State | None:
+        """State after `token`, or None when the token is not allowed in `state`."""
+        if state is DONE:
+            return None
+        if token in self.vocab.eos_ids:
+            return DONE if self.is_accepting(state) else None
+        if token in self.vocab.special_ids or not 0 <= token < self.vocab.width:
+            return None
+        return self._advance_bytes(state, self.vocab.token_bytes[token])
+
+    def only_eos(self, state: State) -> bool:
+        """Accepting and nothing else can follow: a decode loop may stop without sampling."""
+        if state is DONE:
+            return False
+        ids = self.allowed_ids(state)
+        return len(ids) > 0 and bool(np.isin(ids, self._eos).all())
+
+
+class Constraint(ABC):
+    """A user-facing constraint: compiled lazily, once per vocabulary."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, TokenAutomaton] = {}
+
+    def compile(self, vocab: Vocabulary) -> TokenAutomaton:
+        automaton = self._compiled.get(vocab.fingerprint)
+        if automaton is None:
+            automaton = self._compiled[vocab.fingerprint] = self._build(vocab)
+        return automaton
+
+    @abstractmethod
+    def _build(self, vocab: Vocabulary) -> TokenAutomaton:
+        """Compile for a vocabulary (called once per vocabulary)."""

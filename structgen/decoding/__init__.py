@@ -1,0 +1,1 @@
+"""Decoding: sampling rules and the decode loop."""
