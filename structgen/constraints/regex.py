@@ -17,7 +17,10 @@ class DFAAutomaton(TokenAutomaton):
         super().__init__(vocab)
         self.dfa = dfa
         self.trie = trie_for(vocab)
-        self._steps: dict[tuple[int, int], int] = {}
+        # Flattened transitions with an extra sink state standing for "dead" (see TokenTrie.walk).
+        sink = dfa.n_states
+        table = np.where(dfa.transitions >= 0, dfa.transitions, sink)
+        self._table = np.concatenate([table, np.full((1, 256), sink)]).astype(np.int64).ravel()
 
     @property
     def start(self) -> int:
@@ -27,7 +30,7 @@ class DFAAutomaton(TokenAutomaton):
         return bool(self.dfa.accepting[state])
 
     def _content_ids(self, state: State) -> np.ndarray:
-        ids, _ = self.trie.walk(self.dfa.transitions, state)
+        ids, _ = self.trie.walk(self._table, state)
         return ids
 
     def _advance_bytes(self, state: State, data: bytes) -> int | None:

@@ -16,12 +16,14 @@ import numpy as np
 class TrieLevel:
     """All trie nodes at one depth d (prefixes of length d), in lexicographic order."""
 
-    byte: np.ndarray  # uint8 — the last byte of each node's prefix
+    byte: np.ndarray  # int64 — the last byte of each node's prefix
+    parent: np.ndarray  # int64 — index of the parent node at depth d-1 (0 = root at d=1)
     child_start: np.ndarray  # int64 — first child in level d+1
     child_count: np.ndarray  # int64
     token_start: np.ndarray  # int64 — first token ending here, index into `tokens`
     token_count: np.ndarray  # int64
     tokens: np.ndarray  # int64 — token ids ending at this level, grouped by node
+    token_node: np.ndarray  # int64 — the node each of `tokens` ends at
 
 
 def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -76,12 +78,14 @@ class TokenTrie:
             token_count = np.bincount(end_nodes, minlength=n_nodes)
             self.levels.append(
                 TrieLevel(
-                    byte=mat[creators, d - 1].copy(),
+                    byte=mat[creators, d - 1].astype(np.int64),
+                    parent=prev_node_of[creators],
                     child_start=np.zeros(n_nodes, np.int64),
                     child_count=np.zeros(n_nodes, np.int64),
                     token_start=np.cumsum(token_count) - token_count,
                     token_count=token_count,
                     tokens=token_ids[ends],
+                    token_node=end_nodes,
                 )
             )
             prev_node_of = np.where(reach, node_of, 0)
@@ -89,34 +93,65 @@ class TokenTrie:
         self.n_tokens = n
         self.n_nodes = sum(len(level.byte) for level in self.levels)
 
-    def walk(self, transitions: np.ndarray, state: int) -> tuple[np.ndarray, np.ndarray]:
+    def walk(self, table: np.ndarray, state: int) -> tuple[np.ndarray, np.ndarray]:
         """All tokens whose bytes an automaton can read from `state` without dying.
 
-        `transitions` is an (n_states, 256) int table with negative = dead. Returns the token
-        ids (unsorted) and the state each one ends in.
+        `table` is a flattened (n_states + 1) x 256 transition table in which the last state is
+        a sink standing for "dead" (see `ByteDFA.sink_table`). Returns the token ids (unsorted)
+        and the state each one ends in.
+
+        Levels where few nodes are alive are walked sparsely (only the children of live nodes);
+        levels where most are alive densely (every node, dead ones propagating the sink), which
+        avoids index bookkeeping when a state allows most of the vocabulary.
         """
-        flat = transitions.reshape(-1)
-        states = np.array([state], np.int64)
-        starts = np.zeros(1, np.int64)  # the root's children: all of depth 1
-        counts = np.array([len(self.levels[0].byte) if self.levels else 0], np.int64)
+        sink = len(table) // 256 - 1
         out_ids: list[np.ndarray] = []
         out_states: list[np.ndarray] = []
-        for level in self.levels:
-            children = expand_ranges(starts, counts)
-            if len(children) == 0:
-                break
-            parent_states = np.repeat(states, counts)
-            nxt = flat[parent_states * 256 + level.byte[children]]
-            live = nxt >= 0
-            node_idx = children[live]
-            states = nxt[live]
-            tc = level.token_count[node_idx]
-            has = tc > 0
-            if has.any():
-                tok = expand_ranges(level.token_start[node_idx[has]], tc[has])
-                out_ids.append(level.tokens[tok])
-                out_states.append(np.repeat(states[has], tc[has]))
-            starts, counts = level.child_start[node_idx], level.child_count[node_idx]
+        # Sparse representation: live node indices + their states. Dense: states of all nodes.
+        live_nodes = np.zeros(1, np.int64)
+        live_states = np.array([state], np.int64)
+        dense: np.ndarray | None = None
+        prev_nodes = 1
+        for d, level in enumerate(self.levels):
+            parent_level = self.levels[d - 1] if d else None
+            if dense is None and 4 * len(live_nodes) > prev_nodes:
+                dense = np.full(prev_nodes, sink, np.int64)
+                dense[live_nodes] = live_states
+            if dense is not None:
+                states = table[dense[level.parent] * 256 + level.byte]
+                ends = states[level.token_node]
+                ok = ends != sink
+                out_ids.append(level.tokens[ok])
+                out_states.append(ends[ok])
+                live_count = len(states) - int(np.count_nonzero(states == sink))
+                if live_count == 0:
+                    break
+                if 16 * live_count < len(states):
+                    live_nodes = np.flatnonzero(states != sink)
+                    live_states = states[live_nodes]
+                    dense = None
+                else:
+                    dense = states
+            else:
+                if parent_level is None:  # the root's children: all of depth 1
+                    starts, counts = np.zeros(1, np.int64), np.array([len(level.byte)])
+                else:
+                    starts = parent_level.child_start[live_nodes]
+                    counts = parent_level.child_count[live_nodes]
+                children = expand_ranges(starts, counts)
+                if len(children) == 0:
+                    break
+                nxt = table[np.repeat(live_states, counts) * 256 + level.byte[children]]
+                alive = nxt != sink
+                live_nodes = children[alive]
+                live_states = nxt[alive]
+                tc = level.token_count[live_nodes]
+                has = tc > 0
+                if has.any():
+                    tok = expand_ranges(level.token_start[live_nodes[has]], tc[has])
+                    out_ids.append(level.tokens[tok])
+                    out_states.append(np.repeat(live_states[has], tc[has]))
+            prev_nodes = len(level.byte)
         if not out_ids:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_ids), np.concatenate(out_states)
