@@ -1,13 +1,16 @@
 """structgen: constrained generation with language models.
 
-Pipeline: vocabulary (token bytes, trie) → automata (regex → byte DFA) → constraints
+Pipeline: vocabulary (token bytes, trie) → automata (regex → byte DFA; Lark grammar → CFG +
+terminal DFAs; Earley parser) → constraints
 (token automata with cached masks) → decoding (sampling, decode loop) → API (this module, CLI).
 """
 from .constraints.base import Constraint, TokenAutomaton
+from .constraints.grammar import Grammar
 from .constraints.regex import Regex
 from .decoding.loop import GenerationResult, GenerationStats, generate
 from .errors import (
     GenerationError,
+    GrammarError,
     ModelProvisionError,
     RegexError,
     RegexSyntaxError,
@@ -23,6 +26,8 @@ __all__ = [
     "GenerationError",
     "GenerationResult",
     "GenerationStats",
+    "Grammar",
+    "GrammarError",
     "LoadedModel",
     "Matcher",
     "ModelProvisionError",

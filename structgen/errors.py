@@ -46,3 +46,16 @@ class ModelProvisionError(StructgenError, RuntimeError):
 
 class GenerationError(StructgenError, RuntimeError):
     """Generation cannot proceed (e.g. the constraint admits no token at the first step)."""
+
+
+class GrammarError(StructgenError, ValueError):
+    """A grammar that structgen cannot compile exactly; `line`/`column` locate the problem
+    in the grammar text when known (1-based)."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.line = line
+        self.column = column
+        where = ""
+        if line is not None:
+            where = f" (line {line}" + (f", column {column}" if column is not None else "") + ")"
+        super().__init__(message + where)

@@ -32,6 +32,8 @@ def regex_to_dfa(pattern: str) -> ByteDFA:
     for char, symbol in fsm.alphabet._symbol_mapping.items():
         if char is anything_else:
             other_symbol = symbol
+        elif len(char) != 1:
+            continue  # not a character (e.g. a multi-character case mapping): never matches one
         else:
             by_symbol.setdefault(symbol, []).append(ord(char))
             explicit.append(ord(char))

@@ -37,6 +37,47 @@ def _unicode_spaces() -> str:
     return "".join(chr(c) for c in range(0x3001) if chr(c).isspace() or re.match(r"\s", chr(c)))
 
 
+@lru_cache(maxsize=1)
+def _cased() -> tuple[str, ...]:
+    """Every code point with a case mapping, plus every character such a mapping produces.
+
+    Outside this set, Python's case-insensitive matching is plain equality (a caseless
+    character is its own lower and upper case), so `(?i)` only ever changes how these match.
+    """
+    out: set[str] = set()
+    for c in range(sys.maxunicode + 1):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        ch = chr(c)
+        for mapped in (ch.lower(), ch.upper(), ch.casefold(), ch.title()):
+            if mapped != ch:
+                out.add(ch)
+                out.update(mapped)
+    return tuple(sorted(out))
+
+
+@lru_cache(maxsize=4096)
+def _icase_literal(ch: str) -> str:
+    """One character under `(?i)`: the class of exactly what Python's `(?i)` literal matches."""
+    rx = re.compile("(?i)" + re.escape(ch))
+    same = [c for c in _cased() if rx.fullmatch(c)]
+    if len(same) <= 1:
+        return _literal(ch)
+    return _pos_class("".join(same))
+
+
+def _icase_class(text: str) -> str:
+    """A (rewritten, case-sensitive) class made to match what Python's `(?i)` version matches.
+
+    Only cased characters can change; caseless ones match exactly as without the flag."""
+    if not text.startswith("["):
+        return text  # "(?s:.)": already everything
+    rx = re.compile("(?i)" + text)
+    negated = text.startswith("[^")
+    extra = [c for c in _cased() if (rx.fullmatch(c) is None) == negated]
+    return text[:-1] + "".join(_class_escape(c) for c in extra) + "]"
+
+
 def _class_escape(ch: str) -> str:
     """Escape one character for use inside `[...]`."""
     if ch in "\\]^-[":
@@ -67,6 +108,13 @@ class _Scanner:
     def __init__(self, pattern: str) -> None:
         self.p = pattern
         self.out: list[str] = []
+        # `(?i)` is applied here (with Python's case rules), never passed on to interegular,
+        # whose str.lower/str.upper folding both misses and invents equivalences.
+        self.icase = False
+        self.icase_stack: list[bool] = []
+
+    def literal(self, ch: str) -> str:
+        return _icase_literal(ch) if self.icase else _literal(ch)
 
     def fail(self, construct: str, pos: int) -> None:
         raise UnsupportedRegexError(construct, self.p, pos)
@@ -87,10 +135,30 @@ class _Scanner:
                 i = self.char_class(i)
             elif c == "(":
                 i = self.group_open(i)
+            elif c == ")":
+                self.icase = self.icase_stack.pop() if self.icase_stack else self.icase
+                self.out.append(c)
+                i += 1
             elif c in "^$":
                 self.fail(f"anchor {c!r} (only a leading '^' and a trailing '$' are allowed)", i)
-            elif c in "*+?}" and i + 1 < end and p[i + 1] == "+":
+            elif c in "*+?" and i + 1 < end and p[i + 1] == "+":
                 self.fail("possessive quantifier", i + 1)
+            elif c == "{":
+                m = _REPEAT.match(p, i)
+                if m and (m.group(1) or m.group(2)):
+                    if m.end() < end and p[m.end()] == "+":
+                        self.fail("possessive quantifier", m.end())
+                    self.out.append(m.group(0))  # a repeat: copied whole
+                    i = m.end()
+                else:
+                    self.out.append("\\{")  # Python reads a literal brace; interegular cannot
+                    i += 1
+            elif c == "}":
+                self.out.append("\\}")  # repeats are copied whole, so this one is literal
+                i += 1
+            elif self.icase and c not in "*+?,|.":
+                self.out.append(self.literal(c))
+                i += 1
             else:
                 self.out.append(c)
                 i += 1
@@ -101,7 +169,7 @@ class _Scanner:
         p = self.p
         ch, j = _read_escape(p, i, in_class=False)
         if ch is not None:
-            self.out.append(_literal(ch))
+            self.out.append(self.literal(ch))
             return j
         e = p[i + 1]
         if e in "123456789":
@@ -120,6 +188,7 @@ class _Scanner:
 
     def group_open(self, i: int) -> int:
         p = self.p
+        self.icase_stack.append(self.icase)
         if not p.startswith("(?", i):
             self.out.append("(")
             return i + 1
@@ -133,6 +202,7 @@ class _Scanner:
         if rest.startswith(">"):
             self.fail("atomic group", i)
         if rest.startswith("#"):
+            self.icase_stack.pop()
             close = p.find(")", i)
             return close + 1
         m = re.match(r"\(\?([aiLmsux]*)(?:-([imsx]*))?([:)])", p[i:])
@@ -144,8 +214,15 @@ class _Scanner:
                 self.fail("locale flag (?L)", i)
             if "m" in on + off and kind == ":":
                 pass  # only affects ^/$, which are refused anyway
-            kept = "".join(f for f in on if f in "is")
-            dropped = "".join(f for f in off if f in "is")
+            if kind == ")":  # global flags (Python only allows them at the start)
+                self.icase_stack.pop()
+                self.icase = self.icase or "i" in on
+            elif "i" in on:
+                self.icase = True
+            elif "i" in off:
+                self.icase = False
+            kept = "".join(f for f in on if f == "s")
+            dropped = "".join(f for f in off if f == "s")
             if kind == ")" and not kept and not dropped:
                 return i + len(m.group(0))
             flags = kept + ("-" + dropped if dropped else "")
@@ -187,7 +264,8 @@ class _Scanner:
                 items.append(_class_escape(p[j]) if p[j] != "-" else "-")
                 j += 1
         body = "".join(items)
-        self.out.append(self._class_text(negated, body, shorthands, i, p[i : j + 1]))
+        text = self._class_text(negated, body, shorthands, i, p[i : j + 1])
+        self.out.append(_icase_class(text) if self.icase else text)
         return j + 1
 
     def _class_text(
@@ -222,6 +300,9 @@ class _Scanner:
             body += "".join("".join(_class_escape(c) for c in exact[s]) for s in shorthands)
             return f"[^{body}]"
         return "[" + body + "".join(extra[s] for s in shorthands) + "]"
+
+
+_REPEAT = re.compile(r"\{(\d*)(,?)(\d*)\}")
 
 
 def _escaped(p: str, i: int) -> bool:

@@ -18,9 +18,9 @@ class DFAAutomaton(TokenAutomaton):
         self.dfa = dfa
         self.trie = trie_for(vocab)
         # Flattened transitions with an extra sink state standing for "dead" (see TokenTrie.walk).
-        sink = dfa.n_states
-        table = np.where(dfa.transitions >= 0, dfa.transitions, sink)
-        self._table = np.concatenate([table, np.full((1, 256), sink)]).astype(np.int64).ravel()
+        self.sink = dfa.n_states
+        table = np.where(dfa.transitions >= 0, dfa.transitions, self.sink)
+        self._table = np.concatenate([table, np.full((1, 256), self.sink)]).astype(np.int64).ravel()
 
     @property
     def start(self) -> int:
@@ -30,8 +30,11 @@ class DFAAutomaton(TokenAutomaton):
         return bool(self.dfa.accepting[state])
 
     def _content_ids(self, state: State) -> np.ndarray:
-        ids, _ = self.trie.walk(self._table, state)
+        ids, _ = self.trie.walk(self, state)
         return ids
+
+    def table_for(self, states: np.ndarray) -> np.ndarray:
+        return self._table
 
     def _advance_bytes(self, state: State, data: bytes) -> int | None:
         nxt = self.dfa.walk(state, data)

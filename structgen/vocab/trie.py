@@ -7,9 +7,17 @@ their shared prefix is rejected — no Python loop over tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
+
+
+class TransitionSource(Protocol):
+    """What `TokenTrie.walk` needs from an automaton."""
+
+    sink: int
+
+    def table_for(self, states: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,18 +101,19 @@ class TokenTrie:
         self.n_tokens = n
         self.n_nodes = sum(len(level.byte) for level in self.levels)
 
-    def walk(self, table: np.ndarray, state: int) -> tuple[np.ndarray, np.ndarray]:
+    def walk(self, source: "TransitionSource", state: int) -> tuple[np.ndarray, np.ndarray]:
         """All tokens whose bytes an automaton can read from `state` without dying.
 
-        `table` is a flattened (n_states + 1) x 256 transition table in which the last state is
-        a sink standing for "dead" (see `ByteDFA.sink_table`). Returns the token ids (unsorted)
+        `source.table_for(states)` returns a flattened n_states x 256 transition table with
+        rows for at least `states` (automata built lazily add rows on demand); the state
+        `source.sink` stands for "dead" and maps to itself. Returns the token ids (unsorted)
         and the state each one ends in.
 
         Levels where few nodes are alive are walked sparsely (only the children of live nodes);
         levels where most are alive densely (every node, dead ones propagating the sink), which
         avoids index bookkeeping when a state allows most of the vocabulary.
         """
-        sink = len(table) // 256 - 1
+        sink = source.sink
         out_ids: list[np.ndarray] = []
         out_states: list[np.ndarray] = []
         # Sparse representation: live node indices + their states. Dense: states of all nodes.
@@ -118,6 +127,7 @@ class TokenTrie:
                 dense = np.full(prev_nodes, sink, np.int64)
                 dense[live_nodes] = live_states
             if dense is not None:
+                table = source.table_for(dense)
                 states = table[dense[level.parent] * 256 + level.byte]
                 ends = states[level.token_node]
                 ok = ends != sink
@@ -141,6 +151,7 @@ class TokenTrie:
                 children = expand_ranges(starts, counts)
                 if len(children) == 0:
                     break
+                table = source.table_for(live_states)
                 nxt = table[np.repeat(live_states, counts) * 256 + level.byte[children]]
                 alive = nxt != sink
                 live_nodes = children[alive]
