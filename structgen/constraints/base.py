@@ -47,6 +47,7 @@ class TokenAutomaton(ABC):
         self._eos = np.array(sorted(vocab.eos_ids), np.int64)
         self._masks: dict[State, torch.Tensor] = {}
         self._ids: dict[State, np.ndarray] = {}
+        self._budget: dict[State, int | None] = {}
 
     @property
     @abstractmethod
@@ -68,6 +69,34 @@ class TokenAutomaton(ABC):
     def forced_bytes(self, state: State) -> bytes:
         """Bytes every continuation of `state` must start with (b"" when none is forced)."""
         return b""
+
+    def completion_bytes(self, state: State) -> bytes | None:
+        """A shortest byte string that completes the output from `state` (b"" if accepting);
+        None when unknown (then budget-aware decoding cannot plan for this constraint)."""
+        return None
+
+    def tokens_to_complete(self, state: State) -> int | None:
+        """Tokens needed to complete from `state` along a plan that always exists: the fewest
+        tokens spelling `completion_bytes(state)`. None if unknown or not spellable.
+
+        Every state on a plan is credited with the rest of that plan, so taking a plan's first
+        token always leads to a state needing at most one token less — budget-aware decoding
+        relies on this to never paint itself into a corner.
+        """
+        if state is DONE:
+            return 0
+        if state not in self._budget:
+            data = self.completion_bytes(state)
+            chunks = None if data is None else spell(self.vocab, data)
+            self._budget[state] = None if chunks is None else len(chunks)
+            if chunks is not None:
+                on_plan = state
+                for i, chunk in enumerate(chunks):
+                    on_plan = self._advance_bytes(on_plan, chunk)
+                    known = self._budget.get(on_plan)
+                    if known is None or known > len(chunks) - i - 1:
+                        self._budget[on_plan] = len(chunks) - i - 1
+        return self._budget[state]
 
     def allowed_ids(self, state: State) -> np.ndarray:
         """Ids allowed in `state` (in no particular order), EOS included exactly when accepting."""
@@ -108,6 +137,37 @@ class TokenAutomaton(ABC):
             return False
         ids = self.allowed_ids(state)
         return len(ids) > 0 and bool(np.isin(ids, self._eos).all())
+
+
+_TOKEN_SETS: dict[str, tuple[frozenset[bytes], int]] = {}
+
+
+def spell(vocab: Vocabulary, data: bytes) -> list[bytes] | None:
+    """Fewest content-token byte strings that concatenate to `data` (None if impossible)."""
+    entry = _TOKEN_SETS.get(vocab.fingerprint)
+    if entry is None:
+        words = frozenset(b for i, b in enumerate(vocab.token_bytes)
+                          if b and i not in vocab.special_ids)
+        entry = _TOKEN_SETS[vocab.fingerprint] = (words, max(map(len, words)))
+    words, longest = entry
+    n = len(data)
+    best: list[int | None] = [0] + [None] * n
+    back = [0] * (n + 1)
+    for i in range(n):
+        if best[i] is None:
+            continue
+        for j in range(i + 1, min(n, i + longest) + 1):
+            if data[i:j] in words and (best[j] is None or best[i] + 1 < best[j]):
+                best[j] = best[i] + 1
+                back[j] = i
+    if best[n] is None:
+        return None
+    chunks = []
+    j = n
+    while j > 0:
+        chunks.append(data[back[j] : j])
+        j = back[j]
+    return chunks[::-1]
 
 
 class Constraint(ABC):

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..automata.completion import ParserCompletions, dfa_completion, dfa_shortest_match
 from ..automata.earley import EarleyParser, ParserState
 from ..automata.grammar import CompiledGrammar, compile_lark
 from ..vocab.token_bytes import Vocabulary
@@ -88,6 +89,9 @@ class GrammarAutomaton(TokenAutomaton):
         self._have = np.zeros(64, bool)
         self._have[DEAD] = True
         self._start = self._intern(frozenset({(self.parser.initial, BOUNDARY)}))
+        self.completions = ParserCompletions(
+            grammar.cfg, [dfa_shortest_match(d) for d in grammar.terminal_dfas], self.parser.initial
+        )
 
     # -- interning and rows ------------------------------------------------------------
 
@@ -199,6 +203,25 @@ class GrammarAutomaton(TokenAutomaton):
             out.append(live[0])
             state = row[live[0]]
         return bytes(out)
+
+
+    def completion_bytes(self, state: State) -> bytes | None:
+        best = None
+        for parser_state, lex in self._pairs[state]:
+            if lex == BOUNDARY:
+                candidates = [self.completions.complete(parser_state)]
+            else:
+                candidates = [
+                    dfa_completion(self.grammar.terminal_dfas[t], s) + tail
+                    for t, s in self.lexer.sets[lex]
+                    for after in self._after(parser_state, t)
+                    for tail in (self.completions.complete(after),)
+                    if tail is not None
+                ]
+            for text in candidates:
+                if text is not None and (best is None or len(text) < len(best)):
+                    best = text
+        return best
 
 
 class Grammar(Constraint):

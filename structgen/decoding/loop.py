@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..constraints.base import DONE, Constraint
+from ..constraints.base import DONE, Constraint, State, TokenAutomaton
 from ..errors import GenerationError
 from .sampling import SamplingParams, choose
 
@@ -37,13 +37,15 @@ class GenerationStats:
 
 @dataclass
 class GenerationResult:
-    """`finished` is True only when the output is complete: EOS chosen, or the constraint
-    admits nothing but the end. A run cut by `max_tokens` is never finished."""
+    """`finished` is True only when the output is complete: EOS chosen ("eos"), the constraint
+    admits nothing but the end ("complete"), or the budget ran out exactly on a complete output
+    ("budget", reached by budget-aware decoding). A run cut short ("max_tokens") is never
+    finished."""
 
     text: str
     tokens: list[int]
     finished: bool
-    finish_reason: str  # "eos" | "complete" | "max_tokens"
+    finish_reason: str  # "eos" | "complete" | "budget" | "max_tokens"
     stats: GenerationStats = field(default_factory=GenerationStats)
 
     def __str__(self) -> str:
@@ -116,6 +118,7 @@ def generate(
     free_mask = torch.zeros(vocab.width, dtype=torch.bool)
     free_mask[: len(model.tokenizer)] = True
 
+    planned = automaton is not None and _check_budget(automaton, max_tokens)
     prompt_ids = encode_prompt(model.tokenizer, prompt)
     stats.prompt_tokens = len(prompt_ids)
     forward = _Forward(model.model, stats)
@@ -127,6 +130,8 @@ def generate(
             reason = "complete"
             break
         if len(tokens) >= max_tokens:
+            if automaton is not None and automaton.is_accepting(state):
+                reason = "budget"
             break
         t = time.perf_counter()
         mask = automaton.mask(state) if automaton is not None else free_mask
@@ -134,12 +139,14 @@ def generate(
         if not bool(mask.any()):
             raise GenerationError(f"the constraint allows no token after {len(tokens)} tokens")
         token = choose(logits, mask, params, generator)
+        if planned:
+            token, state = _within_budget(automaton, state, token, mask, logits, params,
+                                          generator, max_tokens - len(tokens) - 1)
+        elif automaton is not None and token not in vocab.eos_ids:
+            state = automaton.advance(state, token)
         if token in vocab.eos_ids:
             reason = "eos"
             break
-        if automaton is not None:
-            state = automaton.advance(state, token)
-            assert state is not None and state is not DONE
         tokens.append(token)
         if len(tokens) < max_tokens:
             logits = forward([token])
@@ -148,3 +155,45 @@ def generate(
     stats.seconds = time.perf_counter() - start_time
     text = vocab.decode(tokens).decode("utf-8", errors="replace")
     return GenerationResult(text, tokens, reason != "max_tokens", reason, stats)
+
+
+def _check_budget(automaton: TokenAutomaton, max_tokens: int) -> bool:
+    """Whether a complete output within `max_tokens` can be guaranteed (plan-based decoding);
+    raises when no output of the constraint fits at all."""
+    need = automaton.tokens_to_complete(automaton.start)
+    if need is not None and need <= max_tokens:
+        return True
+    shortest = automaton.completion_bytes(automaton.start)
+    if shortest is not None:
+        longest = max(len(b) for b in automaton.vocab.token_bytes)
+        at_least = -(-len(shortest) // longest)
+        if at_least > max_tokens:
+            raise GenerationError(
+                f"max_tokens={max_tokens} is too small: every output of this constraint needs at "
+                f"least {at_least} tokens (shortest output {shortest[:80]!r}, {len(shortest)} bytes)"
+            )
+    return False
+
+
+def _within_budget(
+    automaton: TokenAutomaton,
+    state: State,
+    token: int,
+    mask: torch.Tensor,
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None,
+    left_after: int,
+) -> tuple[int, State]:
+    """Re-choose among the allowed tokens until one leaves a completion that fits in the
+    `left_after` tokens still available. Sampling this way draws from the model's distribution
+    restricted to the tokens that keep the output completable (rejections removed, renormalised);
+    the token the previous step planned with always passes, so this ends."""
+    while True:
+        nxt = automaton.advance(state, token)
+        need = automaton.tokens_to_complete(nxt)
+        if need is not None and need <= left_after:
+            return token, nxt
+        mask = mask.clone() if mask is automaton.mask(state) else mask
+        mask[token] = False
+        token = choose(logits, mask, params, generator)

@@ -43,6 +43,25 @@ def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(starts - before, counts) + np.arange(total)
 
 
+@dataclass(frozen=True, eq=False)
+class BatchWalk:
+    """Result of `TokenTrie.walk_many`: the tokens of start state i are ids[offsets[i]:offsets[i+1]]."""
+
+    all_ids: np.ndarray  # int64 — grouped by start state (in the order given)
+    offsets: np.ndarray  # int64, len(states) + 1
+    all_end_states: np.ndarray | None  # int64, parallel to all_ids (only with `with_states`)
+    dropped: np.ndarray  # bool, len(states) — left to `walk` (see `dense_fraction`)
+    work: int  # (child, start state) pairs examined
+
+    def ids(self, i: int) -> np.ndarray:
+        return self.all_ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def end_states(self, i: int) -> np.ndarray:
+        if self.all_end_states is None:
+            raise ValueError("walk_many(..., with_states=True) was not requested")
+        return self.all_end_states[self.offsets[i] : self.offsets[i + 1]]
+
+
 class TokenTrie:
     """Byte trie of all content tokens (empty byte strings and excluded ids are left out)."""
 
@@ -166,6 +185,93 @@ class TokenTrie:
         if not out_ids:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_ids), np.concatenate(out_states)
+
+    def walk_many(
+        self,
+        source: "TransitionSource",
+        states: Sequence[int] | np.ndarray,
+        dense_fraction: float | None = None,
+        with_states: bool = False,
+    ) -> "BatchWalk":
+        """`walk` from many start states at once, in one multi-source pass over the trie.
+
+        The live (node, state) pairs of every start state advance together, level by level, so
+        numpy's per-call overhead is paid once per level rather than once per level per start
+        state — the win for automata whose states each allow few tokens. The work itself (a
+        gather per live pair and child) is not shared, and per pair it costs more than `walk`'s
+        dense mode, so start states that keep most of the trie alive are better walked alone:
+        with `dense_fraction`, a start state with more than that fraction of a level's nodes
+        alive is dropped from the batch (`BatchWalk.dropped[i]`, its ids left empty).
+
+        Pairs stay grouped by start state (children are expanded in parent order), and the
+        emitted tokens are regrouped per start state at the end: `ids(i)` equals
+        `walk(source, states[i])[0]` as a set (and `end_states(i)` the matching end states,
+        when `with_states`) for every start state not dropped.
+        """
+        sink = source.sink
+        starts0 = np.asarray(states, np.int64).reshape(-1)
+        k = len(starts0)
+        src_dtype = np.int16 if k < 2**15 else np.int64  # int16 => stable argsort is a radix sort
+        live_src = np.flatnonzero(starts0 != sink).astype(src_dtype)
+        live_states = starts0[live_src]
+        live_nodes = np.zeros(len(live_src), np.int64)
+        dropped = np.zeros(k, bool)
+        out_ids: list[np.ndarray] = []
+        out_src: list[np.ndarray] = []
+        out_states: list[np.ndarray] = []
+        work = 0
+        for d, level in enumerate(self.levels):
+            if len(live_src) == 0:
+                break
+            if d == 0:  # the root's children: all of depth 1, for every start state
+                counts = np.full(len(live_src), len(level.byte), np.int64)
+                starts = np.zeros(len(live_src), np.int64)
+            else:
+                parent_level = self.levels[d - 1]
+                starts = parent_level.child_start[live_nodes]
+                counts = parent_level.child_count[live_nodes]
+            children = expand_ranges(starts, counts)
+            if len(children) == 0:
+                break
+            work += len(children)
+            table = source.table_for(live_states)
+            nxt = table[np.repeat(live_states, counts) * 256 + level.byte[children]]
+            alive = np.flatnonzero(nxt != sink)
+            live_nodes = children[alive]
+            live_states = nxt[alive]
+            live_src = np.repeat(live_src, counts)[alive]
+            if dense_fraction is not None and len(live_src):
+                per_src = np.bincount(live_src, minlength=k)
+                crowded = per_src > dense_fraction * len(level.byte)
+                if crowded.any():
+                    dropped |= crowded
+                    keep = np.flatnonzero(~crowded[live_src])
+                    live_nodes, live_states, live_src = live_nodes[keep], live_states[keep], live_src[keep]
+            tc = level.token_count[live_nodes]
+            has = np.flatnonzero(tc)
+            if len(has):
+                tch = tc[has]
+                out_ids.append(level.tokens[expand_ranges(level.token_start[live_nodes[has]], tch)])
+                out_src.append(np.repeat(live_src[has], tch))
+                if with_states:
+                    out_states.append(np.repeat(live_states[has], tch))
+        ids = np.empty(0, np.int64)
+        ends = np.empty(0, np.int64) if with_states else None
+        offsets = np.zeros(k + 1, np.int64)
+        if out_ids:
+            src = np.concatenate(out_src)
+            ids = np.concatenate(out_ids)
+            if with_states:
+                ends = np.concatenate(out_states)
+            if dropped.any():  # tokens emitted before a start state was dropped
+                keep = np.flatnonzero(~dropped[src])
+                src, ids = src[keep], ids[keep]
+                ends = ends[keep] if with_states else None
+            order = np.argsort(src, kind="stable")
+            ids = ids[order]
+            ends = ends[order] if with_states else None
+            np.cumsum(np.bincount(src, minlength=k), out=offsets[1:])
+        return BatchWalk(ids, offsets, ends, dropped, work)
 
     def has_extension(self, prefix: bytes) -> bool:
         """Whether some token's bytes strictly extend `prefix` (used to back off forced text)."""
