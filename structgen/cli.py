@@ -1,4 +1,4 @@
-"""Command line: `structgen regex PATTERN --prompt TEXT`."""
+"""Command line: `structgen regex PATTERN --prompt TEXT`, `structgen grammar FILE --prompt TEXT`."""
 from __future__ import annotations
 
 import argparse
@@ -29,12 +29,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     regex = sub.add_parser("regex", help="generate text that fully matches a regular expression")
     regex.add_argument("pattern", help="Python regex syntax, matched against the whole output")
     _add_generation_args(regex)
+    grammar = sub.add_parser("grammar", help="generate text in the language of a Lark (or GBNF) grammar")
+    grammar.add_argument("file", help="a .lark grammar file (a .gbnf file is imported as GBNF)")
+    grammar.add_argument("--start", default="start", help="start rule of a Lark grammar")
+    _add_generation_args(grammar)
     args = parser.parse_args(argv)
 
-    from . import Regex, generate, load_model
+    from . import Grammar, Regex, generate, load_model
 
     try:
-        constraint = Regex(args.pattern)
+        if args.command == "regex":
+            constraint = Regex(args.pattern)
+        else:
+            try:
+                text = open(args.file, encoding="utf-8").read()
+            except OSError as e:
+                print(f"structgen: error: cannot read grammar: {e}", file=sys.stderr)
+                return 2
+            is_gbnf = args.file.endswith(".gbnf")
+            constraint = Grammar.from_gbnf(text) if is_gbnf else Grammar(text, start=args.start)
         prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
         prompt = [{"role": "user", "content": prompt_text}] if args.chat else prompt_text
         model = load_model(args.model)
@@ -54,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{s.new_tokens} tokens in {s.seconds:.2f} s, {s.tokens_per_s:.1f} tok/s, "
               f"masks {s.mask_seconds * 1e3:.1f} ms, {result.finish_reason}]", file=sys.stderr)
     if not result.finished:
-        print(f"structgen: incomplete: max_tokens={args.max_tokens} reached before the match was "
+        print(f"structgen: incomplete: max_tokens={args.max_tokens} reached before the output was "
               "complete", file=sys.stderr)
         return 3
     return 0
