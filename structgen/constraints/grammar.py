@@ -134,20 +134,18 @@ class GrammarAutomaton(TokenAutomaton):
         row = self._rows[k]
         if row is None:
             alternatives = [alt for ps, lex in self._pairs[k] for alt in self._successors(ps, lex)]
-            if len(alternatives) == 1:  # the common case, inside a lexeme: one id per lexer target
-                ps, lrow = alternatives[0]
-                out = np.zeros(256, np.int64)
-                for target in np.unique(lrow[lrow >= 0]).tolist():
-                    out[lrow == target] = self._intern(frozenset({(ps, target)}))
-                row = out.tolist()
-            else:
-                nexts: dict[int, set] = {}
-                for ps, lrow in alternatives:
-                    for b in np.flatnonzero(lrow >= 0).tolist():
-                        nexts.setdefault(b, set()).add((ps, int(lrow[b])))
-                row = [DEAD] * 256
-                for b, pairs in nexts.items():
-                    row[b] = self._intern(frozenset(pairs))
+            # One column per byte: which lexer position each alternative reaches. Bytes with
+            # equal columns lead to the same state, so only distinct columns are interned.
+            parser_states = [ps for ps, _ in alternatives]
+            matrix = np.stack([lrow for _, lrow in alternatives])
+            columns, inverse = np.unique(matrix, axis=1, return_inverse=True)
+            ids = np.zeros(columns.shape[1], np.int64)
+            for c in range(columns.shape[1]):
+                col = columns[:, c].tolist()
+                ids[c] = self._intern(
+                    frozenset((ps, lex) for ps, lex in zip(parser_states, col) if lex >= 0)
+                )
+            row = ids[inverse.reshape(-1)].tolist()
             self._rows[k] = row
             self._table[k * 256 : (k + 1) * 256] = row
             self._have[k] = True

@@ -26,9 +26,9 @@ class DFAAutomaton(TokenAutomaton):
     #: A state with more than this fraction of a trie level alive leaves the batch.
     DENSE_FRACTION = 0.1
     #: Eager single-state walks: max(MIN_DENSE, DENSE_NODE_BUDGET // trie nodes) states
-    #: (SmolLM2, 100k nodes: 39 states, ~15-40 ms; Gemma-3, 588k nodes: 16, ~45 ms).
+    #: (SmolLM2, 100k nodes: 29 states, ~12-30 ms; Gemma-3, 588k nodes: 16, ~35-50 ms).
     MIN_DENSE = 16
-    DENSE_NODE_BUDGET = 4_000_000
+    DENSE_NODE_BUDGET = 3_000_000
 
     def __init__(self, dfa: ByteDFA, vocab: Vocabulary) -> None:
         super().__init__(vocab)

@@ -1,0 +1,125 @@
+"""`TokenTrie.walk_many` (batched multi-source walk) against `walk` and a brute-force byte check.
+
+And `DFAAutomaton`'s precomputed masks (batch / eager dense walks / lazy leftovers) against the
+same references.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from structgen.automata.bytedfa import DEAD
+from structgen.constraints.regex import DFAAutomaton, Regex
+from structgen.vocab.trie import trie_for
+
+PATTERNS = [
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+    r"[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}",
+    r"\+?1?[ -]?\(?[0-9]{3}\)?[ -]?[0-9]{3}-[0-9]{4}",
+    r"[A-Za-z_][A-Za-z0-9_]{0,31}",
+    r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?",
+    r"[αβγδ]{1,5} (café|naïve|日本語)",
+    r"(apple|banana|cherry|date|elderberry|fig|grape|kiwi|lemon|mango)",
+    r"[0-9a-f]{8}-[0-9a-f]{4}",
+    r"\"([^\"\\\\]|\\\\.){0,6}\"",
+    r"x",
+]
+
+# Small DFAs only: the brute-force check walks every token from every state in Python.
+BRUTE_PATTERNS = [
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+    r"[A-Za-z_][A-Za-z0-9_]{0,5}",
+    r"-?(0|[1-9][0-9]*)(\.[0-9]+)?",
+    r"[αβγδ]{1,2} (café|日本語)",
+    r"(apple|banana|cherry) ?[a-z]{0,3}",
+    r"\"([^\"\\\\]|\\\\.){0,3}\"",
+]
+
+
+def _sorted(a: np.ndarray) -> np.ndarray:
+    return np.sort(np.asarray(a, np.int64))
+
+
+def _check_batch(vocab, pattern: str) -> None:
+    automaton = Regex(pattern).compile(vocab)
+    trie = trie_for(vocab)
+    n = automaton.dfa.n_states
+    states = np.arange(n)
+    full = trie.walk_many(automaton, states, with_states=True)
+    assert not full.dropped.any()
+    split = trie.walk_many(automaton, states, dense_fraction=DFAAutomaton.DENSE_FRACTION)
+    for s in range(n):
+        ids, ends = trie.walk(automaton, s)
+        order = np.argsort(ids, kind="stable")
+        b_ids, b_ends = full.ids(s), full.end_states(s)
+        b_order = np.argsort(b_ids, kind="stable")
+        assert np.array_equal(ids[order], b_ids[b_order]), (pattern, s)
+        assert np.array_equal(ends[order], b_ends[b_order]), (pattern, s)
+        if split.dropped[s]:
+            assert len(split.ids(s)) == 0
+        else:
+            assert np.array_equal(_sorted(split.ids(s)), ids[order]), (pattern, s)
+    # Any subset / order of start states, duplicates and the sink included.
+    picks = np.array([n - 1, 0, automaton.sink, 0] + list(range(0, n, 3)))
+    some = trie.walk_many(automaton, picks)
+    for i, s in enumerate(picks.tolist()):
+        expect = trie.walk(automaton, s)[0] if s != automaton.sink else np.empty(0, np.int64)
+        assert np.array_equal(_sorted(some.ids(i)), _sorted(expect)), (pattern, s)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_batch_equals_walk_smollm2(smollm2_vocab, pattern):
+    _check_batch(smollm2_vocab, pattern)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_batch_equals_walk_gemma(gemma_vocab, pattern):
+    _check_batch(gemma_vocab, pattern)
+
+
+def _brute(automaton, vocab, state: int) -> np.ndarray:
+    dfa = automaton.dfa
+    special = set(vocab.special_ids)
+    return np.array(
+        [i for i, b in enumerate(vocab.token_bytes)
+         if b and i not in special and dfa.walk(state, b) != DEAD],
+        np.int64,
+    )
+
+
+@pytest.mark.parametrize("pattern", BRUTE_PATTERNS)
+def test_batch_brute_force_smollm2(smollm2_vocab, pattern):
+    vocab = smollm2_vocab
+    automaton = Regex(pattern).compile(vocab)
+    n = automaton.dfa.n_states
+    batch = trie_for(vocab).walk_many(automaton, np.arange(n))
+    for s in range(n):
+        assert np.array_equal(_sorted(batch.ids(s)), _brute(automaton, vocab, s)), (pattern, s)
+
+
+@pytest.mark.parametrize("min_dense,budget", [(16, 3_000_000), (1, 0), (0, 0)])
+def test_automaton_precompute_paths(smollm2_vocab, monkeypatch, min_dense, budget):
+    """Batch, eager dense and lazy states all give the brute-force allowed ids (+ EOS)."""
+    vocab = smollm2_vocab
+    monkeypatch.setattr(DFAAutomaton, "MIN_DENSE", min_dense)
+    monkeypatch.setattr(DFAAutomaton, "DENSE_NODE_BUDGET", budget)
+    eos = set(vocab.eos_ids)
+    for pattern in [r"[A-Za-z_][A-Za-z0-9_]{0,5}", r"[0-9]{2}-[a-z]{1,3}"]:
+        automaton = Regex(pattern).compile(vocab)
+        for s in range(automaton.dfa.n_states):
+            expect = set(_brute(automaton, vocab, s).tolist())
+            if automaton.is_accepting(s):
+                expect |= eos
+            got = automaton.allowed_ids(s)
+            assert len(got) == len(expect) and set(got.tolist()) == expect, (pattern, s)
+            mask = automaton.mask(s)
+            assert int(mask.sum()) == len(expect)
+            assert automaton.mask(s) is mask  # cached
+
+
+def test_automaton_too_many_states_is_lazy(smollm2_vocab, monkeypatch):
+    monkeypatch.setattr(DFAAutomaton, "MAX_BATCH_STATES", 2)
+    automaton = Regex(r"[0-9]{4}").compile(smollm2_vocab)
+    ids = automaton.allowed_ids(automaton.start)
+    assert automaton._precomputed == {}
+    assert np.array_equal(_sorted(ids), _brute(automaton, smollm2_vocab, automaton.start))
