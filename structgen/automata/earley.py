@@ -47,11 +47,13 @@ Item = tuple[int, int, "ParserState | None"]  # (rule, dot, origin); origin None
 class ParserState:
     """One Earley set. `expected` holds the terminals that may come next."""
 
-    __slots__ = ("parser", "items", "waiting", "expected", "accepting", "_scans", "__weakref__")
+    __slots__ = ("parser", "items", "waiting", "expected", "accepting", "_scans", "_by_terminal",
+                 "__weakref__")
 
     def __init__(self, parser: EarleyParser, kernel: Sequence[Item]) -> None:
         self.parser = parser
         self._scans: dict[int, ParserState | None] = {}
+        self._by_terminal: dict[int, list[Item]] | None = None
         rules, by_lhs, nullable, nt = parser.rules, parser.by_lhs, parser.nullable, parser.n_terminals
         items: set[tuple[int, int, ParserState]] = set()
         waiting: dict[int, list[tuple[int, int, ParserState]]] = {}
@@ -96,13 +98,15 @@ class ParserState:
             return self._scans[terminal]
         nxt = None
         if terminal in self.expected:
-            rules = self.parser.rules
-            kernel = [
-                (rule, dot + 1, origin)
-                for rule, dot, origin in self.items
-                if dot < len(rules[rule][1]) and rules[rule][1][dot] == terminal
-            ]
-            nxt = ParserState(self.parser, kernel)
+            if self._by_terminal is None:  # index once: items grouped by the terminal they await
+                rules = self.parser.rules
+                by_terminal: dict[int, list[Item]] = {}
+                for rule, dot, origin in self.items:
+                    rhs = rules[rule][1]
+                    if dot < len(rhs) and rhs[dot] < self.parser.n_terminals:
+                        by_terminal.setdefault(rhs[dot], []).append((rule, dot + 1, origin))
+                self._by_terminal = by_terminal
+            nxt = ParserState(self.parser, self._by_terminal[terminal])
         self._scans[terminal] = nxt
         return nxt
 

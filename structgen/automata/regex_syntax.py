@@ -141,6 +141,8 @@ class _Scanner:
                 self.icase = self.icase_stack.pop() if self.icase_stack else self.icase
                 self.out.append(c)
                 i += 1
+            elif c == "^" and not self.out and not self.icase_stack:
+                i += 1  # still at the start (after global flags or a comment): a no-op
             elif c in "^$":
                 self.fail(f"anchor {c!r} (only a leading '^' and a trailing '$' are allowed)", i)
             elif c in "*+?" and i + 1 < end and p[i + 1] == "+":
@@ -266,12 +268,13 @@ class _Scanner:
                 items.append(_class_escape(p[j]) if p[j] != "-" else "-")
                 j += 1
         body = "".join(items)
-        text = self._class_text(negated, body, shorthands, i, p[i : j + 1])
+        text = self._class_text(negated, body, shorthands, i, p[i : j + 1], self.icase)
         self.out.append(_icase_class(text) if self.icase else text)
         return j + 1
 
     def _class_text(
-        self, negated: bool, body: str, shorthands: list[str], pos: int, original: str
+        self, negated: bool, body: str, shorthands: list[str], pos: int, original: str,
+        icase: bool = False,
     ) -> str:
         complements = [s for s in shorthands if s in "DSW"]
         if not shorthands:
@@ -282,7 +285,8 @@ class _Scanner:
             self.fail("combination of shorthand classes inside one character class", pos)
         if negated and ("w" in shorthands or "W" in shorthands):
             # [^...\w...] must also exclude non-ASCII word characters: narrow to ASCII.
-            allowed = "".join(chr(c) for c in range(128) if re.fullmatch(original, chr(c)))
+            flags = re.IGNORECASE if icase else 0  # [^\wA] under (?i) excludes 'a' too
+            allowed = "".join(chr(c) for c in range(128) if re.fullmatch(original, chr(c), flags))
             return _pos_class(allowed) if allowed else _NOTHING
         if complements == ["W"]:
             if negated:

@@ -1,16 +1,21 @@
 """`Grammar`: context-free constraints (Lark grammars, GBNF) as lazily built byte automata.
 
-A grammar state is a set of (parser state, lexer position) pairs. Reading a byte either
-continues the current lexeme (the lexer's business: rows depend only on the lexer position and
-are shared by every parser state) or ends it and starts the next one (the parser's business:
-scan the finished terminal, then lex from the terminals it expects). Pairs are interned into
-integers with a 256-entry transition row each, built the first time a mask walk or a token
-reaches them — so the trie walk of `TokenTrie` works unchanged, and tokens spanning several
-lexemes ask the parser only at the few trie nodes where a lexeme can end.
+This is Earley parsing with a dynamic lexer, one byte at a time. A grammar state is the set of
+lexemes in progress, each a (terminal, DFA state, Earley set where it started) triple. Reading a
+byte advances every lexeme in its terminal's DFA — the lexer's business, which needs no parser.
+Where some lexemes may end, the parser builds ONE Earley set for this position from all of
+them (scanning each finished terminal from where it started), and the lexemes that set expects
+start here. Merging per position is what keeps ambiguous lexing polynomial: `----` read as `--`
+or `-`,`-` leads to one set, not one per segmentation.
+
+States are interned as integers with a 256-entry transition row each, built the first time a
+mask walk or a token reaches them, so `TokenTrie.walk` works unchanged: tokens inside a lexeme
+only touch DFA rows, and the parser runs only at the trie nodes where a lexeme can end.
 """
 from __future__ import annotations
 
-from typing import Iterable
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,54 +27,27 @@ from ..vocab.trie import trie_for
 from .base import Constraint, State, TokenAutomaton
 
 DEAD = 0  # grammar state 0 is the sink: no continuation
-BOUNDARY = -1  # lexer position "between lexemes, nothing read yet" (only at the very start)
+BOUNDARY = -1  # pseudo-terminal of the start state: an empty lexeme already complete
+
+Lexeme = tuple[int, int, ParserState]  # (terminal, DFA state, Earley set where it started)
+_HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
 
 
-class _Lexer:
-    """Sets of (terminal, DFA state) read so far in the current lexeme, interned as ints."""
+@dataclass
+class MaskProfile:
+    """Where fresh-mask time goes (seconds, cumulative): the trie walk itself, building rows of
+    new grammar states from terminal DFA rows (the lexer's part), and within those the Earley
+    parser (scanning finished lexemes and merging sets where lexemes end)."""
 
-    def __init__(self, grammar: CompiledGrammar) -> None:
-        self.dfas = grammar.terminal_dfas
-        self.ignore = grammar.ignore
-        self._ids: dict[frozenset, int] = {}
-        self.sets: list[frozenset] = []
-        self.rows: list[np.ndarray | None] = []
-        self.accepts: list[tuple[int, ...]] = []
-        self._starts: dict[ParserState, int] = {}
+    masks: int = 0
+    total: float = 0.0
+    rows: float = 0.0
+    parser: float = 0.0
 
-    def intern(self, pairs: frozenset) -> int:
-        k = self._ids.get(pairs)
-        if k is None:
-            k = self._ids[pairs] = len(self.sets)
-            self.sets.append(pairs)
-            self.rows.append(None)
-            self.accepts.append(tuple(sorted(t for t, s in pairs if self.dfas[t].accepting[s])))
-        return k
-
-    def start(self, parser_state: ParserState) -> int:
-        """Lexer position at the start of a lexeme, given what the parser expects."""
-        k = self._starts.get(parser_state)
-        if k is None:
-            terminals = parser_state.expected | self.ignore
-            k = self._starts[parser_state] = self.intern(
-                frozenset((t, self.dfas[t].initial) for t in terminals)
-            )
-        return k
-
-    def row(self, k: int) -> np.ndarray:
-        """Next lexer position for each byte (-1 = no terminal can continue)."""
-        row = self.rows[k]
-        if row is None:
-            nexts: dict[int, set] = {}
-            for t, s in self.sets[k]:
-                trans = self.dfas[t].transitions[s]
-                for b in np.flatnonzero(trans >= 0).tolist():
-                    nexts.setdefault(b, set()).add((t, int(trans[b])))
-            row = np.full(256, -1, np.int64)
-            for b, pairs in nexts.items():
-                row[b] = self.intern(frozenset(pairs))
-            self.rows[k] = row
-        return row
+    def fractions(self) -> dict[str, float]:
+        t = self.total or 1.0
+        return {"walk": (self.total - self.rows) / t, "rows": (self.rows - self.parser) / t,
+                "parser": self.parser / t}
 
 
 class GrammarAutomaton(TokenAutomaton):
@@ -78,78 +56,115 @@ class GrammarAutomaton(TokenAutomaton):
     def __init__(self, grammar: CompiledGrammar, vocab: Vocabulary) -> None:
         super().__init__(vocab)
         self.grammar = grammar
+        self.dfas = grammar.terminal_dfas
         self.parser = EarleyParser(grammar.cfg)
-        self.lexer = _Lexer(grammar)
         self.trie = trie_for(vocab)
-        self._ids: dict[frozenset, int] = {}
-        self._pairs: list[frozenset] = [frozenset()]
+        self.profile = MaskProfile()
+        self._ids: dict[frozenset[Lexeme], int] = {}
+        self._lexemes: list[frozenset[Lexeme]] = [frozenset()]
         self._rows: list[list[int] | None] = [[DEAD] * 256]
-        self._accepting: list[bool | None] = [False]
+        self._here: list[ParserState | None | bool] = [None]
+        self._merged: dict[frozenset, ParserState] = {}
         self._table = np.zeros(256 * 64, np.int64)
         self._have = np.zeros(64, bool)
         self._have[DEAD] = True
-        self._start = self._intern(frozenset({(self.parser.initial, BOUNDARY)}))
+        self._start = self._intern(frozenset({(BOUNDARY, 0, self.parser.initial)}))
         self.completions = ParserCompletions(
-            grammar.cfg, [dfa_shortest_match(d) for d in grammar.terminal_dfas], self.parser.initial
+            grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
         )
 
-    # -- interning and rows ------------------------------------------------------------
-
-    def _intern(self, pairs: frozenset) -> int:
-        k = self._ids.get(pairs)
+    def _intern(self, lexemes: frozenset[Lexeme]) -> int:
+        k = self._ids.get(lexemes)
         if k is None:
-            if not pairs:
+            if not lexemes:
                 return DEAD
-            k = self._ids[pairs] = len(self._pairs)
-            self._pairs.append(pairs)
+            k = self._ids[lexemes] = len(self._lexemes)
+            self._lexemes.append(lexemes)
             self._rows.append(None)
-            self._accepting.append(None)
+            self._here.append(False)  # False = not computed yet; None = no lexeme ends here
             if k >= len(self._have):
                 self._have = np.concatenate([self._have, np.zeros(len(self._have), bool)])
                 self._table = np.concatenate([self._table, np.zeros(len(self._table), np.int64)])
         return k
 
-    def _successors(self, parser_state: ParserState, lex: int) -> Iterable[tuple[ParserState, np.ndarray]]:
-        """(parser state, lexer row) alternatives for the next byte from one pair."""
-        if lex == BOUNDARY:
-            yield parser_state, self.lexer.row(self.lexer.start(parser_state))
-            return
-        yield parser_state, self.lexer.row(lex)
-        for t in self.lexer.accepts[lex]:  # the lexeme may end here: next byte starts another
-            for after in self._after(parser_state, t):
-                yield after, self.lexer.row(self.lexer.start(after))
-
-    def _after(self, parser_state: ParserState, terminal: int) -> list[ParserState]:
-        """Parser states after finishing a lexeme of `terminal` (ignored ones change nothing)."""
-        out = []
-        if terminal in self.grammar.ignore:
-            out.append(parser_state)
-        if terminal in parser_state.expected:
-            nxt = parser_state.scan(terminal)
-            if nxt is not None:
-                out.append(nxt)
-        return out
+    def _ends_here(self, k: int) -> ParserState | None:
+        """The Earley set at the current position: every lexeme that may end here, scanned
+        from where it started (ignored ones pass their set through), merged into one set."""
+        here = self._here[k]
+        if here is False:
+            t0 = time.perf_counter()
+            finished = frozenset(
+                (t, origin) for t, s, origin in self._lexemes[k]
+                if t == BOUNDARY or self.dfas[t].accepting[s]
+            )
+            sets = []
+            for t, origin in finished:
+                if t == BOUNDARY or t in self.grammar.ignore:
+                    sets.append(origin)
+                if t != BOUNDARY and t in origin.expected:
+                    sets.append(origin.scan(t))
+            sets = list(dict.fromkeys(s for s in sets if s is not None))
+            if not sets:
+                here = None
+            elif len(sets) == 1:
+                here = sets[0]
+            else:
+                key = frozenset(sets)
+                here = self._merged.get(key)
+                if here is None:
+                    # Items begun in one of the merged sets begin in the merged one: all of
+                    # them sit at this same position (up to ignored text).
+                    merged = set(sets)
+                    kernel = list({(r, d, None if o in merged else o)
+                                   for s in sets for r, d, o in s.items})
+                    here = self._merged[key] = ParserState(self.parser, kernel)
+            self._here[k] = here
+            self.profile.parser += time.perf_counter() - t0
+        return here
 
     def _row(self, k: int) -> list[int]:
         row = self._rows[k]
         if row is None:
-            alternatives = [alt for ps, lex in self._pairs[k] for alt in self._successors(ps, lex)]
-            # One column per byte: which lexer position each alternative reaches. Bytes with
-            # equal columns lead to the same state, so only distinct columns are interned.
-            parser_states = [ps for ps, _ in alternatives]
-            matrix = np.stack([lrow for _, lrow in alternatives])
-            columns, inverse = np.unique(matrix, axis=1, return_inverse=True)
-            ids = np.zeros(columns.shape[1], np.int64)
-            for c in range(columns.shape[1]):
-                col = columns[:, c].tolist()
-                ids[c] = self._intern(
-                    frozenset((ps, lex) for ps, lex in zip(parser_states, col) if lex >= 0)
-                )
-            row = ids[inverse.reshape(-1)].tolist()
+            t0 = time.perf_counter()
+            tags: list[tuple[int, ParserState]] = []
+            rows: list[np.ndarray] = []
+            for t, s, origin in self._lexemes[k]:
+                if t != BOUNDARY:
+                    tags.append((t, origin))
+                    rows.append(self.dfas[t].transitions[s])
+            here = self._ends_here(k)
+            if here is not None:  # lexemes may start at this position
+                for t in sorted(here.expected | self.grammar.ignore):
+                    tags.append((t, here))
+                    rows.append(self.dfas[t].transitions[self.dfas[t].initial])
+            row = [DEAD] * 256
+            if rows:
+                row = self._combine(tags, np.stack(rows))
             self._rows[k] = row
             self._table[k * 256 : (k + 1) * 256] = row
             self._have[k] = True
+            self.profile.rows += time.perf_counter() - t0
         return row
+
+    def _combine(self, tags: list[tuple[int, ParserState]], matrix: np.ndarray) -> list[int]:
+        """Next state for every byte from the DFA rows of each lexeme. Bytes with the same
+        column lead to the same state, so only distinct columns are interned."""
+        # Hash each column to one 64-bit key (random odd multipliers, wrapping arithmetic),
+        # unique the keys, then verify: a hash collision falls back to an exact column unique.
+        columns = None
+        if len(tags) <= len(_HASH_WEIGHTS):
+            weights = _HASH_WEIGHTS[: len(tags), None]
+            keys = ((matrix + 1).astype(np.uint64) * weights).sum(axis=0, dtype=np.uint64)
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            columns = matrix[:, first]
+        if columns is None or not np.array_equal(columns[:, inverse.reshape(-1)], matrix):
+            columns, inverse = np.unique(matrix, axis=1, return_inverse=True)
+        ids = np.zeros(columns.shape[1], np.int64)
+        for c, column in enumerate(columns.T.tolist()):
+            ids[c] = self._intern(
+                frozenset((t, s, origin) for (t, origin), s in zip(tags, column) if s >= 0)
+            )
+        return ids[inverse.reshape(-1)].tolist()
 
     sink = DEAD
 
@@ -161,27 +176,19 @@ class GrammarAutomaton(TokenAutomaton):
                 self._row(k)
         return self._table
 
-    # -- TokenAutomaton ----------------------------------------------------------------
-
     @property
     def start(self) -> int:
         return self._start
 
     def is_accepting(self, state: State) -> bool:
-        acc = self._accepting[state]
-        if acc is None:
-            acc = False
-            for parser_state, lex in self._pairs[state]:
-                if lex == BOUNDARY:
-                    acc = acc or parser_state.accepting
-                    continue
-                for t in self.lexer.accepts[lex]:
-                    acc = acc or any(ps.accepting for ps in self._after(parser_state, t))
-            self._accepting[state] = acc
-        return acc
+        here = self._ends_here(state)
+        return here is not None and here.accepting
 
     def _content_ids(self, state: State) -> np.ndarray:
+        t0 = time.perf_counter()
         ids, _ = self.trie.walk(self, state)
+        self.profile.total += time.perf_counter() - t0
+        self.profile.masks += 1
         return ids
 
     def _advance_bytes(self, state: State, data: bytes) -> int | None:
@@ -202,20 +209,18 @@ class GrammarAutomaton(TokenAutomaton):
             state = row[live[0]]
         return bytes(out)
 
-
     def completion_bytes(self, state: State) -> bytes | None:
         best = None
-        for parser_state, lex in self._pairs[state]:
-            if lex == BOUNDARY:
-                candidates = [self.completions.complete(parser_state)]
+        for t, s, origin in self._lexemes[state]:
+            if t == BOUNDARY:
+                candidates = [self.completions.complete(origin)]
             else:
-                candidates = [
-                    dfa_completion(self.grammar.terminal_dfas[t], s) + tail
-                    for t, s in self.lexer.sets[lex]
-                    for after in self._after(parser_state, t)
-                    for tail in (self.completions.complete(after),)
-                    if tail is not None
-                ]
+                after = [origin] if t in self.grammar.ignore else []
+                if t in origin.expected:
+                    after.append(origin.scan(t))
+                rest = dfa_completion(self.dfas[t], s)
+                candidates = [rest + tail for a in after if a is not None
+                              for tail in (self.completions.complete(a),) if tail is not None]
             for text in candidates:
                 if text is not None and (best is None or len(text) < len(best)):
                     best = text
