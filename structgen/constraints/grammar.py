@@ -14,8 +14,11 @@ only touch DFA rows, and the parser runs only at the trie nodes where a lexeme c
 """
 from __future__ import annotations
 
+import gc
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -31,6 +34,17 @@ BOUNDARY = -1  # pseudo-terminal of the start state: an empty lexeme already com
 
 Lexeme = tuple[int, int, ParserState]  # (terminal, DFA state, Earley set where it started)
 _HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass
@@ -186,7 +200,8 @@ class GrammarAutomaton(TokenAutomaton):
 
     def _content_ids(self, state: State) -> np.ndarray:
         t0 = time.perf_counter()
-        ids, _ = self.trie.walk(self, state)
+        with _gc_paused():  # the walk allocates many long-lived cached objects: a collection
+            ids, _ = self.trie.walk(self, state)  # would re-traverse the whole heap for nothing
         self.profile.total += time.perf_counter() - t0
         self.profile.masks += 1
         return ids

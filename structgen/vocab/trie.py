@@ -146,8 +146,9 @@ class TokenTrie:
                 dense = np.full(prev_nodes, sink, np.int64)
                 dense[live_nodes] = live_states
             if dense is not None:
-                table = source.table_for(dense)
-                states = table[dense[level.parent] * 256 + level.byte]
+                parent_states = dense[level.parent]  # only nodes with children need rows
+                table = source.table_for(parent_states)
+                states = table[parent_states * 256 + level.byte]
                 ends = states[level.token_node]
                 ok = ends != sink
                 out_ids.append(level.tokens[ok])
@@ -170,8 +171,9 @@ class TokenTrie:
                 children = expand_ranges(starts, counts)
                 if len(children) == 0:
                     break
-                table = source.table_for(live_states)
-                nxt = table[np.repeat(live_states, counts) * 256 + level.byte[children]]
+                parent_states = np.repeat(live_states, counts)
+                table = source.table_for(parent_states)
+                nxt = table[parent_states * 256 + level.byte[children]]
                 alive = nxt != sink
                 live_nodes = children[alive]
                 live_states = nxt[alive]
