@@ -79,9 +79,12 @@ class GrammarAutomaton(TokenAutomaton):
         self._rows: list[list[int] | None] = [[DEAD] * 256]
         self._here: list[ParserState | None | bool] = [None]
         self._merged: dict[frozenset, ParserState] = {}
-        self._table = np.zeros(256 * 64, np.int64)
-        self._have = np.zeros(64, bool)
-        self._have[DEAD] = True
+        # Rows of expanded states only (most interned states are never expanded), packed:
+        # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
+        self._slot = np.full(64, -1, np.int64)
+        self._slot[DEAD] = 0
+        self._table = np.zeros(256 * 64, np.int32)
+        self._n_rows = 1
         self._start = self._intern(frozenset({(BOUNDARY, 0, self.parser.initial)}))
         self.completions = ParserCompletions(
             grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
@@ -96,9 +99,8 @@ class GrammarAutomaton(TokenAutomaton):
             self._lexemes.append(lexemes)
             self._rows.append(None)
             self._here.append(False)  # False = not computed yet; None = no lexeme ends here
-            if k >= len(self._have):
-                self._have = np.concatenate([self._have, np.zeros(len(self._have), bool)])
-                self._table = np.concatenate([self._table, np.zeros(len(self._table), np.int64)])
+            if k >= len(self._slot):
+                self._slot = np.concatenate([self._slot, np.full(len(self._slot), -1, np.int64)])
         return k
 
     def _ends_here(self, k: int) -> ParserState | None:
@@ -155,8 +157,11 @@ class GrammarAutomaton(TokenAutomaton):
             if rows:
                 row = self._combine(tags, np.stack(rows))
             self._rows[k] = row
-            self._table[k * 256 : (k + 1) * 256] = row
-            self._have[k] = True
+            if self._n_rows * 256 >= len(self._table):
+                self._table = np.concatenate([self._table, np.zeros(len(self._table), np.int32)])
+            self._table[self._n_rows * 256 : (self._n_rows + 1) * 256] = row
+            self._slot[k] = self._n_rows
+            self._n_rows += 1
             self.profile.rows += time.perf_counter() - t0
         return row
 
@@ -182,13 +187,15 @@ class GrammarAutomaton(TokenAutomaton):
 
     sink = DEAD
 
-    def table_for(self, states: np.ndarray) -> np.ndarray:
-        """The flat transition table, with rows built for every state in `states`."""
-        missing = states[~self._have[states]]
+    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Next state of each (state, byte) pair, building missing rows first."""
+        slots = self._slot[states]
+        missing = states[slots < 0]
         if len(missing):
             for k in np.unique(missing).tolist():
                 self._row(k)
-        return self._table
+            slots = self._slot[states]
+        return self._table[slots * 256 + data]
 
     @property
     def start(self) -> int:

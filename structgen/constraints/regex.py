@@ -73,8 +73,8 @@ class DFAAutomaton(TokenAutomaton):
             ids, _ = self.trie.walk(self, state)
         return ids
 
-    def table_for(self, states: np.ndarray) -> np.ndarray:
-        return self._table
+    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self._table[states * 256 + data]
 
     def _advance_bytes(self, state: State, data: bytes) -> int | None:
         nxt = self.dfa.walk(state, data)

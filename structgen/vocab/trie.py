@@ -17,7 +17,9 @@ class TransitionSource(Protocol):
 
     sink: int
 
-    def table_for(self, states: np.ndarray) -> np.ndarray: ...
+    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """Next state of each (state, byte) pair; `sink` where the byte is not allowed."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,9 +125,9 @@ class TokenTrie:
     def walk(self, source: "TransitionSource", state: int) -> tuple[np.ndarray, np.ndarray]:
         """All tokens whose bytes an automaton can read from `state` without dying.
 
-        `source.table_for(states)` returns a flattened n_states x 256 transition table with
-        rows for at least `states` (automata built lazily add rows on demand); the state
-        `source.sink` stands for "dead" and maps to itself. Returns the token ids (unsorted)
+        `source.step(states, bytes)` gives the next state of each (state, byte) pair (automata
+        built lazily add rows on demand); the state `source.sink` stands for "dead" and maps to
+        itself. Returns the token ids (unsorted)
         and the state each one ends in.
 
         Levels where few nodes are alive are walked sparsely (only the children of live nodes);
@@ -147,8 +149,7 @@ class TokenTrie:
                 dense[live_nodes] = live_states
             if dense is not None:
                 parent_states = dense[level.parent]  # only nodes with children need rows
-                table = source.table_for(parent_states)
-                states = table[parent_states * 256 + level.byte]
+                states = source.step(parent_states, level.byte)
                 ends = states[level.token_node]
                 ok = ends != sink
                 out_ids.append(level.tokens[ok])
@@ -172,8 +173,7 @@ class TokenTrie:
                 if len(children) == 0:
                     break
                 parent_states = np.repeat(live_states, counts)
-                table = source.table_for(parent_states)
-                nxt = table[parent_states * 256 + level.byte[children]]
+                nxt = source.step(parent_states, level.byte[children])
                 alive = nxt != sink
                 live_nodes = children[alive]
                 live_states = nxt[alive]
@@ -236,8 +236,7 @@ class TokenTrie:
             if len(children) == 0:
                 break
             work += len(children)
-            table = source.table_for(live_states)
-            nxt = table[np.repeat(live_states, counts) * 256 + level.byte[children]]
+            nxt = source.step(np.repeat(live_states, counts), level.byte[children])
             alive = np.flatnonzero(nxt != sink)
             live_nodes = children[alive]
             live_states = nxt[alive]
