@@ -1,12 +1,13 @@
 """An Earley recognizer over terminal ids whose states are immutable, shared values.
 
 Each `ParserState` is one Earley set (after prediction and completion). Scanning a terminal
-returns a new state and memoizes it, so the same history always yields the same object: states
-hash by identity, and masks, rows and rollbacks cached against them stay valid.
+returns a new state and memoizes it (weakly), so the same history yields the same object while
+anything holds it: states hash by identity, and caches keyed by them stay valid.
 Any context-free grammar works (ambiguous, left-recursive, nullable rules), not only LALR(1).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,10 +50,12 @@ class ParserState:
 
     __slots__ = ("parser", "items", "waiting", "expected", "accepting", "_scans", "_by_terminal",
                  "__weakref__")
+    # `_scans` memoizes successors weakly: a history someone still holds maps to one object,
+    # while sets nothing refers to any more (explored, not taken) can be freed.
 
     def __init__(self, parser: EarleyParser, kernel: Sequence[Item]) -> None:
         self.parser = parser
-        self._scans: dict[int, ParserState | None] = {}
+        self._scans: weakref.WeakValueDictionary[int, ParserState] = weakref.WeakValueDictionary()
         self._by_terminal: dict[int, list[Item]] | None = None
         rules, by_lhs, nullable, nt = parser.rules, parser.by_lhs, parser.nullable, parser.n_terminals
         items: set[tuple[int, int, ParserState]] = set()
@@ -94,10 +97,10 @@ class ParserState:
 
     def scan(self, terminal: int) -> ParserState | None:
         """The state after `terminal`, or None if it cannot come next (memoized)."""
-        if terminal in self._scans:
-            return self._scans[terminal]
-        nxt = None
-        if terminal in self.expected:
+        if terminal not in self.expected:
+            return None
+        nxt = self._scans.get(terminal)
+        if nxt is None:
             if self._by_terminal is None:  # index once: items grouped by the terminal they await
                 rules = self.parser.rules
                 by_terminal: dict[int, list[Item]] = {}
@@ -106,8 +109,7 @@ class ParserState:
                     if dot < len(rhs) and rhs[dot] < self.parser.n_terminals:
                         by_terminal.setdefault(rhs[dot], []).append((rule, dot + 1, origin))
                 self._by_terminal = by_terminal
-            nxt = ParserState(self.parser, self._by_terminal[terminal])
-        self._scans[terminal] = nxt
+            nxt = self._scans[terminal] = ParserState(self.parser, self._by_terminal[terminal])
         return nxt
 
     def __repr__(self) -> str:

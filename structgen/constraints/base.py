@@ -49,6 +49,12 @@ class TokenAutomaton(ABC):
         self._ids: dict[State, np.ndarray] = {}
         self._budget: dict[State, int | None] = {}
 
+    def clear_caches(self) -> None:
+        """Forget cached masks and plans (states stay valid: they are values)."""
+        self._masks.clear()
+        self._ids.clear()
+        self._budget.clear()
+
     @property
     @abstractmethod
     def start(self) -> State:
@@ -85,18 +91,27 @@ class TokenAutomaton(ABC):
         """
         if state is DONE:
             return 0
-        if state not in self._budget:
-            data = self.completion_bytes(state)
-            chunks = None if data is None else spell(self.vocab, data)
-            self._budget[state] = None if chunks is None else len(chunks)
-            if chunks is not None:
-                on_plan = state
-                for i, chunk in enumerate(chunks):
-                    on_plan = self._advance_bytes(on_plan, chunk)
-                    known = self._budget.get(on_plan)
-                    if known is None or known > len(chunks) - i - 1:
-                        self._budget[on_plan] = len(chunks) - i - 1
-        return self._budget[state]
+        if state in self._budget:
+            return self._budget[state]
+        data = self.completion_bytes(state)
+        chunks = None if data is None else spell(self.vocab, data)
+        need = None if chunks is None else len(chunks)
+        self._budget[state] = need
+        on_plan = state
+        for i, chunk in enumerate(chunks or ()):
+            on_plan = self._advance_bytes(on_plan, chunk)
+            known = self._budget.get(on_plan)
+            if known is None or known > len(chunks) - i - 1:
+                self._budget[on_plan] = len(chunks) - i - 1
+        return need
+
+    def plan_token(self, state: State) -> int:
+        """The first token of the plan behind `tokens_to_complete(state)`."""
+        chunks = spell(self.vocab, self.completion_bytes(state) or b"")
+        if not chunks:
+            return min(self.vocab.eos_ids)
+        return next(i for i, b in enumerate(self.vocab.token_bytes)
+                    if b == chunks[0] and i not in self.vocab.special_ids)
 
     def allowed_ids(self, state: State) -> np.ndarray:
         """Ids allowed in `state` (in no particular order), EOS included exactly when accepting."""

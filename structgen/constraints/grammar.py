@@ -65,7 +65,15 @@ class MaskProfile:
 
 
 class GrammarAutomaton(TokenAutomaton):
-    """Token automaton of a compiled grammar; states are interned ints (0 = dead)."""
+    """Token automaton of a compiled grammar.
+
+    A state is the frozenset of its lexemes in progress: a value that stays valid whatever
+    happens to the caches. Internally states are interned as ints (0 = dead) with packed
+    transition rows; when more than `max_states` are interned, the caches are dropped and
+    rebuilt on demand, which bounds memory on long generations.
+    """
+
+    max_states = 200_000
 
     def __init__(self, grammar: CompiledGrammar, vocab: Vocabulary) -> None:
         super().__init__(vocab)
@@ -74,7 +82,14 @@ class GrammarAutomaton(TokenAutomaton):
         self.parser = EarleyParser(grammar.cfg)
         self.trie = trie_for(vocab)
         self.profile = MaskProfile()
-        self._ids: dict[frozenset[Lexeme], int] = {}
+        self._start = frozenset({(BOUNDARY, 0, self.parser.initial)})
+        self.completions = ParserCompletions(
+            grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._numbers: dict[frozenset[Lexeme], int] = {}
         self._lexemes: list[frozenset[Lexeme]] = [frozenset()]
         self._rows: list[list[int] | None] = [[DEAD] * 256]
         self._here: list[ParserState | None | bool] = [None]
@@ -85,17 +100,20 @@ class GrammarAutomaton(TokenAutomaton):
         self._slot[DEAD] = 0
         self._table = np.zeros(256 * 64, np.int32)
         self._n_rows = 1
-        self._start = self._intern(frozenset({(BOUNDARY, 0, self.parser.initial)}))
-        self.completions = ParserCompletions(
-            grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
-        )
+
+    def _id(self, state: State) -> int:
+        """The interned id of a state, dropping all caches first if they grew too large."""
+        if len(self._lexemes) > self.max_states:
+            self._reset()
+            self.clear_caches()
+        return self._intern(state)
 
     def _intern(self, lexemes: frozenset[Lexeme]) -> int:
-        k = self._ids.get(lexemes)
+        k = self._numbers.get(lexemes)
         if k is None:
             if not lexemes:
                 return DEAD
-            k = self._ids[lexemes] = len(self._lexemes)
+            k = self._numbers[lexemes] = len(self._lexemes)
             self._lexemes.append(lexemes)
             self._rows.append(None)
             self._here.append(False)  # False = not computed yet; None = no lexeme ends here
@@ -198,42 +216,48 @@ class GrammarAutomaton(TokenAutomaton):
         return self._table[slots * 256 + data]
 
     @property
-    def start(self) -> int:
+    def start(self) -> State:
         return self._start
 
     def is_accepting(self, state: State) -> bool:
-        here = self._ends_here(state)
-        return here is not None and here.accepting
+        return self._accepting_id(self._id(state))
 
     def _content_ids(self, state: State) -> np.ndarray:
         t0 = time.perf_counter()
+        k = self._id(state)
         with _gc_paused():  # the walk allocates many long-lived cached objects: a collection
-            ids, _ = self.trie.walk(self, state)  # would re-traverse the whole heap for nothing
+            ids, _ = self.trie.walk(self, k)  # would re-traverse the whole heap for nothing
         self.profile.total += time.perf_counter() - t0
         self.profile.masks += 1
         return ids
 
-    def _advance_bytes(self, state: State, data: bytes) -> int | None:
+    def _advance_bytes(self, state: State, data: bytes) -> State | None:
+        k = self._id(state)
         for b in data:
-            state = self._row(state)[b]
-            if state == DEAD:
+            k = self._row(k)[b]
+            if k == DEAD:
                 return None
-        return state
+        return self._lexemes[k]
 
     def forced_bytes(self, state: State) -> bytes:
         out = bytearray()
-        while len(out) < 256 and not self.is_accepting(state):
-            row = self._row(state)
+        k = self._id(state)
+        while len(out) < 256 and not self._accepting_id(k):
+            row = self._row(k)
             live = [b for b in range(256) if row[b] != DEAD]
             if len(live) != 1:
                 break
             out.append(live[0])
-            state = row[live[0]]
+            k = row[live[0]]
         return bytes(out)
+
+    def _accepting_id(self, k: int) -> bool:
+        here = self._ends_here(k)
+        return here is not None and here.accepting
 
     def completion_bytes(self, state: State) -> bytes | None:
         best = None
-        for t, s, origin in self._lexemes[state]:
+        for t, s, origin in state:
             if t == BOUNDARY:
                 candidates = [self.completions.complete(origin)]
             else:

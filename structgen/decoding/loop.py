@@ -196,4 +196,7 @@ def _within_budget(
             return token, nxt
         mask = mask.clone() if mask is automaton.mask(state) else mask
         mask[token] = False
+        if not bool(mask.any()):  # only if caches were dropped mid-plan: follow the plan itself
+            token = automaton.plan_token(state)
+            return token, automaton.advance(state, token)
         token = choose(logits, mask, params, generator)
