@@ -55,9 +55,12 @@ def compile_lark(text: str, start: str = "start") -> CompiledGrammar:
     except lark.exceptions.UnexpectedInput as e:
         raise GrammarError(f"invalid grammar: {e}", getattr(e, "line", None),
                            getattr(e, "column", None)) from None
-    except (lark.exceptions.GrammarError, lark.exceptions.ConfigurationError) as e:
+    except Exception as e:  # GrammarError, ConfigurationError, re.error, a missing %import...
         line = re.search(r"[Ll]ine (\d+)", str(e))
-        raise GrammarError(f"invalid grammar: {e}", int(line.group(1)) if line else None) from None
+        column = re.search(r"col(?:umn)? (\d+)", str(e))
+        raise GrammarError(f"invalid grammar: {type(e).__name__}: {e}",
+                           int(line.group(1)) if line else None,
+                           int(column.group(1)) if column else None) from None
 
     terminals = {t.name: t for t in parser.terminals}
     used = {s.name for r in parser.rules for s in r.expansion if s.is_term}
