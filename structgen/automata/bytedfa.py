@@ -62,10 +62,6 @@ class ByteDFA:
             out.append(b)
         return bytes(out)
 
-    def is_final(self, state: int) -> bool:
-        """Accepting with no way to continue: only end-of-sequence can follow."""
-        return bool(self.accepting[state]) and max(self.rows[state]) < 0
-
 
 def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
     """Drop states that cannot reach acceptance and renumber the rest from `initial` (BFS)."""
