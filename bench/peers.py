@@ -4,6 +4,8 @@ Every engine exposes the same two-level interface::
 
     eng = ENGINES["xgrammar"](vocab)     # per-vocabulary setup (timed separately)
     c = eng.compile(pattern)             # per-pattern compilation
+    c = eng.compile_grammar(lark_text)   # per-grammar compilation (Lark syntax; engines
+                                         # without grammar support raise NotImplementedError)
     m = eng.matcher(c)                   # a fresh matcher at the start state
     m.mask()                             # compute the next-token mask in the engine's
                                          # native form (timed by the benchmarks)
@@ -163,8 +165,14 @@ class Engine:
     def __init__(self, vocab: BenchVocab):
         self.vocab = vocab
 
+    supports_grammar = False
+
     def compile(self, pattern: str):
         raise NotImplementedError
+
+    def compile_grammar(self, lark_text: str):
+        """Compile a grammar written in Lark syntax (start rule `start`)."""
+        raise NotImplementedError(f"{self.name} has no context-free grammar support")
 
     def matcher(self, compiled):
         raise NotImplementedError
@@ -201,6 +209,11 @@ class _StructgenMatcher:
     def is_accepting(self) -> bool:
         return bool(self._m.is_accepting())
 
+    @property
+    def automaton(self):
+        """The structgen TokenAutomaton (GrammarAutomaton for grammars: has `.profile`)."""
+        return self._m.automaton
+
     def state(self) -> str:
         for attr in ("state", "_state", "states"):
             if hasattr(self._m, attr):
@@ -223,8 +236,15 @@ class StructgenEngine(Engine):
         # Matcher accepts a LoadedModel, a structgen Vocabulary or an HF tokenizer.
         self._target = vocab.loaded if vocab.loaded is not None else vocab.tokenizer
 
+    supports_grammar = True
+
     def compile(self, pattern: str):
         return self._sg.Regex(pattern)
+
+    def compile_grammar(self, lark_text: str):
+        # Lark text -> CFG + terminal byte DFAs here; the grammar automaton (per vocabulary)
+        # is built by the first Matcher and its states and masks are built lazily by mask().
+        return self._sg.Grammar(lark_text)
 
     def clear_cache(self) -> None:
         # structgen memoises pattern -> byte DFA (functools.lru_cache); per-state masks
@@ -283,8 +303,15 @@ class XgrammarEngine(Engine):
         )
         self.compiler = xgr.GrammarCompiler(self.info, cache_enabled=True)
 
+    supports_grammar = True
+
     def compile(self, pattern: str):
         return self.compiler.compile_regex(pattern)
+
+    def compile_grammar(self, lark_text: str):
+        # xgrammar >= 0.2 imports Lark syntax itself (Grammar.from_lark / compile_lark):
+        # terminals become character-level rules, %ignore is inserted between symbols.
+        return self.compiler.compile_lark(lark_text)
 
     def matcher(self, compiled):
         return _XgrMatcher(self._xgr, compiled, self.vocab.width)
@@ -376,8 +403,18 @@ class _LlgMatcher:
     def is_accepting(self) -> bool:
         return bool(self._m.is_accepting())
 
+    def forced_bytes(self) -> bytes:
+        """Bytes llguidance considers forced next (it allows only their canonical token)."""
+        try:
+            return bytes(self._m.compute_ff_bytes())
+        except Exception:
+            return b""
+
     def state(self) -> str:
-        return "error: " + self._m.get_error() if self._m.is_error() else "?"
+        if self._m.is_error():
+            return "error: " + self._m.get_error()
+        ff = self.forced_bytes()
+        return f"forced={ff!r}" if ff else "?"
 
 
 class LlguidanceEngine(Engine):
@@ -392,10 +429,18 @@ class LlguidanceEngine(Engine):
         self._llg = llguidance
         self.tok = llguidance.hf.from_tokenizer(vocab.tokenizer, n_vocab=vocab.width, eos_token=vocab.eos_id)
 
+    supports_grammar = True
+
     def compile(self, pattern: str):
         # The grammar string is cheap to build; the real work (lexer, token
         # trie walk) happens lazily in LLMatcher and the first mask.
         return self._llg.LLMatcher.grammar_from_regex(pattern)
+
+    def compile_grammar(self, lark_text: str):
+        # grammar_from_lark never raises (it only wraps the text): the grammar is compiled,
+        # and errors raised, by LLMatcher() (in matcher()), which a cold compile includes.
+        # (LLMatcher.validate_grammar would compile it a second time, so it is not called.)
+        return self._llg.LLMatcher.grammar_from_lark(lark_text)
 
     def matcher(self, compiled):
         return _LlgMatcher(self._llg, self.tok, compiled, self.vocab.width)
