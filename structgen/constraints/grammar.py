@@ -30,10 +30,26 @@ from ..vocab.trie import trie_for
 from .base import Constraint, State, TokenAutomaton
 
 DEAD = 0  # grammar state 0 is the sink: no continuation
+UNKNOWN = -1  # a transition not computed yet
 BOUNDARY = -1  # pseudo-terminal of the start state: an empty lexeme already complete
 
 Lexeme = tuple[int, int, ParserState]  # (terminal, DFA state, Earley set where it started)
 _HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
+
+
+def _distinct_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct columns, index of each column's distinct one). Columns are hashed to one
+    64-bit key each (random odd multipliers, wrapping arithmetic) for a fast 1-D unique; a hash
+    collision is detected and falls back to an exact column unique."""
+    if len(matrix) <= len(_HASH_WEIGHTS):
+        keys = ((matrix + 1).astype(np.uint64) * _HASH_WEIGHTS[: len(matrix), None]).sum(
+            axis=0, dtype=np.uint64)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        columns, inverse = matrix[:, first], inverse.reshape(-1)
+        if np.array_equal(columns[:, inverse], matrix):
+            return columns, inverse
+    columns, inverse = np.unique(matrix, axis=1, return_inverse=True)
+    return columns, inverse.reshape(-1)
 
 
 @contextmanager
@@ -91,14 +107,15 @@ class GrammarAutomaton(TokenAutomaton):
     def _reset(self) -> None:
         self._numbers: dict[frozenset[Lexeme], int] = {}
         self._lexemes: list[frozenset[Lexeme]] = [frozenset()]
-        self._rows: list[list[int] | None] = [[DEAD] * 256]
         self._here: list[ParserState | None | bool] = [None]
         self._merged: dict[frozenset, ParserState] = {}
         # Rows of expanded states only (most interned states are never expanded), packed:
         # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
         self._slot = np.full(64, -1, np.int64)
         self._slot[DEAD] = 0
-        self._table = np.zeros(256 * 64, np.int32)
+        self._owners = [DEAD]  # table row -> state id
+        self._table = np.full(256 * 64, UNKNOWN, np.int32)
+        self._table[:256] = DEAD
         self._n_rows = 1
 
     def _id(self, state: State) -> int:
@@ -115,7 +132,6 @@ class GrammarAutomaton(TokenAutomaton):
                 return DEAD
             k = self._numbers[lexemes] = len(self._lexemes)
             self._lexemes.append(lexemes)
-            self._rows.append(None)
             self._here.append(False)  # False = not computed yet; None = no lexeme ends here
             if k >= len(self._slot):
                 self._slot = np.concatenate([self._slot, np.full(len(self._slot), -1, np.int64)])
@@ -156,64 +172,78 @@ class GrammarAutomaton(TokenAutomaton):
             self.profile.parser += time.perf_counter() - t0
         return here
 
-    def _row(self, k: int) -> list[int]:
-        row = self._rows[k]
-        if row is None:
-            t0 = time.perf_counter()
-            tags: list[tuple[int, ParserState]] = []
-            rows: list[np.ndarray] = []
-            for t, s, origin in self._lexemes[k]:
-                if t != BOUNDARY:
-                    tags.append((t, origin))
-                    rows.append(self.dfas[t].transitions[s])
-            here = self._ends_here(k)
-            if here is not None:  # lexemes may start at this position
-                for t in sorted(here.expected | self.grammar.ignore):
-                    tags.append((t, here))
-                    rows.append(self.dfas[t].transitions[self.dfas[t].initial])
-            row = [DEAD] * 256
-            if rows:
-                row = self._combine(tags, np.stack(rows))
-            self._rows[k] = row
-            if self._n_rows * 256 >= len(self._table):
-                self._table = np.concatenate([self._table, np.zeros(len(self._table), np.int32)])
-            self._table[self._n_rows * 256 : (self._n_rows + 1) * 256] = row
-            self._slot[k] = self._n_rows
-            self._n_rows += 1
-            self.profile.rows += time.perf_counter() - t0
-        return row
+    def _alternatives(self, k: int) -> tuple[list[tuple[int, ParserState]], np.ndarray | None]:
+        """The lexemes that may read the next byte from state k — those in progress, and those
+        starting here if some lexeme can end here — with their DFA rows stacked (one per row)."""
+        tags: list[tuple[int, ParserState]] = []
+        rows: list[np.ndarray] = []
+        for t, s, origin in self._lexemes[k]:
+            if t != BOUNDARY:
+                tags.append((t, origin))
+                rows.append(self.dfas[t].transitions[s])
+        here = self._ends_here(k)
+        if here is not None:
+            for t in sorted(here.expected | self.grammar.ignore):
+                tags.append((t, here))
+                rows.append(self.dfas[t].transitions[self.dfas[t].initial])
+        return tags, (np.stack(rows) if rows else None)
 
-    def _combine(self, tags: list[tuple[int, ParserState]], matrix: np.ndarray) -> list[int]:
-        """Next state for every byte from the DFA rows of each lexeme. Bytes with the same
-        column lead to the same state, so only distinct columns are interned."""
-        # Hash each column to one 64-bit key (random odd multipliers, wrapping arithmetic),
-        # unique the keys, then verify: a hash collision falls back to an exact column unique.
-        columns = None
-        if len(tags) <= len(_HASH_WEIGHTS):
-            weights = _HASH_WEIGHTS[: len(tags), None]
-            keys = ((matrix + 1).astype(np.uint64) * weights).sum(axis=0, dtype=np.uint64)
-            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            columns = matrix[:, first]
-        if columns is None or not np.array_equal(columns[:, inverse.reshape(-1)], matrix):
-            columns, inverse = np.unique(matrix, axis=1, return_inverse=True)
-        ids = np.zeros(columns.shape[1], np.int64)
-        for c, column in enumerate(columns.T.tolist()):
-            ids[c] = self._intern(
-                frozenset((t, s, origin) for (t, origin), s in zip(tags, column) if s >= 0)
-            )
-        return ids[inverse.reshape(-1)].tolist()
+    def _fill(self, k: int, data: np.ndarray) -> None:
+        """Compute and store the transitions of state k on the (distinct) bytes `data`."""
+        t0 = time.perf_counter()
+        tags, matrix = self._alternatives(k)
+        slot = self._slot_of(k)
+        targets = np.full(len(data), DEAD, np.int32)
+        if matrix is not None:
+            columns, inverse = _distinct_columns(matrix[:, data])
+            ids = [self._intern(frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
+                   for col in columns.T.tolist()]
+            targets = np.asarray(ids, np.int32)[inverse]
+        self._table[slot * 256 + data] = targets
+        self.profile.rows += time.perf_counter() - t0
+
+    def _slot_of(self, k: int) -> int:
+        """State k's row in the transition table, allocated (all unknown) on first use."""
+        slot = int(self._slot[k])
+        if slot < 0:
+            slot = self._n_rows
+            self._slot[k] = slot
+            self._owners.append(k)
+            self._n_rows += 1
+            if self._n_rows * 256 > len(self._table):
+                grown = np.full(len(self._table), UNKNOWN, np.int32)
+                self._table = np.concatenate([self._table, grown])
+        return slot
+
+    def _next(self, k: int, b: int) -> int:
+        slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
+        nxt = int(self._table[slot * 256 + b])
+        if nxt == UNKNOWN:
+            self._fill(k, np.array([b]))
+            nxt = int(self._table[slot * 256 + b])
+        return nxt
 
     sink = DEAD
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        """Next state of each (state, byte) pair, building missing rows first."""
+        """Next state of each (state, byte) pair. Transitions are computed only for the pairs a
+        walk or a token actually reaches, so states are created only along real token prefixes."""
         slots = self._slot[states]
-        missing = states[slots < 0]
-        if len(missing):
-            for k in np.unique(missing).tolist():
-                self._row(k)
+        if (slots < 0).any():
+            for k in np.unique(states[slots < 0]).tolist():
+                self._slot_of(k)
             slots = self._slot[states]
-        return self._table[slots * 256 + data]
+        flat = slots * 256 + data
+        nxt = self._table[flat]
+        unknown = nxt == UNKNOWN
+        if unknown.any():
+            pairs = np.unique(flat[unknown])  # sorted: grouped by slot
+            pair_slots = pairs // 256
+            bounds = np.flatnonzero(np.diff(pair_slots)) + 1
+            for group in np.split(pairs, bounds):
+                self._fill(self._owners[int(group[0]) // 256], group % 256)
+            nxt = self._table[flat]
+        return nxt
 
     @property
     def start(self) -> State:
@@ -234,7 +264,7 @@ class GrammarAutomaton(TokenAutomaton):
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
         k = self._id(state)
         for b in data:
-            k = self._row(k)[b]
+            k = self._next(k, b)
             if k == DEAD:
                 return None
         return self._lexemes[k]
@@ -243,12 +273,12 @@ class GrammarAutomaton(TokenAutomaton):
         out = bytearray()
         k = self._id(state)
         while len(out) < 256 and not self._accepting_id(k):
-            row = self._row(k)
-            live = [b for b in range(256) if row[b] != DEAD]
+            _, matrix = self._alternatives(k)
+            live = [] if matrix is None else np.flatnonzero((matrix >= 0).any(axis=0)).tolist()
             if len(live) != 1:
                 break
             out.append(live[0])
-            k = row[live[0]]
+            k = self._next(k, live[0])
         return bytes(out)
 
     def _accepting_id(self, k: int) -> bool:
@@ -278,7 +308,9 @@ class Grammar(Constraint):
 
     Accepts Lark's grammar language; grammars Lark rejects raise GrammarError with Lark's
     line/column, and terminals structgen cannot enforce exactly (lookarounds, terminals
-    declared for a post-lexer) are refused, never approximated.
+    declared for a post-lexer) are refused, never widened. Terminal regexes follow `Regex`:
+    `\d \w \s` match their ASCII members only (a narrowing: outputs always stay in the
+    language).
     """
 
     def __init__(self, text: str, start: str = "start") -> None:

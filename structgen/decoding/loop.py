@@ -126,7 +126,10 @@ def generate(
     tokens: list[int] = []
     reason = "max_tokens"
     while True:
-        if automaton is not None and automaton.only_eos(state):
+        t = time.perf_counter()
+        final = automaton is not None and automaton.only_eos(state)  # computes the mask
+        stats.mask_seconds += time.perf_counter() - t
+        if final:
             reason = "complete"
             break
         if len(tokens) >= max_tokens:
