@@ -309,7 +309,7 @@ class Grammar(Constraint):
     Accepts Lark's grammar language; grammars Lark rejects raise GrammarError with Lark's
     line/column, and terminals structgen cannot enforce exactly (lookarounds, terminals
     declared for a post-lexer) are refused, never widened. Terminal regexes follow `Regex`:
-    `\d \w \s` match their ASCII members only (a narrowing: outputs always stay in the
+    `\\d \\w \\s` match their ASCII members only (a narrowing: outputs always stay in the
     language).
     """
 
