@@ -72,6 +72,7 @@ from regex_bench import (  # noqa: E402  (same method, same helpers)
     load_vocab,
     machine_note,
     pct,
+    summary_table,
 )
 
 # ---------------------------------------------------------------------------
@@ -503,49 +504,15 @@ def _pctf(x: Optional[float]) -> str:
 
 
 def markdown(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List[str]) -> str:
-    out: List[str] = []
     vocabs = list(dict.fromkeys(r["vocab"] for r in rows))
-    out.append("### Summary (medians over the grammars; masks pooled over every position)\n")
-    out.append("| vocab | engine | vocab setup ms | compile cold ms (median) | new matcher ms (median) "
-               "| mask p50 µs | mask p90 µs | mask p99 µs | 1st-pass mean µs | compile + 1st pass ms | masks "
-               "| cold vs structgen | p50 vs structgen | p99 vs structgen | 1st-pass mean vs structgen "
-               "| compile + 1st pass vs structgen |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    summ: Dict[Tuple[str, str], dict] = {}
-    for v in vocabs:
-        for e in engines:
-            rs = [r for r in rows if r["vocab"] == v and r["engine"] == e]
-            if not rs:
-                continue
-            colds = [r["compile_cold_ms"] for r in rs if r["compile_cold_ms"] is not None]
-            warms = [r["compile_warm_ms"] for r in rs if r["compile_warm_ms"] is not None]
-            mk = [x for r in rs for x in r["mask_us"]]
-            fp = [x for r in rs for x in r["mask_us_first"]]
-            tot = [r["first_pass_total_ms"] for r in rs if r["first_pass_total_ms"] is not None]
-            summ[(v, e)] = {"fp": statistics.fmean(fp) if fp else None,
-                            "tot": statistics.median(tot) if tot else None,
-                            "cold": statistics.median(colds) if colds else None,
-                            "warm": statistics.median(warms) if warms else None,
-                            "p50": pct(mk, .5), "p90": pct(mk, .9), "p99": pct(mk, .99), "n": len(mk)}
-        base = summ.get((v, "structgen"))
-        for e in engines:
-            s = summ.get((v, e))
-            if s is None:
-                continue
-            st = setups.get(v, {}).get(e, {})
-            setup = (st.get("setup_ms") or 0) + (st.get("first_pattern_ms") or 0) if st else None
-            out.append(f"| {v} | {e} | {_f(setup)} | {_f(s['cold'], 2)} | {_f(s['warm'], 2)} "
-                       f"| {_f(s['p50'])} | {_f(s['p90'])} | {_f(s['p99'])} | {_f(s['fp'])} | {_f(s['tot'], 2)} "
-                       f"| {s['n']} | {_ratio(s['cold'], base and base['cold'])} "
-                       f"| {_ratio(s['p50'], base and base['p50'])} | {_ratio(s['p99'], base and base['p99'])} "
-                       f"| {_ratio(s['fp'], base and base['fp'])} | {_ratio(s['tot'], base and base['tot'])} |")
-    out.append("")
-    out.append("vocab setup = adapter construction for the vocabulary + the first (warm-up) grammar. "
-               "new matcher = a fresh matcher from the already compiled grammar, to its first mask. "
-               "1st-pass mean = mean mask time over the first pass over the sentences (states seen for the "
-               "first time; structgen builds and walks them there). compile + 1st pass = cold compile plus "
-               "every mask of the first pass (one compile serving the sentences once), median over the grammars. "
-               "Ratios are engine / structgen: above 1× the peer is slower than structgen, below 1× faster.\n")
+    out = summary_table(
+        rows, setups, engines, "grammars",
+        "vocab setup = adapter construction for the vocabulary + the first (warm-up) grammar. "
+        "new matcher = a fresh matcher from the already compiled grammar, to its first mask. "
+        "1st-pass mean = mean mask time over the first pass over the sentences (states seen for the "
+        "first time; structgen builds and walks them there). compile + 1st pass = cold compile plus "
+        "every mask of the first pass (one compile serving the sentences once), median over the grammars. ",
+        with_p90=True)
     for v in vocabs:
         out.append(f"### {VOCABS.get(v, (None, v))[1]}\n")
         out.append("| grammar | engine | compile cold ms | new matcher ms | mask p50 µs | p90 µs | p99 µs "

@@ -454,15 +454,19 @@ def _ratio(x, base) -> str:
     return f"{x / base:.2f}×"
 
 
-def markdown(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List[str]) -> str:
+def summary_table(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List[str],
+                  subject: str, setup_note: str, with_p90: bool = False) -> List[str]:
+    """The per-vocabulary summary shared by the regex and grammar benchmarks: medians over the
+    `subject`s (regexes, grammars), masks pooled over every position, ratios vs structgen."""
     out: List[str] = []
     vocabs = list(dict.fromkeys(r["vocab"] for r in rows))
-    # -- summary per vocab and engine
-    out.append("### Summary (medians over the regexes; masks pooled over every position)\n")
+    p90_head, p90_rule = ("| mask p90 µs ", "---:|") if with_p90 else ("", "")
+    out.append(f"### Summary (medians over the {subject}; masks pooled over every position)\n")
     out.append("| vocab | engine | vocab setup ms | compile cold ms (median) | new matcher ms (median) "
-               "| mask p50 µs | mask p99 µs | 1st-pass mean µs | compile + 1st pass ms | masks | cold vs structgen "
-               "| p50 vs structgen | p99 vs structgen | 1st-pass mean vs structgen | compile + 1st pass vs structgen |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               f"| mask p50 µs {p90_head}| mask p99 µs | 1st-pass mean µs | compile + 1st pass ms | masks "
+               "| cold vs structgen | p50 vs structgen | p99 vs structgen | 1st-pass mean vs structgen "
+               "| compile + 1st pass vs structgen |")
+    out.append("|---|---|---:|---:|---:|---:|" + p90_rule + "---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     summ: Dict[Tuple[str, str], dict] = {}
     for v in vocabs:
         for e in engines:
@@ -478,7 +482,7 @@ def markdown(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List
                             "tot": statistics.median(tot) if tot else None,
                             "cold": statistics.median(colds) if colds else None,
                             "warm": statistics.median(warms) if warms else None,
-                            "p50": pct(mk, .5), "p99": pct(mk, .99), "n": len(mk)}
+                            "p50": pct(mk, .5), "p90": pct(mk, .9), "p99": pct(mk, .99), "n": len(mk)}
         base = summ.get((v, "structgen"))
         for e in engines:
             s = summ.get((v, e))
@@ -486,19 +490,28 @@ def markdown(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List
                 continue
             st = setups.get(v, {}).get(e, {})
             setup = (st.get("setup_ms") or 0) + (st.get("first_pattern_ms") or 0) if st else None
+            p90 = f"| {_f(s['p90'])} " if with_p90 else ""
             out.append(f"| {v} | {e} | {_f(setup)} | {_f(s['cold'], 2)} | {_f(s['warm'], 2)} "
-                       f"| {_f(s['p50'])} | {_f(s['p99'])} | {_f(s['fp'])} | {_f(s['tot'], 2)} | {s['n']} "
-                       f"| {_ratio(s['cold'], base and base['cold'])} | {_ratio(s['p50'], base and base['p50'])} "
-                       f"| {_ratio(s['p99'], base and base['p99'])} | {_ratio(s['fp'], base and base['fp'])} "
-                       f"| {_ratio(s['tot'], base and base['tot'])} |")
+                       f"| {_f(s['p50'])} {p90}| {_f(s['p99'])} | {_f(s['fp'])} | {_f(s['tot'], 2)} "
+                       f"| {s['n']} | {_ratio(s['cold'], base and base['cold'])} "
+                       f"| {_ratio(s['p50'], base and base['p50'])} | {_ratio(s['p99'], base and base['p99'])} "
+                       f"| {_ratio(s['fp'], base and base['fp'])} | {_ratio(s['tot'], base and base['tot'])} |")
     out.append("")
-    out.append("vocab setup = adapter construction for the vocabulary + the first (warm-up) pattern. "
-               "new matcher = a fresh matcher from the already compiled object, to its first mask. "
-               "1st-pass mean = mean mask time over the first pass over the token sequences (states seen for "
-               "the first time; lazy engines pay their per-state work there). compile + 1st pass = cold compile "
-               "plus every mask of the first pass (one compile serving the sampled strings once), median over "
-               "the regexes. "
-               "Ratios are engine / structgen: above 1× the peer is slower than structgen, below 1× faster.\n")
+    out.append(setup_note + "Ratios are engine / structgen: above 1× the peer is slower than structgen, "
+               "below 1× faster.\n")
+    return out
+
+
+def markdown(rows: List[dict], setups: Dict[str, Dict[str, dict]], engines: List[str]) -> str:
+    vocabs = list(dict.fromkeys(r["vocab"] for r in rows))
+    out = summary_table(
+        rows, setups, engines, "regexes",
+        "vocab setup = adapter construction for the vocabulary + the first (warm-up) pattern. "
+        "new matcher = a fresh matcher from the already compiled object, to its first mask. "
+        "1st-pass mean = mean mask time over the first pass over the token sequences (states seen for "
+        "the first time; lazy engines pay their per-state work there). compile + 1st pass = cold compile "
+        "plus every mask of the first pass (one compile serving the sampled strings once), median over "
+        "the regexes. ")
     # -- full table
     for v in vocabs:
         out.append(f"### {VOCABS.get(v, (None, v))[1]}\n")
