@@ -151,7 +151,9 @@ class TokenAutomaton(ABC):
         if state is DONE:
             return False
         ids = self.allowed_ids(state)
-        return len(ids) > 0 and bool(np.isin(ids, self._eos).all())
+        if not 0 < len(ids) <= len(self._eos):  # the decode loop asks every step: skip the
+            return False  # membership test for the (usual) large allowed sets
+        return bool(np.isin(ids, self._eos).all())
 
 
 _TOKEN_SETS: dict[str, tuple[frozenset[bytes], int]] = {}
