@@ -59,3 +59,32 @@ class GrammarError(StructgenError, ValueError):
         if line is not None:
             where = f" (line {line}" + (f", column {column}" if column is not None else "") + ")"
         super().__init__(message + where)
+
+
+class SchemaError(StructgenError, ValueError):
+    """A JSON Schema that is invalid (per its metaschema) or cannot be loaded; `pointer` is the
+    JSON pointer of the offending place in the schema ("" = the root)."""
+
+    def __init__(self, message: str, pointer: str = "") -> None:
+        self.pointer = pointer
+        self.reason = message
+        super().__init__(f"{message} (at {pointer or '/'} in the schema)" if pointer is not None
+                         else message)
+
+    def at(self, pointer: str) -> "SchemaError":
+        """The same error located at `pointer` (used when re-raising from nested compilation)."""
+        err = type(self).__new__(type(self))
+        err.__dict__.update(self.__dict__)
+        SchemaError.__init__(err, self.reason, pointer)
+        return err
+
+
+class UnsupportedSchemaError(SchemaError):
+    """A valid schema using a keyword (or keyword combination) structgen cannot enforce exactly.
+
+    `keyword` names it and `pointer` locates it; `JsonSchema(..., lenient=True)` drops such
+    keywords instead and reports them as warnings — never silently."""
+
+    def __init__(self, keyword: str, message: str, pointer: str = "") -> None:
+        self.keyword = keyword
+        super().__init__(f"unsupported keyword {keyword!r}: {message}", pointer)

@@ -7,7 +7,7 @@ so speculation, rollback and forks are just keeping old states around.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Hashable
+from typing import Any, Hashable
 
 import numpy as np
 import torch
@@ -202,3 +202,8 @@ class Constraint(ABC):
     @abstractmethod
     def _build(self, vocab: Vocabulary) -> TokenAutomaton:
         """Compile for a vocabulary (called once per vocabulary)."""
+
+    def parse(self, text: str) -> Any:
+        """The value a finished output stands for (`GenerationResult.value`): the text itself,
+        unless the constraint describes data (JSON Schema → the parsed object)."""
+        return text

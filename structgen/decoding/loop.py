@@ -47,6 +47,7 @@ class GenerationResult:
     finished: bool
     finish_reason: str  # "eos" | "complete" | "budget" | "max_tokens"
     stats: GenerationStats = field(default_factory=GenerationStats)
+    value: Any = None  # constraint.parse(text) when finished (e.g. the parsed JSON), else None
 
     def __str__(self) -> str:
         return self.text
@@ -157,7 +158,11 @@ def generate(
     stats.new_tokens = len(tokens)
     stats.seconds = time.perf_counter() - start_time
     text = vocab.decode(tokens).decode("utf-8", errors="replace")
-    return GenerationResult(text, tokens, reason != "max_tokens", reason, stats)
+    finished = reason != "max_tokens"
+    value = None
+    if finished:
+        value = constraint.parse(text) if constraint is not None else text
+    return GenerationResult(text, tokens, finished, reason, stats, value)
 
 
 def _check_budget(automaton: TokenAutomaton, max_tokens: int) -> bool:
