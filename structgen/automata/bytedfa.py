@@ -6,7 +6,7 @@ intermediate DFA states and need no special handling anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -232,3 +232,137 @@ def from_char_dfa(
         node, rest = pending.pop()
         fill(node, rest)
     return trim(np.array(rows, dtype=np.int32), np.array(acc, dtype=bool), initial)
+
+
+# --- characters with several byte spellings (escapes) ---------------------------------------
+
+# One spelling of a set of characters: the byte values allowed at each position, in order.
+ByteSetSequence = tuple[tuple[int, ...], ...]
+
+
+def utf8_byte_sets(lo: int, hi: int) -> list[ByteSetSequence]:
+    """`utf8_sequences` with each byte range expanded to its byte values (surrogates excluded)."""
+    return [tuple(tuple(range(a, b + 1)) for a, b in seq) for seq in utf8_sequences(lo, hi)]
+
+
+def _spelling_template(spellings: Sequence[Sequence[ByteSetSequence]]) -> np.ndarray:
+    """Byte states reading one character from a state whose i-th edge has `spellings[i]`.
+
+    Row 0 is the character state itself, rows 1.. the partial-spelling states; an entry >= 0
+    is a local row, DEAD, or -2 - i for "the character is complete: follow edge i". Partial
+    states are keyed by the set of (remaining spelling, edge) still possible, so spellings that
+    share a prefix (`\\u00`...) share states.
+    """
+    rows: list[list[int]] = [[DEAD] * 256]
+    memo: dict[frozenset, int] = {}
+    pending = [(0, frozenset((seq, i) for i, seqs in enumerate(spellings) for seq in seqs))]
+    while pending:
+        node, rest = pending.pop()
+        row = rows[node]
+        groups: dict[int, set] = {}
+        for seq, edge in rest:
+            for b in seq[0]:
+                if len(seq) == 1:
+                    if row[b] != DEAD and row[b] != -2 - edge:
+                        raise ValueError("character spellings are not a prefix-free code")
+                    row[b] = -2 - edge
+                else:
+                    groups.setdefault(b, set()).add((seq[1:], edge))
+        for b, group in groups.items():
+            if row[b] != DEAD:
+                raise ValueError("character spellings are not a prefix-free code")
+            key = frozenset(group)
+            if key not in memo:
+                memo[key] = len(rows)
+                rows.append([DEAD] * 256)
+                pending.append((memo[key], key))
+            row[b] = memo[key]
+    return np.array(rows, dtype=np.int32)
+
+
+def spelled_tables(
+    n_states: int,
+    initial: int,
+    accepting: Iterable[int],
+    edges: dict[int, list[tuple[tuple[tuple[int, int], ...], int]]],
+    spell: Callable[[tuple[tuple[int, int], ...]], list[ByteSetSequence]],
+    max_states: int | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lift a DFA over code points to bytes when a character has several spellings (escapes).
+
+    Returns (transitions, accepting) of the trimmed byte DFA with initial state 0, or None when
+    its language is empty; the caller may extend the arrays before building the `ByteDFA`.
+    `edges[s]` lists (code point ranges, target) with disjoint ranges per state; `spell(ranges)`
+    gives every byte spelling of those characters (e.g. `utf8_byte_sets` plus escapes). The
+    spellings of distinct characters must form a prefix-free code, so reading bytes stays
+    deterministic. Characters with no spelling are dropped, then the character DFA is trimmed,
+    which makes the byte DFA trimmed by construction (no byte-level trim pass).
+
+    Speed: the partial-spelling states of a character state depend only on its edges' ranges,
+    so they are built once per distinct edge shape and stamped out with numpy for every state
+    of that shape (a length counter multiplies states, not shapes). Raises OverflowError when
+    the byte DFA would exceed `max_states` states.
+    """
+    spelled: dict[tuple, list[ByteSetSequence]] = {}
+    out_edges: list[list[tuple[tuple, int]]] = [[] for _ in range(n_states)]
+    for s, es in edges.items():
+        for ranges, t in es:
+            ranges = tuple(ranges)
+            if ranges not in spelled:
+                spelled[ranges] = spell(ranges)
+            if spelled[ranges]:
+                out_edges[s].append((ranges, t))
+    finals = set(accepting)
+    # character-level trim: co-reachable from acceptance, then reachable from `initial` (BFS)
+    preds: list[list[int]] = [[] for _ in range(n_states)]
+    for s, es in enumerate(out_edges):
+        for _, t in es:
+            preds[t].append(s)
+    live = set(finals)
+    stack = list(finals)
+    while stack:
+        for s in preds[stack.pop()]:
+            if s not in live:
+                live.add(s)
+                stack.append(s)
+    if initial not in live:
+        return None
+    index = {initial: 0}
+    order = [initial]
+    k = 0
+    while k < len(order):
+        for _, t in out_edges[order[k]]:
+            if t in live and t not in index:
+                index[t] = len(order)
+                order.append(t)
+        k += 1
+    # group character states by edge shape; each shape's template is built once
+    shapes: dict[tuple, list[tuple[int, list[int]]]] = {}
+    for s in order:
+        kept = [(r, index[t]) for r, t in out_edges[s] if t in live]
+        shape = tuple(r for r, _ in kept)
+        shapes.setdefault(shape, []).append((index[s], [t for _, t in kept]))
+    templates = {shape: _spelling_template([spelled[r] for r in shape]) for shape in shapes}
+    total = len(order) + sum(
+        len(members) * (templates[shape].shape[0] - 1) for shape, members in shapes.items()
+    )
+    if max_states is not None and total > max_states:
+        raise OverflowError(f"the byte DFA would have {total} states (limit {max_states})")
+    table = np.full((total, 256), DEAD, np.int32)
+    next_free = len(order)
+    for shape, members in shapes.items():
+        tpl = templates[shape]
+        m, n_inst = tpl.shape[0], len(members)
+        entries = np.array([e for e, _ in members], dtype=np.int64)
+        targets = np.array([ts for _, ts in members], dtype=np.int32).reshape(n_inst, len(shape))
+        bases = next_free + np.arange(n_inst, dtype=np.int64) * (m - 1)
+        is_slot = tpl <= -2
+        block = np.where(tpl >= 1, bases[:, None, None] + tpl[None] - 1, DEAD)
+        if len(shape):
+            block = np.where(is_slot[None], targets[:, np.where(is_slot, -2 - tpl, 0)], block)
+        table[entries] = block[:, 0]
+        table[next_free : next_free + n_inst * (m - 1)] = block[:, 1:].reshape(-1, 256)
+        next_free += n_inst * (m - 1)
+    acc = np.zeros(total, bool)
+    acc[[index[s] for s in order if s in finals]] = True
+    return table, acc

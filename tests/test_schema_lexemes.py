@@ -1,0 +1,190 @@
+"""Exact JSON lexeme DFAs, checked against reference oracles (json.loads, re, len, Decimal,
+jsonschema's format checker and the official test suite's format cases)."""
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from structgen.errors import UnsupportedSchemaError
+from structgen.schema.lexemes import json_string_dfa
+
+# --- strings: spellings -------------------------------------------------------------------------
+
+_FRAGMENTS = [
+    "a", "Z", "0", " ", "/", "é", "€", "😀", "\u2028", "\x7f", "\\\\", "\\\"", "\\/", "\\b", "\\f",
+    "\\n", "\\r", "\\t", "\\x", "\\u0041", "\\u00e9", "\\u00E9", "\\uD83D", "\\ude00", "\\uDE00",
+    "\\ud800", "\\u12", "\\U0041", "\\", "\"", "\x00", "\x1f", "\t", "\n", "u", "D83D",
+]
+_BAD_BYTES = [b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xff", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+
+
+def _decode(data: bytes) -> str | None:
+    """Reference: the decoded value of one JSON string spelled exactly by `data`, else None.
+
+    Lone surrogates are refused by design (see structgen.schema.lexemes)."""
+    if not (data.startswith(b'"') and data.endswith(b'"') and len(data) >= 2):
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, str) or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        return None
+    return value
+
+
+def _spellings(value: str, rng: random.Random) -> bytes:
+    """One random JSON spelling of `value`: raw, short escape, \\u in mixed case, pairs."""
+    out = []
+    short = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+             "\r": "\\r", "\t": "\\t"}
+    for ch in value:
+        cp = ord(ch)
+        options = []
+        if ch not in '"\\' and cp >= 0x20:
+            options.append(ch)
+        if ch in short:
+            options.append(short[ch])
+        if cp <= 0xFFFF:
+            options.append("\\u" + "".join(rng.choice((c.lower(), c.upper())) for c in f"{cp:04x}"))
+        else:
+            v = cp - 0x10000
+            hi, lo = 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF)
+            options.append(f"\\u{hi:04x}\\u{lo:04X}")
+        out.append(rng.choice(options))
+    return ('"' + "".join(out) + '"').encode()
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\"\\/\b\f\n\r\t\x00😀é"),
+                max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT, st.randoms(use_true_random=False))
+def test_string_accepts_every_spelling(value: str, rng: random.Random) -> None:
+    dfa = json_string_dfa()
+    assert dfa.accepts(json.dumps(value).encode())
+    assert dfa.accepts(json.dumps(value, ensure_ascii=False).encode())
+    assert dfa.accepts(_spellings(value, rng))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=8), st.sampled_from([b""] + _BAD_BYTES),
+       st.integers(0, 8))
+def test_string_bytes_match_json_loads(parts: list[str], bad: bytes, where: int) -> None:
+    body = "".join(parts).encode()
+    where = min(where, len(body))
+    data = b'"' + body[:where] + bad + body[where:] + b'"'
+    dfa = json_string_dfa()
+    assert dfa.accepts(data) == (_decode(data) is not None), data
+
+
+def test_string_manual_spellings() -> None:
+    dfa = json_string_dfa(literals=["A/", "😀"])
+    for data in [b'"\\u0041\\/"', b'"A/"', b'"\\u0041/"', b'"\\ud83d\\uDE00"', '"😀"'.encode()]:
+        assert dfa.accepts(data), data
+    for data in [b'"\\u0041\\/', b'"a/"', b'"\\ud83d"', b'"\\ud83d\\u0041"', b'"\\uDE00\\uD83D"',
+                 b"'A/'", b'"\\u041/"']:
+        assert not dfa.accepts(data), data
+
+
+# --- strings: pattern, length, literals, exclude -------------------------------------------------
+
+_PATTERNS = [
+    "a", "^a", "a$", "^a$", "^ab|cd$", "^(ab|cd)$", "a.c", "[0-9]{2,3}", "^[a-z]+@[a-z]+\\.com$",
+    "^\\d+$", "\\w\\s", "^[^a]*$", "(?i)^ab", "^$", "", "x|", "^é+€?$", "^(?:[ab]c)*$", "\\S",
+    "^[^\\s]+$", "[\\s\\S]", "😀{2}", "^.{2,4}$", "\\.", "^\\u00e9", "a{2}b?$",
+    "^(?<word>[a-c]+)-$",
+]
+_PATTERN_TEXT = st.text(alphabet="abcdABCD09 -@.é€😀_\t", max_size=8)
+
+
+@pytest.mark.parametrize("pattern", _PATTERNS)
+@settings(max_examples=120, deadline=None)
+@given(value=_PATTERN_TEXT)
+def test_pattern_is_search(pattern: str, value: str) -> None:
+    dfa = json_string_dfa(pattern=pattern)
+    python = pattern.replace("(?<word>", "(?P<word>")
+    expected = re.search(python, value, re.ASCII) is not None  # ECMA: \d \w are ASCII
+    assert dfa.accepts(json.dumps(value).encode()) == expected, (pattern, value)
+    assert dfa.accepts(json.dumps(value, ensure_ascii=False).encode()) == expected
+
+
+def test_pattern_narrows_to_ecma() -> None:
+    """Where ECMA-262 is narrower than Python, ECMA wins (and '$' is the very end)."""
+    dot = json_string_dfa(pattern="^a.c$")
+    assert dot.accepts(b'"abc"')
+    for ch in ["\\n", "\\r", "\\u2028", "\\u2029"]:
+        assert not dot.accepts(f'"a{ch}c"'.encode()), ch
+    assert not json_string_dfa(pattern="^\\S$").accepts(b'"\\ufeff"')
+    assert not json_string_dfa(pattern="^[^\\s]$").accepts(b'"\\ufeff"')
+    assert json_string_dfa(pattern="^[^\\s]$").accepts(b'"x"')
+    assert not json_string_dfa(pattern="^a$").accepts(b'"a\\n"')
+
+
+@pytest.mark.parametrize("pattern, construct", [
+    ("(?=a)", "lookaround"), ("a\\bc", "anchor"), ("a^b", "anchor"), ("\\p{L}", "bad escape"),
+    ("(a)\\1", "backreference"), ("[\\Sa]", "\\S"), ("a{,3}", "{,n}"), ("[", "unterminated"),
+])
+def test_pattern_refused(pattern: str, construct: str) -> None:
+    with pytest.raises(UnsupportedSchemaError) as info:
+        json_string_dfa(pattern=pattern)
+    assert info.value.keyword == "pattern"
+    assert construct in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(alphabet="ab\n😀é\"", max_size=9), lo=st.integers(0, 6),
+       span=st.none() | st.integers(0, 5))
+def test_length_counts_code_points(value: str, lo: int, span: int | None) -> None:
+    hi = None if span is None else lo + span
+    dfa = json_string_dfa(min_length=lo, max_length=hi)
+    expected = lo <= len(value) and (hi is None or len(value) <= hi)
+    assert dfa.accepts(json.dumps(value).encode()) == expected
+    assert dfa.accepts(json.dumps(value, ensure_ascii=False).encode()) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(alphabet="ab1 ", max_size=7), lo=st.integers(0, 4), span=st.integers(0, 3))
+def test_pattern_and_length(value: str, lo: int, span: int) -> None:
+    dfa = json_string_dfa(pattern="^a|1", min_length=lo, max_length=lo + span)
+    expected = re.search("^a|1", value) is not None and lo <= len(value) <= lo + span
+    assert dfa.accepts(json.dumps(value).encode()) == expected
+
+
+def test_literals_and_exclude() -> None:
+    names = ["id", "name", "", "é", "😀", "a\"b"]
+    only = json_string_dfa(literals=names, exclude=["name"])
+    others = json_string_dfa(exclude=names)
+    for value in names + ["nam", "names", "ID", "x", "😀😀", "\ud800"]:
+        for data in (json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode(
+                "utf-8", "surrogatepass")):
+            valid = not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+            assert only.accepts(data) == (valid and value in names and value != "name"), value
+            assert others.accepts(data) == (valid and value not in names), value
+    assert json_string_dfa(literals=[]).is_empty()
+    assert json_string_dfa(literals=["ab"], pattern="c").is_empty()
+    assert json_string_dfa(literals=["ab", "abc"], max_length=2).accepts(b'"ab"')
+    assert not json_string_dfa(literals=["ab", "abc"], max_length=2).accepts(b'"abc"')
+    assert json_string_dfa(min_length=3, max_length=2).is_empty()
+
+
+def test_long_lengths_are_fast_or_refused() -> None:
+    import time
+
+    start = time.perf_counter()
+    dfa = json_string_dfa(max_length=257)
+    assert time.perf_counter() - start < 2.0  # ~40 ms on a quiet machine
+    assert dfa.accepts(json.dumps("é" * 257).encode())
+    assert not dfa.accepts(json.dumps("é" * 258).encode())
+    with pytest.raises(UnsupportedSchemaError) as info:
+        json_string_dfa(max_length=10_000)
+    assert info.value.keyword == "maxLength"
+    with pytest.raises(UnsupportedSchemaError) as info:
+        json_string_dfa(min_length=10_000)
+    assert info.value.keyword == "minLength"
