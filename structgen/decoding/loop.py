@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import torch
 
 from ..constraints.base import DONE, Constraint, State, TokenAutomaton
 from ..errors import GenerationError
+from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, ModelDrafter,
+                       Scorer)
 from .sampling import SamplingParams, choose
+from .speculative import DraftLength, verify_token
 
 Message = dict[str, str]
 
@@ -26,13 +29,18 @@ class GenerationStats:
     forward_seconds: float = 0.0
     mask_seconds: float = 0.0
     forward_passes: int = 0
+    draft_seconds: float = 0.0
+    drafted: dict[str, int] = field(default_factory=dict)  # draft tokens per drafter
+    accepted: dict[str, int] = field(default_factory=dict)  # of which the verifier accepted
+    forced_tokens: int = 0  # emitted tokens that came from the grammar-forced drafter
 
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {**self.__dict__, "tokens_per_s": self.tokens_per_s}
+    def as_dict(self) -> dict[str, Any]:
+        return {**{k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()},
+                "tokens_per_s": self.tokens_per_s}
 
 
 @dataclass
@@ -67,32 +75,53 @@ def encode_prompt(tokenizer: Any, prompt: str | Sequence[Message]) -> list[int]:
 
 
 class _Forward:
-    """Incremental forward passes over a growing KV cache."""
+    """Incremental forward passes over a growing KV cache (the `Scorer` of a transformers
+    causal LM); `crop` rolls the cache back after rejected drafts."""
 
-    def __init__(self, model: Any, stats: GenerationStats) -> None:
-        from transformers import DynamicCache
-
+    def __init__(self, model: Any, stats: GenerationStats | None = None) -> None:
         self.model = model
         self.device = next(model.parameters()).device
-        self.cache = DynamicCache(config=model.config)
         self.stats = stats
+        self.length = 0
+        self.cache = self._fresh()
+
+    def _fresh(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
 
     @torch.inference_mode()
-    def __call__(self, ids: Sequence[int]) -> torch.Tensor:
-        """Logits (float32, on CPU) after feeding `ids`, for the last position."""
+    def __call__(self, ids: Sequence[int], n: int = 1) -> torch.Tensor:
+        """Logits (float32, on CPU) of the last `n` positions after feeding `ids`, shape (n, V)."""
         t = time.perf_counter()
         x = torch.tensor([list(ids)], device=self.device)
-        out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True)
+        out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
+                         logits_to_keep=n)
         self.cache = out.past_key_values
-        logits = out.logits[0, -1].float().cpu()
-        self.stats.forward_seconds += time.perf_counter() - t
-        self.stats.forward_passes += 1
+        self.length += len(ids)
+        logits = out.logits[0, -n:].float().cpu()
+        if self.stats is not None:
+            self.stats.forward_seconds += time.perf_counter() - t
+            self.stats.forward_passes += 1
         return logits
+
+    def crop(self, length: int) -> None:
+        if length >= self.length:
+            return
+        if length == 0:
+            self.cache = self._fresh()
+        else:
+            self.cache.crop(length - self.length)  # a negative count removes that many
+        self.length = length
+
+
+DrafterSpec = Union[str, Drafter]
+DEFAULT_DRAFTERS = ("forced", "lookup")
 
 
 def generate(
     model: Any,
-    prompt: str | Sequence[Message],
+    prompt: str | Sequence[Message] | list[str | Sequence[Message]],
     constraint: Constraint | None = None,
     *,
     max_tokens: int = 256,
@@ -100,8 +129,17 @@ def generate(
     top_p: float = 1.0,
     top_k: int = 0,
     seed: int | None = None,
+    speculative: bool | None = None,
+    draft_model: Any = None,
+    drafters: Sequence[DrafterSpec] | None = None,
 ) -> GenerationResult:
-    """Generate from a `LoadedModel` (see `structgen.load_model`), optionally constrained."""
+    """Generate from a `LoadedModel` (see `structgen.load_model`), optionally constrained.
+
+    Speculative decoding (draft, then verify in one forward pass) is on unless `speculative` is
+    False: `drafters` names the drafters in the order they extend a draft ("forced", "lookup",
+    "model" or `Drafter` instances; default forced + lookup, plus "model" when `draft_model` is
+    given). Output law is unchanged (greedy: token-identical), so it is on by default.
+    """
     if isinstance(model, str):
         from ..models import load_model
 
@@ -115,45 +153,16 @@ def generate(
     start_time = time.perf_counter()
 
     automaton = constraint.compile(vocab) if constraint is not None else None
-    state = automaton.start if automaton is not None else None
     free_mask = torch.zeros(vocab.width, dtype=torch.bool)
     free_mask[: len(model.tokenizer)] = True
 
     planned = automaton is not None and _check_budget(automaton, max_tokens)
+    active = _make_drafters(model, speculative, draft_model, drafters)
     prompt_ids = encode_prompt(model.tokenizer, prompt)
     stats.prompt_tokens = len(prompt_ids)
     forward = _Forward(model.model, stats)
-    logits = forward(prompt_ids)
-    tokens: list[int] = []
-    reason = "max_tokens"
-    while True:
-        t = time.perf_counter()
-        final = automaton is not None and automaton.only_eos(state)  # computes the mask
-        stats.mask_seconds += time.perf_counter() - t
-        if final:
-            reason = "complete"
-            break
-        if len(tokens) >= max_tokens:
-            if automaton is not None and automaton.is_accepting(state):
-                reason = "budget"
-            break
-        t = time.perf_counter()
-        mask = automaton.mask(state) if automaton is not None else free_mask
-        stats.mask_seconds += time.perf_counter() - t
-        if not bool(mask.any()):
-            raise GenerationError(f"the constraint allows no token after {len(tokens)} tokens")
-        token = choose(logits, mask, params, generator)
-        if planned:
-            token, state = _within_budget(automaton, state, token, mask, logits, params,
-                                          generator, max_tokens - len(tokens) - 1)
-        elif automaton is not None and token not in vocab.eos_ids:
-            state = automaton.advance(state, token)
-        if token in vocab.eos_ids:
-            reason = "eos"
-            break
-        tokens.append(token)
-        if len(tokens) < max_tokens:
-            logits = forward([token])
+    tokens, reason = decode(forward, automaton, prompt_ids, vocab.eos_ids, free_mask, params,
+                            generator, max_tokens, planned, active, stats)
 
     stats.new_tokens = len(tokens)
     stats.seconds = time.perf_counter() - start_time
@@ -163,6 +172,203 @@ def generate(
     if finished:
         value = constraint.parse(text) if constraint is not None else text
     return GenerationResult(text, tokens, finished, reason, stats, value)
+
+
+def _make_drafters(model: Any, speculative: bool | None, draft_model: Any,
+                   drafters: Sequence[DrafterSpec] | None) -> list[Drafter]:
+    """Drafter instances for one generation (none when speculation is off)."""
+    if speculative is False:
+        if drafters or draft_model is not None:
+            raise ValueError("speculative=False contradicts drafters/draft_model")
+        return []
+    specs = list(drafters) if drafters is not None else [
+        *DEFAULT_DRAFTERS, *(("model",) if draft_model is not None else ())]
+    out: list[Drafter] = []
+    for spec in specs:
+        if isinstance(spec, Drafter):
+            out.append(spec)
+        elif spec == "forced":
+            out.append(ForcedDrafter(model.tokenizer))
+        elif spec == "lookup":
+            out.append(LookupDrafter())
+        elif spec == "model":
+            if draft_model is None:
+                raise ValueError('drafter "model" needs draft_model=')
+            net = getattr(draft_model, "model", draft_model)  # a LoadedModel or an HF causal LM
+            out.append(ModelDrafter(_Forward(net)))
+        else:
+            raise ValueError(f"unknown drafter {spec!r}: use 'forced', 'lookup', 'model' or a Drafter")
+    return out
+
+
+def decode(
+    scorer: Scorer,
+    automaton: TokenAutomaton | None,
+    prompt_ids: Sequence[int],
+    eos_ids: frozenset[int],
+    free_mask: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None,
+    max_tokens: int,
+    planned: bool,
+    drafters: Sequence[Drafter],
+    stats: GenerationStats,
+) -> tuple[list[int], str]:
+    """The decode loop: (generated tokens without EOS, finish reason).
+
+    Each pass feeds the last emitted token plus a draft and verifies the draft position by
+    position (`verify_token`), each position masked by the constraint state the draft reaches
+    there; the first position whose token differs from the draft ends the pass, and the cache
+    is cropped to the accepted tokens. Without drafters this is plain one-token-per-pass
+    decoding. Only emitted tokens advance `state`.
+    """
+    state = automaton.start if automaton is not None else None
+    tokens: list[int] = []
+    history = list(prompt_ids)  # prompt + output, for drafters
+    feed = list(prompt_ids)  # tokens not yet in the cache
+    lengths = DraftLength()
+    for drafter in drafters:
+        drafter.start(prompt_ids)
+
+    def stop() -> str | None:
+        t = time.perf_counter()
+        final = automaton is not None and automaton.only_eos(state)  # computes the mask
+        stats.mask_seconds += time.perf_counter() - t
+        if final:
+            return "complete"
+        if len(tokens) >= max_tokens:
+            return "budget" if automaton is not None and automaton.is_accepting(state) else "max_tokens"
+        return None
+
+    while True:
+        reason = stop()
+        if reason is not None:
+            return tokens, reason
+        room = max_tokens - len(tokens) - 1  # the last position is verified without a draft
+        draft, qs, sources, rejected = _draft(drafters, lengths, history, automaton, state,
+                                              params, generator, free_mask, eos_ids, room, stats)
+        t = time.perf_counter()
+        rows = scorer(feed + draft, len(draft) + 1)
+        if len(feed) == 1:  # the prompt pass says nothing about the cost of a verify pass
+            lengths.observe_pass(len(draft) + 1, time.perf_counter() - t)
+        kept = scorer.length - len(draft)  # cache length without the draft
+        feed = []
+        accepted = 0
+        for i in range(len(draft) + 1):
+            if i > 0:
+                reason = stop()
+                if reason is not None:
+                    break
+            t = time.perf_counter()
+            mask = automaton.mask(state) if automaton is not None else free_mask
+            stats.mask_seconds += time.perf_counter() - t
+            if not bool(mask.any()):
+                raise GenerationError(f"the constraint allows no token after {len(tokens)} tokens")
+            if i < len(draft):
+                guess, q = draft[i], (qs[i] if qs is not None else None)
+            else:
+                guess, q = rejected if rejected is not None else (None, None)
+            token = verify_token(rows[i], mask, params, generator, guess, q)
+            if planned:
+                token, state_after = _within_budget(automaton, state, token, mask, rows[i], params,
+                                                    generator, max_tokens - len(tokens) - 1)
+            elif automaton is not None and token not in eos_ids:
+                state_after = automaton.advance(state, token)
+            else:
+                state_after = state
+            hit = i < len(draft) and token == draft[i]
+            accepted += hit
+            if token in eos_ids:
+                reason = "eos"
+                break
+            state = state_after
+            tokens.append(token)
+            history.append(token)
+            for drafter in drafters:
+                drafter.observe(token)
+            if not hit:
+                feed = [token]
+                break
+        _score_drafters(lengths, sources, accepted, stats)
+        if reason is not None:
+            return tokens, reason
+        scorer.crop(kept + accepted)
+
+
+def _draft(
+    drafters: Sequence[Drafter],
+    lengths: DraftLength,
+    history: list[int],
+    automaton: TokenAutomaton | None,
+    state: State,
+    params: SamplingParams,
+    generator: torch.Generator | None,
+    free_mask: torch.Tensor,
+    eos_ids: frozenset[int],
+    room: int,
+    stats: GenerationStats,
+) -> tuple[list[int], list[torch.Tensor] | None, list[str], tuple[int, torch.Tensor] | None]:
+    """Chain the drafters into one draft of at most `room` tokens, cut at the first token the
+    constraint refuses: (tokens, their q's or None when all are one-hot, source per token,
+    a refused sampled token to verify as a certain rejection)."""
+    tokens: list[int] = []
+    qs: list[torch.Tensor | None] = []
+    sources: list[str] = []
+    rejected: tuple[int, torch.Tensor] | None = None
+    ctx = DraftContext(list(history), automaton, state, params, generator, free_mask, eos_ids)
+    budgets = {d.name: lengths.k_for(d.name) for d in drafters}
+    ended = False  # a refused sampled token or a drafted EOS: nothing may follow
+    progress = True
+    while progress and not ended and len(tokens) < room:
+        progress = False
+        for drafter in drafters:
+            k = min(budgets[drafter.name], room - len(tokens))
+            if k <= 0:
+                continue
+            t = time.perf_counter()
+            proposal = drafter.propose(ctx, k)
+            seconds = time.perf_counter() - t
+            stats.draft_seconds += seconds
+            lengths.observe_cost(drafter.name, seconds, len(proposal.tokens))
+            taken = 0
+            for j, token in enumerate(proposal.tokens[:k]):
+                nxt = automaton.advance(ctx.state, token) if automaton is not None else ctx.state
+                if nxt is None:
+                    if proposal.qs is not None:  # cutting a sampled draft = certain rejection
+                        rejected, ended = (token, proposal.qs[j]), True
+                    break
+                tokens.append(token)
+                qs.append(proposal.qs[j] if proposal.qs is not None else None)
+                sources.append(drafter.name)
+                ctx.history.append(token)
+                ctx.state = nxt
+                taken += 1
+                if token in eos_ids:
+                    ended = True
+                    break
+            if not ended and proposal.rejected is not None and taken == len(proposal.tokens):
+                rejected, ended = proposal.rejected, True
+            budgets[drafter.name] -= taken
+            if taken or ended:
+                progress = taken > 0
+                break  # start again from the first drafter (e.g. forced text after a copied value)
+    any_q = rejected is not None or any(q is not None for q in qs)
+    return tokens, (qs if any_q else None), sources, rejected
+
+
+def _score_drafters(lengths: DraftLength, sources: list[str], accepted: int,
+                    stats: GenerationStats) -> None:
+    """Per-drafter drafted/accepted counts (stats and the draft-length model)."""
+    per: dict[str, list[int]] = {}
+    for i, name in enumerate(sources):
+        counts = per.setdefault(name, [0, 0])
+        counts[0] += 1
+        counts[1] += i < accepted
+    for name, (drafted, ok) in per.items():
+        stats.drafted[name] = stats.drafted.get(name, 0) + drafted
+        stats.accepted[name] = stats.accepted.get(name, 0) + ok
+        lengths.observe_draft(name, ok, drafted)
+    stats.forced_tokens += per.get("forced", [0, 0])[1]
 
 
 def _check_budget(automaton: TokenAutomaton, max_tokens: int) -> bool:
