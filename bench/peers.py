@@ -478,3 +478,72 @@ def available_engines(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
         except Exception as e:  # ImportError, or a half-written package
             skipped[n] = f"{type(e).__name__}: {e}"
     return ok, skipped
+
+
+# ---------------------------------------------------------------------------
+# JSON Schema (bench/maskbench.py): the peers as engines of structgen.schema.conformance
+# ---------------------------------------------------------------------------
+
+
+def _bit_set(bitmask: torch.Tensor, token_id: int) -> bool:
+    """Whether an int32 bitmask allows `token_id` (one lookup, no full conversion)."""
+    word = int(bitmask.reshape(-1)[token_id >> 5])
+    return bool((word >> (token_id & 31)) & 1)
+
+
+class _JsonPeerMatcher:
+    """A peer matcher with the conformance runner's `allows(mask, id)`."""
+
+    def __init__(self, m) -> None:
+        self._m = m
+
+    def mask(self):
+        return self._m.mask()
+
+    def consume(self, token_id: int) -> bool:
+        return self._m.consume(token_id)
+
+    def is_accepting(self) -> bool:
+        return self._m.is_accepting()
+
+    def allows(self, mask, token_id: int) -> bool:
+        return _bit_set(mask, token_id)
+
+
+class JsonSchemaPeer:
+    """xgrammar or llguidance compiling JSON schemas with their default options.
+
+    xgrammar: ``GrammarCompiler.compile_json_schema(schema)`` (any_whitespace=True,
+    strict_mode=True: no properties or items beyond those the schema lists, any_order=False);
+    its compiled-grammar cache is cleared before every schema, so each compile is cold.
+    llguidance: ``LLMatcher.grammar_from_json_schema(schema)`` (flexible whitespace, strict: it
+    reports unsupported keywords); the grammar is compiled by ``LLMatcher()``, so an error
+    there is the refusal. Any exception while compiling counts as a refusal (the peer's message).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.name not in ("xgrammar", "llguidance"):
+            raise ValueError(f"no JSON Schema adapter for {engine.name}")
+        self.engine = engine
+        self.name = engine.name
+
+    def compile(self, schema, *, format_assertion: bool = True):
+        import json
+
+        from structgen.schema.conformance import Refused, one_line
+
+        try:
+            if self.name == "xgrammar":
+                self.engine.clear_cache()
+                return self.engine.compiler.compile_json_schema(json.dumps(schema))
+            return self.engine._llg.LLMatcher.grammar_from_json_schema(schema)
+        except Exception as e:  # the peer's refusal, whatever it raises
+            raise Refused(one_line(e)) from e
+
+    def matcher(self, compiled) -> _JsonPeerMatcher:
+        from structgen.schema.conformance import Refused, one_line
+
+        try:
+            return _JsonPeerMatcher(self.engine.matcher(compiled))
+        except Exception as e:  # llguidance reports grammar errors when the matcher is built
+            raise Refused(one_line(e)) from e
