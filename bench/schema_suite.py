@@ -5,10 +5,13 @@ The runner is `structgen.schema.conformance`, the same code the test uses. Witho
 prints the per-file table; ``--update-ratchet`` also raises `tests/data/json_schema_ratchet.json`
 (pass counts only go up, failure counts only down) and rewrites `docs/json-schema-coverage.md`.
 
+llguidance and xgrammar (their defaults, `peers.JsonSchemaPeer`) run the same suite through the
+same runner, for the side-by-side table of the document (``--peers ""`` to skip them).
+
 Usage::
 
     .venv/bin/python bench/schema_suite.py [--data ../shared/data] [--model gemma-3-270m]
-        [--update-ratchet [--reset-ratchet]] [--json results.json]
+        [--peers llguidance,xgrammar] [--update-ratchet [--reset-ratchet]] [--json results.json]
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "bench"))
 
 from structgen.schema import conformance as C  # noqa: E402
 
@@ -56,12 +60,35 @@ def _commit() -> str:
         return "?"
 
 
-def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: str, seconds: float) -> str:
+def _by_group(results: list[C.CaseResult]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {g: Counter() for g in GROUPS}
+    for source, counts in C.counts_by_source(results).items():
+        out[C.suite_file_group(source)].update(counts)
+    return out
+
+
+def peers_section(suite: list[C.CaseResult], peer_results: dict[str, list[C.CaseResult]]) -> list[str]:
+    """Totals per part of the suite, structgen next to each peer."""
+    if not peer_results:
+        return []
+    lines = ["## Side by side", "",
+             "The same runner, cases and token ids, with llguidance and xgrammar under their defaults",
+             "(`bench/peers.py` `JsonSchemaPeer`: schema property order, flexible whitespace; xgrammar",
+             "`strict_mode=True` forbids properties and items the schema does not list). Neither takes a",
+             "registry, so their remote `$ref`s fail; an exception while compiling counts as refused.", "",
+             *_header("engine, part")]
+    for name, results in {"structgen": suite, **peer_results}.items():
+        groups = _by_group(results)
+        lines += [_row(f"{name}, {g}", groups[g]) for g in GROUPS]
+        lines.append(_row(f"**{name}, all**", C.outcome_counts(results)))
+    return lines + [""]
+
+
+def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: str, seconds: float,
+                 peer_results: dict[str, list[C.CaseResult]]) -> str:
     """The markdown of docs/json-schema-coverage.md for this run."""
     by_file = C.counts_by_source(suite)
-    by_group: dict[str, Counter[str]] = {g: Counter() for g in GROUPS}
-    for source, counts in by_file.items():
-        by_group[C.suite_file_group(source)].update(counts)
+    by_group = _by_group(suite)
     total = C.outcome_counts(suite)
     refusals = C.refusal_keywords(suite)
     refused_instances: Counter[str] = Counter()
@@ -115,6 +142,7 @@ def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: s
         "",
         "For scale: llguidance reports 934 passing of 1,897 in its own count of this suite.",
         "",
+        *peers_section(suite, peer_results),
         "## Refusals by keyword",
         "",
         "| keyword | schemas refused | instances |",
@@ -145,6 +173,22 @@ def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: s
     return "\n".join(lines)
 
 
+def run_peers(names: list[str], loaded: Any, data: Path, encode: Any) -> dict[str, list[C.CaseResult]]:
+    """The suite through each importable peer (in-process: the suite's schemas are small)."""
+    if not names:
+        return {}
+    import peers
+
+    ok, skipped = peers.available_engines(names)
+    for name, why in skipped.items():
+        print(f"skipping {name}: {why}", file=sys.stderr)
+    if not ok:
+        return {}
+    vocab = peers.make_vocab(loaded.name, loaded.tokenizer, loaded.vocab.width)
+    cases = C.prepare(C.load_suite(C.suite_dir(data)), encode)
+    return {name: C.run_cases(peers.JsonSchemaPeer(peers.ENGINE_CLASSES[name](vocab)), cases) for name in ok}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
@@ -155,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reset-ratchet", action="store_true",
                     help="with --update-ratchet: set the ratchet to this run's figures even where worse "
                          "(only after the suite or the sample changed)")
+    ap.add_argument("--peers", default="llguidance,xgrammar",
+                    help="peers run on the suite for comparison (comma list; \"\" for none)")
     ap.add_argument("--json", type=Path, help="write every case result here")
     args = ap.parse_args(argv)
 
@@ -172,15 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                          C.prepare(C.maskbench_sample(args.data), encode)) \
         if (args.data / "maskbench").is_dir() else []
     seconds = time.perf_counter() - t0
+    peer_results = run_peers([p for p in args.peers.split(",") if p], loaded, args.data, encode)
 
-    doc = coverage_doc(suite, sample, loaded.name, seconds)
+    doc = coverage_doc(suite, sample, loaded.name, seconds, peer_results)
     print(doc)
     bad = C.failures(suite + sample, ["false_positive", "error", "untokenizable"])
     for line in bad:
         print(line, file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps({"suite": [dataclasses.asdict(r) for r in suite],
-                                         "maskbench_sample": [dataclasses.asdict(r) for r in sample]}, indent=1))
+                                         "maskbench_sample": [dataclasses.asdict(r) for r in sample],
+                                         "peers": {k: [dataclasses.asdict(r) for r in v]
+                                                   for k, v in peer_results.items()}}, indent=1))
     if args.update_ratchet:
         old = json.loads(RATCHET.read_text(encoding="utf-8")) if RATCHET.exists() else {}
         by_file, sample_counts = C.counts_by_source(suite), C.outcome_counts(sample)
