@@ -32,3 +32,26 @@ def test_masks_survive_cache_drops(smollm2) -> None:
     for old, ref_old in zip(held, ref_held):
         assert np.array_equal(np.sort(small.allowed_ids(old)), np.sort(reference.allowed_ids(ref_old)))
         assert small.tokens_to_complete(old) == reference.tokens_to_complete(ref_old)
+
+
+@pytest.mark.parametrize("grammar, text", [
+    ("json.lark", '{"name": "Ada",\n "tags": ["x", 1.5e3, true], "n": {"a": [null, {}]}}'),
+    ("c_like.lark", "int f(int x) { return x * 2 + y; }"),
+    ("arithmetic.lark", "(1 + 2.5) * -3 / 4^2"),
+])
+@pytest.mark.parametrize("max_leaving_trie", [0, 4096])
+def test_shape_split_equals_full_walk(smollm2, grammar, text, max_leaving_trie) -> None:
+    """Masks built from shared per-shape parts (tokens inside a lexeme, plus leaving tokens
+    walked per state — by their own trie or below their first bytes) equal a plain trie walk."""
+    source = (Path(__file__).resolve().parent.parent / "grammars" / grammar).read_text()
+    automaton = Grammar(source).compile(smollm2.vocab)
+    automaton.MAX_LEAVING_TRIE = max_leaving_trie
+    state = automaton.start
+    for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
+        expected, _ = automaton.trie.walk(automaton, automaton._id(state))
+        got = automaton.allowed_ids(state)
+        got = got[~np.isin(got, list(smollm2.vocab.eos_ids))]
+        assert len(np.unique(got)) == len(got)  # the parts are disjoint
+        assert np.array_equal(np.sort(got), np.sort(expected))
+        state = automaton.advance(state, token)
+        assert state is not None

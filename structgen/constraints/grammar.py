@@ -11,22 +11,32 @@ or `-`,`-` leads to one set, not one per segmentation.
 States are interned as integers with a 256-entry transition row each, built the first time a
 mask walk or a token reaches them, so `TokenTrie.walk` works unchanged: tokens inside a lexeme
 only touch DFA rows, and the parser runs only at the trie nodes where a lexeme can end.
+
+Masks split the vocabulary the way the lexer/parser split suggests. A token that stays inside
+one of the state's lexemes (in progress, or starting here) is allowed whatever the parser says:
+that lexeme's terminal was expected where it began and its DFA state can still finish. Which
+tokens do so depends only on the (terminal, DFA state) pairs — the state's *shape* — not on the
+Earley sets, so it is computed once per pair and shared by every state of that shape. Only the
+tokens that leave a lexeme after it could end (`",` or `1}` in JSON) need the parser: they are
+walked from the state itself, over a small trie of just those tokens.
 """
 from __future__ import annotations
 
 import gc
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
+from ..automata.bytedfa import ByteDFA
 from ..automata.completion import ParserCompletions, dfa_completion, dfa_shortest_match
 from ..automata.earley import EarleyParser, ParserState
 from ..automata.grammar import CompiledGrammar, compile_lark
 from ..vocab.token_bytes import Vocabulary
-from ..vocab.trie import trie_for
+from ..vocab.trie import TokenTrie, trie_for
 from .base import Constraint, State, TokenAutomaton
 
 DEAD = 0  # grammar state 0 is the sink: no continuation
@@ -63,6 +73,71 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _LexemeWalk:
+    """Walk source for one terminal DFA that also remembers whether the lexeme could have
+    ended after at least one byte. State = 2 * dfa_state + escaped, with dfa_state n = dead;
+    (dead, escaped) continues forever — the token left the lexeme and needs the parser."""
+
+    def __init__(self, dfa: ByteDFA) -> None:
+        n = dfa.n_states
+        nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
+        escaped = np.concatenate([dfa.accepting, [False]])[nxt]  # entered an accepting state
+        table = np.empty((2 * n + 2, 256), np.int64)
+        table[0 : 2 * n : 2] = 2 * nxt + escaped  # not escaped yet
+        table[1 : 2 * n : 2] = 2 * nxt + 1  # escaped stays escaped
+        table[2 * n] = 2 * n  # dead, not escaped: the sink
+        table[2 * n + 1] = 2 * n + 1
+        self.n = n
+        self.sink = 2 * n
+        self._table = table.ravel()
+
+    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self._table[states * 256 + data]
+
+
+# Per terminal DFA and vocabulary: (tokens staying inside the lexeme from DFA state s, tokens
+# that may leave it). Keyed weakly by the DFA object so grammars sharing terminals share them.
+_LEXEME_SPLITS: "weakref.WeakKeyDictionary[ByteDFA, dict]" = weakref.WeakKeyDictionary()
+
+
+def _lexeme_split(dfa: ByteDFA, state: int, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """(ids read entirely inside `dfa` from `state`, ids that die in it after it could accept)."""
+    per_dfa = _LEXEME_SPLITS.setdefault(dfa, {})
+    key = (vocab.fingerprint, state)
+    split = per_dfa.get(key)
+    if split is None:
+        source = _LexemeWalk(dfa)
+        ids, ends = trie_for(vocab).walk(source, 2 * state)
+        inside = ends // 2 < source.n
+        split = per_dfa[key] = (ids[inside], ids[~inside])
+    return split
+
+
+_FIRST_BYTES: dict[str, np.ndarray] = {}
+
+
+def _first_bytes(vocab: Vocabulary) -> np.ndarray:
+    """First byte of every token (-1 for empty ones), per vocabulary."""
+    first = _FIRST_BYTES.get(vocab.fingerprint)
+    if first is None:
+        first = np.full(vocab.width, -1, np.int64)
+        first[: len(vocab.token_bytes)] = [b[0] if b else -1 for b in vocab.token_bytes]
+        first = _FIRST_BYTES[vocab.fingerprint] = first
+    return first
+
+
+@dataclass(frozen=True, eq=False)
+class _ShapeSplit:
+    """Mask parts shared by all states of one shape. `inside` ids are allowed outright; the
+    leaving tokens are checked per state, either as their own small trie (`leaving`) or, when
+    there are many (whitespace leaves into almost anything), by walking the whole trie below
+    the first bytes they start with (`first`) — then `inside` omits the tokens below those."""
+
+    inside: np.ndarray
+    leaving: TokenTrie | None
+    first: np.ndarray | None  # bool (256,)
+
+
 @dataclass
 class MaskProfile:
     """Where fresh-mask time goes (seconds, cumulative): the trie walk itself, building rows of
@@ -90,6 +165,11 @@ class GrammarAutomaton(TokenAutomaton):
     """
 
     max_states = 200_000
+    #: Shapes with more leaving tokens than this walk the main trie below their first bytes
+    #: instead of building a trie of their own.
+    MAX_LEAVING_TRIE = 4096
+    #: Shape splits kept before that cache is dropped (they are rebuilt on demand).
+    max_shapes = 20_000
 
     def __init__(self, grammar: CompiledGrammar, vocab: Vocabulary) -> None:
         super().__init__(vocab)
@@ -102,6 +182,7 @@ class GrammarAutomaton(TokenAutomaton):
         self.completions = ParserCompletions(
             grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
         )
+        self._shape_splits: dict[tuple[tuple[int, int], ...], _ShapeSplit] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -256,10 +337,50 @@ class GrammarAutomaton(TokenAutomaton):
         t0 = time.perf_counter()
         k = self._id(state)
         with _gc_paused():  # the walk allocates many long-lived cached objects: a collection
-            ids, _ = self.trie.walk(self, k)  # would re-traverse the whole heap for nothing
+            split = self._shape_split(k)  # would re-traverse the whole heap for nothing
+            if split.leaving is not None:
+                ids = np.concatenate([split.inside, split.leaving.walk(self, k)[0]])
+            else:
+                ids = np.concatenate([split.inside, self.trie.walk(self, k, split.first)[0]])
         self.profile.total += time.perf_counter() - t0
         self.profile.masks += 1
         return ids
+
+    def _shape(self, k: int) -> tuple[tuple[int, int], ...]:
+        """The (terminal, DFA state) pairs that may read the next byte from state k."""
+        pairs = {(t, s) for t, s, _ in self._lexemes[k] if t != BOUNDARY}
+        here = self._ends_here(k)
+        if here is not None:
+            pairs.update((t, self.dfas[t].initial) for t in here.expected | self.grammar.ignore)
+        return tuple(sorted(pairs))
+
+    def _shape_split(self, k: int) -> _ShapeSplit:
+        shape = self._shape(k)
+        split = self._shape_splits.get(shape)
+        if split is None:
+            if len(self._shape_splits) >= self.max_shapes:
+                self._shape_splits.clear()
+            parts = [_lexeme_split(self.dfas[t], s, self.vocab) for t, s in shape]
+            if len(parts) == 1:
+                inside, leaving = parts[0]
+            else:  # bool scatters: much cheaper than sorting/hashing id arrays
+                is_inside = np.zeros(self.vocab.width, bool)
+                is_leaving = np.zeros(self.vocab.width, bool)
+                for p_inside, p_leaving in parts:
+                    is_inside[p_inside] = True
+                    is_leaving[p_leaving] = True
+                inside = np.flatnonzero(is_inside)
+                leaving = np.flatnonzero(is_leaving & ~is_inside)
+            if len(leaving) <= self.MAX_LEAVING_TRIE:
+                sub = TokenTrie(self.vocab.token_bytes, only=leaving.tolist())
+                split = _ShapeSplit(inside, sub, None)
+            else:
+                first_byte = _first_bytes(self.vocab)
+                first = np.zeros(256, bool)
+                first[first_byte[leaving]] = True
+                split = _ShapeSplit(inside[~first[first_byte[inside]]], None, first)
+            self._shape_splits[shape] = split
+        return split
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
         k = self._id(state)

@@ -67,9 +67,12 @@ class BatchWalk:
 class TokenTrie:
     """Byte trie of all content tokens (empty byte strings and excluded ids are left out)."""
 
-    def __init__(self, token_bytes: Sequence[bytes], exclude: Iterable[int] = ()) -> None:
+    def __init__(self, token_bytes: Sequence[bytes], exclude: Iterable[int] = (),
+                 only: Iterable[int] | None = None) -> None:
+        """`only`: build the trie of just these ids (a sub-vocabulary; ids keep their values)."""
         excluded = set(exclude)
-        ids = [i for i, b in enumerate(token_bytes) if b and i not in excluded]
+        candidates = range(len(token_bytes)) if only is None else only
+        ids = [i for i in candidates if token_bytes[i] and i not in excluded]
         ids.sort(key=lambda i: token_bytes[i])
         words = [token_bytes[i] for i in ids]
         n = len(words)
@@ -122,8 +125,10 @@ class TokenTrie:
         self.n_tokens = n
         self.n_nodes = sum(len(level.byte) for level in self.levels)
 
-    def walk(self, source: "TransitionSource", state: int) -> tuple[np.ndarray, np.ndarray]:
-        """All tokens whose bytes an automaton can read from `state` without dying.
+    def walk(self, source: "TransitionSource", state: int,
+             first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All tokens whose bytes an automaton can read from `state` without dying (only those
+        whose first byte b has `first[b]`, when that 256-entry bool array is given).
 
         `source.step(states, bytes)` gives the next state of each (state, byte) pair (automata
         built lazily add rows on demand); the state `source.sink` stands for "dead" and maps to
@@ -149,6 +154,8 @@ class TokenTrie:
                 dense[live_nodes] = live_states
             if dense is not None:
                 parent_states = dense[level.parent]  # only nodes with children need rows
+                if d == 0 and first is not None:
+                    parent_states = np.where(first[level.byte], parent_states, sink)
                 states = source.step(parent_states, level.byte)
                 ends = states[level.token_node]
                 ok = ends != sink
