@@ -6,6 +6,7 @@ terminal DFAs; Earley parser) → constraints
 """
 from .constraints.base import Constraint, TokenAutomaton
 from .constraints.grammar import Grammar
+from .constraints.json_schema import JsonSchema
 from .constraints.regex import Regex
 from .decoding.loop import GenerationResult, GenerationStats, generate
 from .errors import (
@@ -14,8 +15,10 @@ from .errors import (
     ModelProvisionError,
     RegexError,
     RegexSyntaxError,
+    SchemaError,
     StructgenError,
     UnsupportedRegexError,
+    UnsupportedSchemaError,
 )
 from .matcher import Matcher
 from .models import LoadedModel, load_model
@@ -28,15 +31,18 @@ __all__ = [
     "GenerationStats",
     "Grammar",
     "GrammarError",
+    "JsonSchema",
     "LoadedModel",
     "Matcher",
     "ModelProvisionError",
     "Regex",
     "RegexError",
     "RegexSyntaxError",
+    "SchemaError",
     "StructgenError",
     "TokenAutomaton",
     "UnsupportedRegexError",
+    "UnsupportedSchemaError",
     "Vocabulary",
     "generate",
     "load_model",

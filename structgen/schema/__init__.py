@@ -5,3 +5,6 @@ Each JSON string or number value in a generated document is one grammar terminal
 numbers, literals) and ``formats`` (the ``format`` keyword), so the constraint never admits a
 document the schema rejects and refuses with ``UnsupportedSchemaError`` where it cannot be exact.
 """
+from .compile import compile_schema
+
+__all__ = ["compile_schema"]

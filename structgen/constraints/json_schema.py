@@ -1,0 +1,82 @@
+"""`JsonSchema`: JSON documents valid against a JSON Schema (draft 2020-12) or a Pydantic model.
+
+The schema is compiled once, at construction, into a context-free grammar whose terminals are
+exact byte DFAs (`structgen.schema.compile`); per vocabulary it becomes a `GrammarAutomaton`,
+so masks, forced tokens and budget plans work exactly as for `Grammar`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..automata.grammar import CompiledGrammar
+from ..schema.compile import compile_schema
+from ..schema.resolve import load_json
+from ..vocab.token_bytes import Vocabulary
+from .base import Constraint
+from .grammar import GrammarAutomaton
+
+
+class JsonSchema(Constraint):
+    """JSON text whose value validates against `schema` (every output checks with
+    `jsonschema.Draft202012Validator` and its format checker).
+
+    `schema`: a dict or bool, its JSON text, or a Pydantic (v2) model class — then `parse`
+    returns a model instance. Options:
+
+    - `whitespace`: "compact" (default: no whitespace — the fewest tokens, and small models
+      cannot wander into whitespace loops), "flexible" (at every place JSON allows whitespace, one
+      run of 1–32 of space/tab/newline/CR: enough for pretty printing, bounded so a model cannot
+      spend its budget on it), or a regex for one whitespace run (must not match the empty
+      string; only JSON whitespace bytes).
+    - `property_order`: "schema" (default: named properties in the order the schema lists them,
+      optional ones skippable, then additional properties — how models are prompted and how
+      Pydantic serialises, and the grammar stays linear in the number of properties) or "any"
+      (any order, each key at most once: exact by tracking the set of keys present, refused
+      beyond 1024 such sets per object).
+    - `lenient`: drop keywords that cannot be enforced exactly instead of raising
+      UnsupportedSchemaError; each drop is listed in `.warnings` (keyword and JSON pointer).
+    - `format_assertion`: False ignores `format` (an annotation, as by default in 2020-12).
+    - `registry`: a `referencing.Registry` holding remote schemas that `$ref` may use (nothing is
+      ever fetched from the network).
+
+    Additional properties: a grammar cannot tell two additional keys apart, so the same
+    additional key repeated is not prevented (`json.loads` keeps the last; each value is checked
+    against the same schema) and `minProperties` is refused when it would need more than one
+    distinct additional key. Named properties never repeat.
+    """
+
+    def __init__(self, schema: Any, *, whitespace: str = "compact",
+                 property_order: str = "schema", lenient: bool = False,
+                 format_assertion: bool = True, registry: Any = None) -> None:
+        super().__init__()
+        self.model: Any = None
+        if isinstance(schema, type):
+            import pydantic
+
+            if not issubclass(schema, pydantic.BaseModel):
+                raise TypeError(f"expected a JSON Schema or a pydantic.BaseModel subclass, "
+                                f"not {schema.__name__}")
+            self.model = schema
+            schema = schema.model_json_schema()
+        self.schema = load_json(schema)
+        self.whitespace = whitespace
+        self.property_order = property_order
+        self.compiled: CompiledGrammar
+        self.compiled, self.warnings = compile_schema(
+            self.schema, whitespace=whitespace, property_order=property_order, lenient=lenient,
+            format_assertion=format_assertion, registry=registry)
+
+    def __repr__(self) -> str:
+        name = self.model.__name__ if self.model is not None else "schema"
+        return (f"JsonSchema(<{name}: {len(self.compiled.cfg.rules)} rules>, "
+                f"whitespace={self.whitespace!r}, property_order={self.property_order!r})")
+
+    def _build(self, vocab: Vocabulary) -> GrammarAutomaton:
+        return GrammarAutomaton(self.compiled, vocab)
+
+    def parse(self, text: str) -> Any:
+        """The parsed JSON value, or a model instance when a Pydantic model was given."""
+        if self.model is not None:
+            return self.model.model_validate_json(text)
+        return json.loads(text)

@@ -1,0 +1,1515 @@
+"""JSON Schema (draft 2020-12) → `CompiledGrammar`: exact, or refused with keyword and pointer.
+
+Two steps. **Normalisation** turns every subschema into a `Node`: a union of typed parts
+(`Null`, `Bool`, `Num`, `Str`, `Arr`, `Obj`, and `Ref` to another node), where every keyword
+of one schema is intersected into the parts (allOf merges by intersection, anyOf is union,
+oneOf a union of provably disjoint branches — or of `Bi ∧ ¬Bj…` where complements are exact —,
+`not` an exact complement where one exists, if/then/else `(I ∧ T) ∪ (¬I ∧ E)`). Subschemas are
+referenced lazily (`Ref`), and intersections/complements of references are memoized, so
+recursive schemas close into finitely many nodes. **Emission** turns nodes into CFG rules with
+one terminal per lexeme: punctuation, object keys (`json_string_dfa(literals=[key])`, so any
+escape spelling of a key is accepted), string and number values (byte DFAs from `lexemes`).
+
+Parts are frozen dataclasses: equal schemas share one nonterminal and one terminal.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from fractions import Fraction
+from functools import reduce
+from typing import Any, Callable, Hashable, Iterable, Sequence
+
+import numpy as np
+
+from ..automata.bytedfa import DEAD, ByteDFA, trim
+from ..automata.earley import CFG
+from ..automata.grammar import CompiledGrammar, _productive_rules
+from ..automata.regex import regex_to_dfa
+from ..errors import RegexError, SchemaError, UnsupportedSchemaError
+from .lexemes import json_number_dfa, json_string_dfa
+from .resolve import Location, Resolver, check_schema
+
+# Formats named by the 2020-12 specification: asserted (when format assertion is on) or refused
+# by the lexeme builder; any other value of `format` is an annotation and ignored, as the
+# specification requires for unknown formats.
+SPEC_FORMATS = frozenset({
+    "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+    "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+    "json-pointer", "relative-json-pointer", "regex",
+})
+# One flexible whitespace run: at most this many bytes at each place JSON allows whitespace.
+# Enough for a newline plus indentation 15 levels deep at 2 spaces, while a model that starts
+# looping on whitespace is stopped after a few tokens instead of filling its budget.
+FLEXIBLE_WHITESPACE = r"[ \t\n\r]{1,32}"
+MAX_SUBSET_STATES = 1024  # any-order objects / uniqueItems: states of the subset construction
+MAX_COUNTER_STATES = 20_000  # array positions × contains counts, objects' (property, count)
+MAX_PATTERNS = 6  # distinct patternProperties/additionalProperties key regions (2^n regions)
+MAX_UNION = 256  # parts of one node after distributing intersections over unions
+MAX_NODES = 50_000  # memoized intersections/complements of references
+MAX_UNIQUE_DOMAIN = 10  # uniqueItems: distinct item values enumerated exactly
+
+
+# --- the normal form -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Node:
+    """A union of typed parts; `parts is None` means any JSON value, `()` no value."""
+
+    parts: tuple | None
+
+
+ANY = Node(None)
+NEVER = Node(())
+
+
+@dataclass(frozen=True)
+class Null:
+    pass
+
+
+@dataclass(frozen=True)
+class Bool:
+    values: frozenset[bool] = frozenset({True, False})
+
+
+@dataclass(frozen=True)
+class Num:
+    """Numbers in [lo, hi] (each bound optional, maybe exclusive), integers only if `integer`."""
+
+    integer: bool = False
+    lo: int | float | None = None
+    lo_excl: bool = False
+    hi: int | float | None = None
+    hi_excl: bool = False
+    multiple_of: int | float | None = None
+    pointer: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Str:
+    """Strings satisfying every constraint; `literals` (when set) is the whole language and the
+    other fields are then empty; strings matching any `negated` part are excluded."""
+
+    min_len: int = 0
+    max_len: int | None = None
+    patterns: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    literals: frozenset[str] | None = None
+    exclude: frozenset[str] = frozenset()
+    negated: tuple["Str", ...] = ()
+    pointer: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Arr:
+    """Arrays: element i satisfies prefix[i] (then `items`); `contains` counts matching items."""
+
+    prefix: tuple[Node, ...]
+    items: Node
+    min_items: int = 0
+    max_items: int | None = None
+    contains: Node | None = None
+    min_contains: int = 1
+    max_contains: int | None = None
+    unique: bool = False
+    pointer: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Obj:
+    """Objects. `props` holds every key named anywhere (its value already intersected with all
+    that applies to it); a key outside `props` gets the nodes of the `patterns` it matches
+    (re.search) and of each fallback `(patterns, node)` none of whose patterns it matches
+    (additionalProperties / unevaluatedProperties). `names` constrains every key."""
+
+    props: tuple[tuple[str, Node], ...] = ()
+    required: frozenset[str] = frozenset()
+    patterns: tuple[tuple[str, Node], ...] = ()
+    fallbacks: tuple[tuple[tuple[str, ...], Node], ...] = ()
+    names: Node = ANY
+    min_props: int = 0
+    max_props: int | None = None
+    pointer: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A node defined elsewhere (a subschema location, or a memoized intersection/complement)."""
+
+    key: Hashable
+
+
+def _all_parts() -> tuple:
+    return (Null(), Bool(), Num(), Str(), Arr((), ANY), Obj())
+
+
+_KINDS = (Null, Bool, Num, Str, Arr, Obj)
+
+
+def _others(kind: type) -> tuple:
+    """Unconstrained parts of every JSON type except `kind` (numbers: Num covers integers)."""
+    return tuple(p for p in _all_parts() if not isinstance(p, kind))
+
+
+def _search(pattern: str, text: str) -> bool:
+    return re.search(pattern, text) is not None
+
+
+def _num_key(v: Any) -> Fraction:
+    return Fraction(Decimal(repr(v))) if isinstance(v, float) else Fraction(v)
+
+
+def _canonical(value: Any) -> Hashable:
+    """Equality key of a JSON value as jsonschema compares them (1 == 1.0, True != 1)."""
+    if isinstance(value, bool) or value is None:
+        return ("lit", value)
+    if isinstance(value, (int, float)):
+        return ("num", _num_key(value))
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, list):
+        return ("arr", tuple(_canonical(v) for v in value))
+    return ("obj", frozenset((k, _canonical(v)) for k, v in value.items()))
+
+
+# --- byte DFA products ---------------------------------------------------------------------
+
+def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
+    """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink)."""
+    if a.is_empty() and op != "or":
+        return a
+    if b.is_empty():
+        return a
+    if a.is_empty():
+        return b
+    ta, tb = a.transitions, b.transitions
+    na, nb = ta.shape[0], tb.shape[0]
+    acc_a = np.append(a.accepting, False)
+    acc_b = np.append(b.accepting, False)
+    ra = np.where(ta >= 0, ta, na)  # na / nb: the sink
+    rb = np.where(tb >= 0, tb, nb)
+    ra = np.vstack([ra, np.full((1, 256), na, ra.dtype)])
+    rb = np.vstack([rb, np.full((1, 256), nb, rb.dtype)])
+    index = {(a.initial, b.initial): 0}
+    order = [(a.initial, b.initial)]
+    rows: list[np.ndarray] = []
+    k = 0
+    while k < len(order):
+        sa, sb = order[k]
+        k += 1
+        pairs = ra[sa].astype(np.int64) * (nb + 1) + rb[sb]
+        row = np.empty(256, np.int64)
+        for value in np.unique(pairs).tolist():
+            pa, pb = divmod(value, nb + 1)
+            if op == "and" and (pa == na or pb == nb):
+                target = DEAD
+            elif op == "andnot" and pa == na:
+                target = DEAD
+            elif op == "or" and pa == na and pb == nb:
+                target = DEAD
+            else:
+                target = index.get((pa, pb))
+                if target is None:
+                    target = index[(pa, pb)] = len(order)
+                    order.append((pa, pb))
+            row[pairs == value] = target
+        rows.append(row)
+    fa = acc_a[[p for p, _ in order]]
+    fb = acc_b[[q for _, q in order]]
+    accepting = {"and": fa & fb, "andnot": fa & ~fb, "or": fa | fb}[op]
+    return trim(np.array(rows, np.int32), accepting, 0)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+class _Cycle(Exception):
+    """A memoized node was needed while being computed (a reference cycle)."""
+
+
+class Normaliser:
+    """Subschema locations → nodes; intersections, unions, complements of nodes (memoized)."""
+
+    def __init__(self, resolver: Resolver, *, lenient: bool, format_assertion: bool,
+                 warnings: list[str]) -> None:
+        self.resolver = resolver
+        self.lenient = lenient
+        self.format_assertion = format_assertion
+        self.warnings = warnings
+        self.locations: dict[Hashable, Location] = {}
+        self.defs: dict[Hashable, Node] = {}
+        self.busy: set[Hashable] = set()
+
+    # references ---------------------------------------------------------------------------
+
+    def ref(self, loc: Location) -> Node:
+        """A lazy reference to the node of `loc` (booleans inline)."""
+        if loc.contents is True:
+            return ANY
+        if loc.contents is False:
+            return NEVER
+        key = ("loc",) + loc.key
+        self.locations.setdefault(key, loc)
+        return Node((Ref(key),))
+
+    def expand(self, key: Hashable) -> Node:
+        """The node a reference stands for (computed once)."""
+        node = self.defs.get(key)
+        if node is not None:
+            return node
+        if key in self.busy:
+            raise _Cycle(key)
+        if len(self.defs) > MAX_NODES:
+            raise UnsupportedSchemaError("$ref", f"more than {MAX_NODES} distinct combinations "
+                                         "of subschemas: the schema is too large to compile")
+        self.busy.add(key)
+        try:
+            if key[0] == "loc":
+                node = self.compile_location(self.locations[key])
+            elif key[0] == "meet":
+                node = reduce(self._intersect_expanded, (self._atom(a) for a in key[1]), ANY)
+            else:  # ("not", key)
+                node = self.complement(self.expand(key[1]), "")
+        finally:
+            self.busy.discard(key)
+        self.defs[key] = node
+        return node
+
+    def _atom(self, atom: Hashable) -> Node:
+        return self.expand(atom) if isinstance(atom, tuple) else atom
+
+    def _intersect_expanded(self, a: Node, b: Node) -> Node:
+        return self.intersect(a, b)
+
+    def _lazy(self, key: Hashable) -> Node:
+        """The node of `key` now if it can be computed, else a reference tying a cycle."""
+        if key in self.busy:
+            return Node((Ref(key),))
+        try:
+            node = self.expand(key)
+        except _Cycle:
+            return Node((Ref(key),))
+        # keep nodes shallow (cheap to hash), but let emptiness and "any" show at once
+        return node if node.parts is None or node.parts == () else Node((Ref(key),))
+
+    # set operations -------------------------------------------------------------------------
+
+    def union(self, nodes: Iterable[Node]) -> Node:
+        parts: list = []
+        for n in nodes:
+            if n.parts is None:
+                return ANY
+            for p in n.parts:
+                if p not in parts:
+                    parts.append(p)
+        return Node(tuple(parts))
+
+    def intersect(self, a: Node, b: Node) -> Node:
+        if a.parts is None:
+            return b
+        if b.parts is None or a == b:
+            return a
+        out: list = []
+        for p in a.parts:
+            for q in b.parts:
+                r = self._intersect_parts(p, q)
+                for x in (r.parts if r.parts is not None else _all_parts()):
+                    if x not in out:
+                        out.append(x)
+                if len(out) > MAX_UNION:
+                    raise UnsupportedSchemaError(
+                        "allOf", f"intersecting these subschemas gives more than {MAX_UNION} "
+                        "alternatives", getattr(p, "pointer", ""))
+        return Node(tuple(out))
+
+    def _intersect_parts(self, p: Any, q: Any) -> Node:
+        if isinstance(p, Ref) or isinstance(q, Ref):
+            atoms: set = set()
+            for x in (p, q):
+                if isinstance(x, Ref) and x.key[0] == "meet":
+                    atoms.update(x.key[1])
+                else:
+                    atoms.add(x.key if isinstance(x, Ref) else Node((x,)))
+            if len(atoms) == 1:
+                return Node((p,))
+            return self._lazy(("meet", frozenset(atoms)))
+        if type(p) is not type(q):
+            return NEVER
+        merged = getattr(self, "_merge_" + type(p).__name__.lower())(p, q)
+        return NEVER if merged is None else Node((merged,))
+
+    def _merge_null(self, p: Null, q: Null) -> Null:
+        return p
+
+    def _merge_bool(self, p: Bool, q: Bool) -> Bool | None:
+        values = p.values & q.values
+        return Bool(values) if values else None
+
+    def _merge_num(self, p: Num, q: Num) -> Num | None:
+        lo, lo_excl = p.lo, p.lo_excl
+        if q.lo is not None and (lo is None or q.lo > lo or (q.lo == lo and q.lo_excl)):
+            lo, lo_excl = q.lo, q.lo_excl
+        hi, hi_excl = p.hi, p.hi_excl
+        if q.hi is not None and (hi is None or q.hi < hi or (q.hi == hi and q.hi_excl)):
+            hi, hi_excl = q.hi, q.hi_excl
+        mult = p.multiple_of
+        if q.multiple_of is not None and mult is not None and q.multiple_of != mult:
+            a, b = _num_key(mult), _num_key(q.multiple_of)
+            if (a / b).denominator == 1:
+                pass
+            elif (b / a).denominator == 1:
+                mult = q.multiple_of
+            else:
+                raise UnsupportedSchemaError(
+                    "multipleOf", f"multipleOf {mult} and {q.multiple_of} together (neither "
+                    "divides the other)", q.pointer or p.pointer)
+        elif mult is None:
+            mult = q.multiple_of
+        return _settle_num(Num(p.integer or q.integer, lo, lo_excl, hi, hi_excl, mult,
+                               p.pointer or q.pointer))
+
+    def _merge_str(self, p: Str, q: Str) -> Str | None:
+        literals = p.literals if q.literals is None else (
+            q.literals if p.literals is None else p.literals & q.literals)
+        merged = Str(max(p.min_len, q.min_len),
+                     q.max_len if p.max_len is None else p.max_len if q.max_len is None
+                     else min(p.max_len, q.max_len),
+                     _dedupe(p.patterns + q.patterns), _dedupe(p.formats + q.formats), literals,
+                     p.exclude | q.exclude, _dedupe(p.negated + q.negated), p.pointer or q.pointer)
+        return self.settle_str(merged)
+
+    def settle_str(self, s: Str) -> Str | None:
+        """Empty → None; a literal set absorbs every other constraint (checked per literal)."""
+        if s.max_len is not None and s.min_len > s.max_len:
+            return None
+        if s.literals is None:
+            return s
+        kept = frozenset(v for v in s.literals if self.str_accepts(s, v))
+        return Str(literals=kept, pointer=s.pointer) if kept else None
+
+    def str_accepts(self, s: Str, value: str) -> bool:
+        """Whether the string part accepts `value` (evaluated directly, as jsonschema would)."""
+        n = len(value)
+        if n < s.min_len or (s.max_len is not None and n > s.max_len):
+            return False
+        if s.literals is not None and value not in s.literals:
+            return False
+        if value in s.exclude or any(self.str_accepts(x, value) for x in s.negated):
+            return False
+        for p in s.patterns:
+            try:
+                if not _search(p, value):
+                    return False
+            except re.error:
+                if not json_string_dfa(pattern=p).accepts(json.dumps(value).encode()):
+                    return False
+        for f in s.formats:
+            if not _format_accepts(f, value):
+                return False
+        return True
+
+    def _merge_arr(self, p: Arr, q: Arr) -> Arr | None:
+        n = max(len(p.prefix), len(q.prefix))
+        prefix = tuple(
+            self.intersect(p.prefix[i] if i < len(p.prefix) else p.items,
+                           q.prefix[i] if i < len(q.prefix) else q.items)
+            for i in range(n))
+        items = self.intersect(p.items, q.items)
+        contains, mc, xc = p.contains, p.min_contains, p.max_contains
+        if q.contains is not None:
+            if contains is None:
+                contains, mc, xc = q.contains, q.min_contains, q.max_contains
+            elif contains == q.contains:
+                mc = max(mc, q.min_contains)
+                xc = q.max_contains if xc is None else xc if q.max_contains is None else min(
+                    xc, q.max_contains)
+            else:
+                raise UnsupportedSchemaError("contains", "two different contains subschemas "
+                                             "on one array", q.pointer or p.pointer)
+        return _settle_arr(Arr(prefix, items, max(p.min_items, q.min_items),
+                               _min_opt(p.max_items, q.max_items), contains, mc, xc,
+                               p.unique or q.unique, p.pointer or q.pointer))
+
+    def _merge_obj(self, p: Obj, q: Obj) -> Obj | None:
+        keys = list(dict(p.props)) + [k for k, _ in q.props if k not in dict(p.props)]
+        props = tuple((k, self.intersect(self.value_for(p, k), self.value_for(q, k)))
+                      for k in keys)
+        return self.make_obj(props, p.required | q.required, p.patterns + q.patterns,
+                             p.fallbacks + q.fallbacks, self.intersect(p.names, q.names),
+                             max(p.min_props, q.min_props), _min_opt(p.max_props, q.max_props),
+                             p.pointer or q.pointer)
+
+    def value_for(self, o: Obj, key: str) -> Node:
+        """The node a property named `key` must satisfy in `o`."""
+        for k, v in o.props:
+            if k == key:
+                return v
+        nodes = [v for p, v in o.patterns if _search(p, key)]
+        nodes += [v for pats, v in o.fallbacks if not any(_search(p, key) for p in pats)]
+        return reduce(self.intersect, nodes, ANY)
+
+    def make_obj(self, props: Sequence[tuple[str, Node]], required: frozenset[str],
+                 patterns: tuple, fallbacks: tuple, names: Node, min_props: int,
+                 max_props: int | None, pointer: str) -> Obj | None:
+        """An object part with every required key named; None when provably empty."""
+        base = Obj(tuple(props), required, patterns, fallbacks, names, min_props, max_props,
+                   pointer)
+        named = dict(props)
+        extra = [(k, self.value_for(base, k)) for k in sorted(required) if k not in named]
+        props = tuple(props) + tuple(extra)
+        if any(v == NEVER for k, v in props if k in required):
+            return None
+        if max_props is not None and (max_props < min_props or max_props < len(required)):
+            return None
+        return replace(base, props=props)
+
+    # complement -----------------------------------------------------------------------------
+
+    def complement(self, node: Node, pointer: str) -> Node:
+        """The JSON values `node` rejects, or UnsupportedSchemaError("not") when not exact."""
+        if node.parts is None:
+            return NEVER
+        out = ANY
+        for part in node.parts:
+            out = self.intersect(out, self._complement_part(part, pointer))
+        return out
+
+    def _complement_part(self, p: Any, pointer: str) -> Node:
+        if isinstance(p, Ref):
+            return self._lazy(("not", p.key))
+        others = _others(type(p))
+        if p in _all_parts():  # unconstrained: every other type
+            return Node(others)
+        if isinstance(p, Bool):
+            return Node(others + (Bool(frozenset({True, False}) - p.values),))
+        if isinstance(p, Num):
+            if p.integer or p.multiple_of is not None:
+                raise UnsupportedSchemaError("not", "the complement of an integer or multipleOf "
+                                             "constraint (non-integers) cannot be enforced",
+                                             pointer)
+            parts: list = list(others)
+            if p.lo is not None:
+                parts.append(Num(hi=p.lo, hi_excl=not p.lo_excl, pointer=p.pointer))
+            if p.hi is not None:
+                parts.append(Num(lo=p.hi, lo_excl=not p.hi_excl, pointer=p.pointer))
+            return Node(tuple(parts))
+        if isinstance(p, Str):
+            if p.literals is not None:
+                return Node(others + (Str(exclude=p.literals, pointer=p.pointer),))
+            return Node(others + (Str(negated=(p,), pointer=p.pointer),))
+        if isinstance(p, Arr):
+            return Node(others + self._complement_arr(p, pointer))
+        return Node(others + self._complement_obj(p, pointer))
+
+    def _complement_arr(self, p: Arr, pointer: str) -> tuple:
+        if p.unique:
+            raise UnsupportedSchemaError("not", "arrays with a duplicate (not uniqueItems) cannot "
+                                         "be enforced", pointer)
+        out: list = []
+        if p.min_items > 0:
+            out.append(Arr((), ANY, max_items=p.min_items - 1))
+        if p.max_items is not None:
+            out.append(Arr((), ANY, min_items=p.max_items + 1))
+        for i, node in enumerate(p.prefix):
+            if node.parts is not None:
+                out.append(Arr((ANY,) * i + (self.complement(node, pointer),), ANY,
+                               min_items=i + 1))
+        if p.items.parts is not None:
+            if p.prefix:
+                raise UnsupportedSchemaError("not", "the complement of items after prefixItems "
+                                             "cannot be enforced", pointer)
+            out.append(Arr((), ANY, contains=self.complement(p.items, pointer)))
+        if p.contains is not None:
+            if p.min_contains > 0:
+                out.append(Arr((), ANY, contains=p.contains, min_contains=0,
+                               max_contains=p.min_contains - 1))
+            if p.max_contains is not None:
+                out.append(Arr((), ANY, contains=p.contains, min_contains=p.max_contains + 1))
+        return tuple(x for x in (_settle_arr(a) for a in out) if x is not None)
+
+    def _complement_obj(self, p: Obj, pointer: str) -> tuple:
+        if p.patterns or p.fallbacks or p.names.parts is not None:
+            raise UnsupportedSchemaError(
+                "not", "the complement of patternProperties, additionalProperties, "
+                "unevaluatedProperties or propertyNames (some key failing) cannot be enforced",
+                pointer)
+        out: list = []
+        for k in sorted(p.required):
+            out.append(Obj(props=((k, NEVER),)))
+        for k, v in p.props:
+            if v.parts is not None:
+                out.append(self.make_obj(((k, self.complement(v, pointer)),), frozenset({k}),
+                                         (), (), ANY, 0, None, p.pointer))
+        if p.min_props > 0:
+            out.append(Obj(max_props=p.min_props - 1))
+        if p.max_props is not None:
+            out.append(Obj(min_props=p.max_props + 1))
+        return tuple(x for x in out if x is not None)
+
+    # emptiness ------------------------------------------------------------------------------
+
+    def provably_empty(self, node: Node, depth: int = 4) -> bool:
+        """True only when `node` certainly accepts no value (False = unknown or non-empty)."""
+        if node.parts is None:
+            return False
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0:
+                    return False
+                try:
+                    if not self.provably_empty(self.expand(p.key), depth - 1):
+                        return False
+                except _Cycle:
+                    return False
+            elif isinstance(p, Obj):
+                if not any(k in p.required and self.provably_empty(v, depth - 1)
+                           for k, v in p.props):
+                    return False
+            elif isinstance(p, Arr):
+                if not any(self.provably_empty(v, depth - 1)
+                           for v in p.prefix[: p.min_items]):
+                    return False
+            else:
+                return False
+        return True
+
+    # schema objects → nodes --------------------------------------------------------------
+
+    def compile_location(self, loc: Location) -> Node:
+        c = loc.contents
+        if c is True:
+            return ANY
+        if c is False:
+            return NEVER
+        if not isinstance(c, dict):
+            raise SchemaError("a schema must be an object or a boolean", loc.pointer)
+        node = ANY
+        for group in _GROUPS:
+            if any(k in c for k in group.keywords):
+                node = self._apply(loc, node, group)
+        return node
+
+    def _apply(self, loc: Location, node: Node, group: "_Group") -> Node:
+        dropped: set[str] = set()
+        while True:
+            try:
+                return self.intersect(node, group.build(self, loc, dropped))
+            except UnsupportedSchemaError as e:
+                if not self.lenient or e.keyword not in group.keywords or e.keyword in dropped:
+                    raise
+                dropped.add(e.keyword)
+                self.warnings.append(f"{e.keyword} at {e.pointer or '/'}: {e.reason} — dropped")
+
+    def literal(self, value: Any, pointer: str) -> Node:
+        """The node accepting exactly `value` (numbers by value, objects in any key order)."""
+        if value is None:
+            return Node((Null(),))
+        if isinstance(value, bool):
+            return Node((Bool(frozenset({value})),))
+        if isinstance(value, (int, float)):
+            return Node((Num(lo=value, hi=value, pointer=pointer),))
+        if isinstance(value, str):
+            return Node((Str(literals=frozenset({value}), pointer=pointer),))
+        if isinstance(value, list):
+            return Node((Arr(tuple(self.literal(v, pointer) for v in value), NEVER,
+                             min_items=len(value), pointer=pointer),))
+        obj = self.make_obj(tuple((k, self.literal(v, pointer)) for k, v in value.items()),
+                            frozenset(value), (), (((), NEVER),), ANY, 0, None, pointer)
+        return Node((obj,)) if obj is not None else NEVER
+
+
+def _dedupe(items: tuple) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+def _min_opt(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _settle_num(n: Num) -> Num | None:
+    if n.lo is not None and n.hi is not None:
+        if n.lo > n.hi or (n.lo == n.hi and (n.lo_excl or n.hi_excl)):
+            return None
+        if n.integer and math.isfinite(n.lo) and math.isfinite(n.hi):
+            first = math.ceil(n.lo) if not n.lo_excl else math.floor(n.lo) + 1
+            last = math.ceil(n.hi) - 1 if n.hi_excl else math.floor(n.hi)
+            if first > last:
+                return None
+    return n
+
+
+def _settle_arr(a: Arr) -> Arr | None:
+    if a.max_items is not None and a.min_items > a.max_items:
+        return None
+    if a.contains is not None and a.max_contains is not None and a.min_contains > a.max_contains:
+        return None
+    if a.contains is not None and a.max_items is not None and a.min_contains > a.max_items:
+        return None
+    return a
+
+
+def _format_accepts(fmt: str, value: str) -> bool:
+    """Whether a string literal satisfies `fmt`, with the same DFA the generator uses."""
+    return json_string_dfa(format=fmt).accepts(json.dumps(value).encode())
+
+
+# --- keyword groups -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Group:
+    keywords: frozenset[str]
+    build: Callable[[Normaliser, Location, set], Node]
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _type_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    if "type" in dropped:
+        return ANY
+    types = loc.contents["type"]
+    types = [types] if isinstance(types, str) else types
+    make = {"null": Null(), "boolean": Bool(), "number": Num(), "integer": Num(integer=True),
+            "string": Str(), "array": Arr((), ANY), "object": Obj()}
+    return n.union(Node((make[t],)) for t in types)
+
+
+def _const_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = loc.contents
+    node = ANY
+    if "const" in c and "const" not in dropped:
+        node = n.literal(c["const"], loc.pointer + "/const")
+    if "enum" in c and "enum" not in dropped:
+        node = n.intersect(node, n.union(n.literal(v, f"{loc.pointer}/enum/{i}")
+                                         for i, v in enumerate(c["enum"])))
+    return node
+
+
+def _numeric_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = {k: v for k, v in loc.contents.items() if k not in dropped}
+    num = Num(pointer=loc.pointer)
+    for key, lo_side, excl in (("minimum", True, False), ("exclusiveMinimum", True, True),
+                               ("maximum", False, False), ("exclusiveMaximum", False, True)):
+        if key in c:
+            bound = Num(lo=c[key], lo_excl=excl) if lo_side else Num(hi=c[key], hi_excl=excl)
+            merged = n._merge_num(num, replace(bound, pointer=f"{loc.pointer}/{key}"))
+            if merged is None:
+                return Node(_others(Num))
+            num = merged
+    if "multipleOf" in c:
+        merged = n._merge_num(num, Num(multiple_of=c["multipleOf"],
+                                       pointer=f"{loc.pointer}/multipleOf"))
+        if merged is None:
+            return Node(_others(Num))
+        num = merged
+    return Node(_others(Num) + (num,))
+
+
+def _string_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = {k: v for k, v in loc.contents.items() if k not in dropped}
+    patterns: tuple[str, ...] = ()
+    if "pattern" in c:
+        try:
+            re.compile(c["pattern"])
+        except re.error as e:
+            raise UnsupportedSchemaError("pattern", f"Python's re cannot compile {c['pattern']!r}"
+                                         f" ({e})", loc.pointer + "/pattern") from None
+        patterns = (c["pattern"],)
+    formats: tuple[str, ...] = ()
+    if "format" in c and n.format_assertion and c["format"] in SPEC_FORMATS:
+        formats = (c["format"],)
+    s = n.settle_str(Str(int(c.get("minLength", 0)),
+                         None if c.get("maxLength") is None else int(c["maxLength"]),
+                         patterns, formats, pointer=loc.pointer))
+    return Node(_others(Str) + ((s,) if s is not None else ()))
+
+
+def _array_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = {k: v for k, v in loc.contents.items() if k not in dropped}
+    prefix = tuple(n.ref(child) for _, child in loc.children("prefixItems")) \
+        if "prefixItems" in c else ()
+    items = n.ref(loc.child("items")) if "items" in c else ANY
+    contains = n.ref(loc.child("contains")) if "contains" in c else None
+    mc = int(c.get("minContains", 1))
+    xc = None if c.get("maxContains") is None else int(c["maxContains"])
+    if contains is not None and mc == 0 and xc is None:
+        contains = None
+    unique = bool(c.get("uniqueItems", False))
+    a = _settle_arr(Arr(prefix, items, int(c.get("minItems", 0)),
+                        None if c.get("maxItems") is None else int(c["maxItems"]),
+                        contains, mc, xc, unique, loc.pointer))
+    return Node(_others(Arr) + ((a,) if a is not None else ()))
+
+
+def _object_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = {k: v for k, v in loc.contents.items() if k not in dropped}
+    patterns = tuple((p, n.ref(child)) for p, child in loc.children("patternProperties")) \
+        if "patternProperties" in c else ()
+    for p, _ in patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise UnsupportedSchemaError("patternProperties", f"Python's re cannot compile {p!r}"
+                                         f" ({e})", loc.pointer + "/patternProperties") from None
+    named = list(c.get("properties", {}))
+    fallbacks: tuple = ()
+    if "additionalProperties" in c:
+        fallbacks = ((tuple(p for p, _ in patterns), n.ref(loc.child("additionalProperties"))),)
+    props = []
+    for k in named:
+        value = n.intersect(n.ref(loc.child("properties", k)),
+                            reduce(n.intersect, [v for p, v in patterns if _search(p, k)], ANY))
+        props.append((k, value))
+    names = n.ref(loc.child("propertyNames")) if "propertyNames" in c else ANY
+    obj = n.make_obj(props, frozenset(c.get("required", ())), patterns,
+                     tuple((pats, v) for pats, v in fallbacks), names,
+                     int(c.get("minProperties", 0)),
+                     None if c.get("maxProperties") is None else int(c["maxProperties"]),
+                     loc.pointer)
+    # Properties named in `properties` are excluded from additionalProperties by name: the
+    # fallback's own names are exactly `props`, which `value_for` never routes to fallbacks.
+    return Node(_others(Obj) + ((obj,) if obj is not None else ()))
+
+
+def _dependent_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = loc.contents
+    node = ANY
+    for k, needed in ({} if "dependentRequired" in dropped else
+                      c.get("dependentRequired", {})).items():
+        absent = Obj(props=((k, NEVER),))
+        present = n.make_obj((), frozenset({k, *needed}), (), (), ANY, 0, None, loc.pointer)
+        node = n.intersect(node, Node(_others(Obj) + tuple(x for x in (absent, present) if x)))
+    if "dependentSchemas" in c and "dependentSchemas" not in dropped:
+        for k, child in loc.children("dependentSchemas"):
+            absent = Node((Obj(props=((k, NEVER),)),))
+            present = n.intersect(Node((n.make_obj((), frozenset({k}), (), (), ANY, 0, None,
+                                                   loc.pointer),)), n.ref(child))
+            node = n.intersect(node, n.union([Node(_others(Obj)), absent, present]))
+    return node
+
+
+def _applicator_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = loc.contents
+    node = ANY
+    for key in ("$ref", "$dynamicRef"):
+        if key in c and key not in dropped:
+            node = n.intersect(node, n.ref(n.resolver.lookup(loc, key)))
+    if "allOf" in c and "allOf" not in dropped:
+        for _, child in loc.children("allOf"):
+            node = n.intersect(node, n.ref(child))
+    if "anyOf" in c and "anyOf" not in dropped:
+        node = n.intersect(node, n.union(n.ref(child) for _, child in loc.children("anyOf")))
+    if "oneOf" in c and "oneOf" not in dropped:
+        node = n.intersect(node, _one_of(n, loc))
+    if "not" in c and "not" not in dropped:
+        node = n.intersect(node, n.complement(n.ref(loc.child("not")), loc.pointer + "/not"))
+    if "if" in c and "if" not in dropped and ("then" in c or "else" in c):
+        cond = n.ref(loc.child("if"))
+        then = n.ref(loc.child("then")) if "then" in c else ANY
+        other = n.ref(loc.child("else")) if "else" in c else ANY
+        not_cond = n.complement(cond, loc.pointer + "/if")
+        if other.parts is None:  # (I ∧ T) ∪ ¬I = T ∪ ¬I
+            branch = n.union([then, not_cond])
+        elif then.parts is None:  # I ∪ (¬I ∧ E) = I ∪ E
+            branch = n.union([cond, other])
+        else:
+            branch = n.union([n.intersect(cond, then), n.intersect(not_cond, other)])
+        node = n.intersect(node, branch)
+    return node
+
+
+def _one_of(n: Normaliser, loc: Location) -> Node:
+    branches = [n.ref(child) for _, child in loc.children("oneOf")]
+    pointer = loc.pointer + "/oneOf"
+    if all(n.provably_empty(n.intersect(a, b))
+           for i, a in enumerate(branches) for b in branches[i + 1:]):
+        return n.union(branches)
+    try:  # exactly one: Bi ∧ ¬Bj for every j ≠ i
+        negs = [n.complement(b, pointer) for b in branches]
+        return n.union(reduce(n.intersect, [negs[j] for j in range(len(branches)) if j != i], b)
+                       for i, b in enumerate(branches))
+    except UnsupportedSchemaError:
+        raise UnsupportedSchemaError(
+            "oneOf", "the branches may overlap (not provably disjoint) and their complements "
+            "cannot be enforced exactly", pointer) from None
+
+
+def _unevaluated_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    c = loc.contents
+    node = ANY
+    if "unevaluatedProperties" in c and "unevaluatedProperties" not in dropped:
+        names, patterns, everything = _evaluated_properties(n, loc, set())
+        if not everything:
+            rest = n.ref(loc.child("unevaluatedProperties"))
+            obj = n.make_obj(tuple((k, ANY) for k in sorted(names)), frozenset(),
+                             (), ((tuple(sorted(patterns)), rest),), ANY, 0, None, loc.pointer)
+            node = Node(_others(Obj) + ((obj,) if obj else ()))
+    if "unevaluatedItems" in c and "unevaluatedItems" not in dropped:
+        prefix, everything = _evaluated_items(n, loc, set())
+        if not everything:
+            rest = n.ref(loc.child("unevaluatedItems"))
+            node = n.intersect(node, Node(_others(Arr) + (Arr((ANY,) * prefix, rest),)))
+    return node
+
+
+_DYNAMIC_APPLICATORS = ("anyOf", "oneOf", "if", "dependentSchemas", "$dynamicRef")
+
+
+def _static_children(n: Normaliser, loc: Location, keyword: str) -> list[Location]:
+    """Subschemas whose annotations always count (allOf, $ref), or refuse for `keyword`."""
+    c = loc.contents
+    for k in _DYNAMIC_APPLICATORS:
+        if k in c:
+            raise UnsupportedSchemaError(
+                keyword, f"what {k} evaluates depends on which branch validates; structgen "
+                "reduces unevaluated* only over properties/items, allOf and $ref",
+                loc.pointer + "/" + keyword)
+    out = [child for _, child in loc.children("allOf")] if "allOf" in c else []
+    if "$ref" in c:
+        out.append(n.resolver.lookup(loc, "$ref"))
+    return out
+
+
+def _evaluated_properties(n: Normaliser, loc: Location, seen: set) -> tuple[set, set, bool]:
+    c = loc.contents
+    if not isinstance(c, dict) or id(c) in seen:
+        return set(), set(), False
+    seen.add(id(c))
+    names = set(c.get("properties", {}))
+    patterns = set(c.get("patternProperties", {}))
+    everything = "additionalProperties" in c or (
+        "unevaluatedProperties" in c and c is not loc.contents) or False
+    for child in _static_children(n, loc, "unevaluatedProperties"):
+        if isinstance(child.contents, dict) and "unevaluatedProperties" in child.contents:
+            everything = True
+        a, b, e = _evaluated_properties(n, child, seen)
+        names |= a
+        patterns |= b
+        everything = everything or e
+    return names, patterns, everything
+
+
+def _evaluated_items(n: Normaliser, loc: Location, seen: set) -> tuple[int, bool]:
+    c = loc.contents
+    if not isinstance(c, dict) or id(c) in seen:
+        return 0, False
+    seen.add(id(c))
+    if "contains" in c:
+        raise UnsupportedSchemaError("unevaluatedItems", "items evaluated by contains depend on "
+                                     "their values", loc.pointer + "/contains")
+    prefix = len(c.get("prefixItems", ()))
+    everything = "items" in c
+    for child in _static_children(n, loc, "unevaluatedItems"):
+        if isinstance(child.contents, dict) and "unevaluatedItems" in child.contents:
+            everything = True
+        p, e = _evaluated_items(n, child, seen)
+        prefix = max(prefix, p)
+        everything = everything or e
+    return prefix, everything
+
+
+_GROUPS = (
+    _Group(frozenset({"type"}), _type_group),
+    _Group(frozenset({"const", "enum"}), _const_group),
+    _Group(frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                      "multipleOf"}), _numeric_group),
+    _Group(frozenset({"minLength", "maxLength", "pattern", "format"}), _string_group),
+    _Group(frozenset({"prefixItems", "items", "minItems", "maxItems", "contains", "minContains",
+                      "maxContains", "uniqueItems"}), _array_group),
+    _Group(frozenset({"properties", "patternProperties", "additionalProperties", "required",
+                      "propertyNames", "minProperties", "maxProperties"}), _object_group),
+    _Group(frozenset({"dependentRequired", "dependentSchemas"}), _dependent_group),
+    _Group(frozenset({"$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "not", "if"}),
+           _applicator_group),
+    _Group(frozenset({"unevaluatedProperties", "unevaluatedItems"}), _unevaluated_group),
+)
+
+
+# --- emission: nodes → CFG rules over lexeme terminals --------------------------------------
+
+_NT = 1 << 30  # nonterminal ids while building (renumbered after the terminals at the end)
+
+
+class Emitter:
+    """Builds the CFG: one nonterminal per distinct node/part, one terminal per distinct lexeme.
+
+    Nodes are expanded from a work queue (not recursively), so deep and recursive schemas
+    need no Python recursion; a reference is expanded the first time it is emitted.
+    """
+
+    def __init__(self, norm: Normaliser, *, whitespace: ByteDFA | None,
+                 property_order: str) -> None:
+        self.norm = norm
+        self.any_order = property_order == "any"
+        self.dfas: list[ByteDFA] = []
+        self.term_names: list[str] = []
+        self._terms: dict[Hashable, int | None] = {}
+        self.nt_names: list[str] = []
+        self.rules: list[tuple[int, tuple[int, ...]]] = []
+        self._node_nts: dict[Node, int] = {}
+        self._misc_nts: dict[Hashable, int] = {}
+        self._queue: list[tuple[int, Any]] = []
+        self.ows: tuple[int, ...] = ()
+        if whitespace is not None:
+            ows = self._nt("ws?")
+            self.rules += [(ows, ()), (ows, (self._term(("ws",), "WS", lambda: whitespace),))]
+            self.ows = (ows,)
+        self.comma = (*self.ows, self._lit(","), *self.ows)
+        self.colon = (*self.ows, self._lit(":"), *self.ows)
+
+    # symbols --------------------------------------------------------------------------------
+
+    def _nt(self, name: str) -> int:
+        self.nt_names.append(name)
+        return _NT + len(self.nt_names) - 1
+
+    def _term(self, key: Hashable, name: str, build: Callable[[], ByteDFA]) -> int | None:
+        """The terminal for `key` (built once); None when its language is empty."""
+        if key not in self._terms:
+            dfa = build()
+            if dfa.is_empty():
+                self._terms[key] = None
+            else:
+                self._terms[key] = len(self.dfas)
+                self.dfas.append(dfa)
+                self.term_names.append(name)
+        return self._terms[key]
+
+    def _lit(self, text: str) -> int:
+        sym = self._term(("lit", text), repr(text), lambda: regex_to_dfa(re.escape(text)))
+        assert sym is not None
+        return sym
+
+    def _rule(self, lhs: int, rhs: Sequence[int | None]) -> None:
+        if None not in rhs:
+            self.rules.append((lhs, tuple(rhs)))  # type: ignore[arg-type]
+
+    def value(self, node: Node) -> int:
+        """Nonterminal deriving the JSON texts of `node` (rules built from the queue)."""
+        nt = self._node_nts.get(node)
+        if nt is None:
+            nt = self._node_nts[node] = self._nt(_describe(node))
+            self._queue.append((nt, node))
+        return nt
+
+    def _cached(self, key: Hashable, name: str, build: Callable[[int], None]) -> int:
+        nt = self._misc_nts.get(key)
+        if nt is None:
+            nt = self._misc_nts[key] = self._nt(name)
+            build(nt)
+        return nt
+
+    def run(self, root: Node) -> CompiledGrammar:
+        start = self._nt("start")
+        self._rule(start, (*self.ows, self.value(root), *self.ows))
+        while self._queue:
+            nt, node = self._queue.pop()
+            self._emit_node(nt, node)
+        n_t = len(self.dfas)
+        remap = lambda s: s - _NT + n_t if s >= _NT else s  # noqa: E731
+        rules = [(remap(lhs), tuple(remap(s) for s in rhs)) for lhs, rhs in self.rules]
+        rules = _productive_rules(rules, n_t)
+        cfg = CFG(n_t, tuple(rules), remap(start), tuple(self.term_names),
+                  tuple(self.nt_names))
+        return CompiledGrammar(cfg, tuple(self.dfas), frozenset())
+
+    # nodes and parts ------------------------------------------------------------------------
+
+    def _emit_node(self, nt: int, node: Node) -> None:
+        if node.parts is None:
+            for part in _all_parts():
+                self._emit_part(nt, part)
+            return
+        for part in node.parts:
+            self._emit_part(nt, part)
+
+    def _emit_part(self, nt: int, part: Any) -> None:
+        if isinstance(part, Ref):
+            self._rule(nt, (self.value(self.norm.expand(part.key)),))
+        elif isinstance(part, Null):
+            self._rule(nt, (self._lit("null"),))
+        elif isinstance(part, Bool):
+            for v in sorted(part.values):
+                self._rule(nt, (self._lit("true" if v else "false"),))
+        elif isinstance(part, Num):
+            self._rule(nt, (self._number(part),))
+        elif isinstance(part, Str):
+            self._rule(nt, (self._string(part),))
+        elif isinstance(part, Arr):
+            self._array(nt, part)
+        else:
+            self._object(nt, part)
+
+    def _number(self, n: Num) -> int | None:
+        key = ("num", n)
+
+        def build() -> ByteDFA:
+            kwargs: dict[str, Any] = {"integer": n.integer, "multiple_of": n.multiple_of}
+            if n.lo is not None:
+                kwargs["exclusive_minimum" if n.lo_excl else "minimum"] = n.lo
+            if n.hi is not None:
+                kwargs["exclusive_maximum" if n.hi_excl else "maximum"] = n.hi
+            return self._lexeme(json_number_dfa, kwargs, n.pointer)
+
+        return self._term(key, "number" if n == Num() else f"number{_brief(n)}", build)
+
+    def _lexeme(self, fn: Callable[..., ByteDFA], kwargs: dict[str, Any],
+                pointer: str) -> ByteDFA:
+        """Call a lexeme builder; its refusals get the schema pointer (lenient: the refused
+        keyword's argument is dropped, with a warning)."""
+        params = {"multipleOf": "multiple_of", "minimum": "minimum", "maximum": "maximum",
+                  "exclusiveMinimum": "exclusive_minimum", "exclusiveMaximum": "exclusive_maximum",
+                  "pattern": "pattern", "format": "format", "minLength": "min_length",
+                  "maxLength": "max_length"}
+        while True:
+            try:
+                return fn(**kwargs)
+            except UnsupportedSchemaError as e:
+                arg = params.get(e.keyword)
+                if not self.norm.lenient or arg not in kwargs:
+                    raise e.at(pointer) from None
+                self.norm.warnings.append(f"{e.keyword} at {pointer or '/'}: {e.reason} — dropped")
+                kwargs = {k: v for k, v in kwargs.items() if k != arg}
+                if arg == "min_length":
+                    kwargs["min_length"] = 0
+
+    def string_dfa(self, s: Str) -> ByteDFA:
+        """Byte DFA of one JSON string satisfying `s` (patterns/formats/negations by product)."""
+        if s.literals is not None:
+            return self._lexeme(json_string_dfa, {"literals": sorted(s.literals)}, s.pointer)
+        base: dict[str, Any] = {"min_length": s.min_len, "max_length": s.max_len,
+                                "exclude": sorted(s.exclude)}
+        if s.patterns:
+            base["pattern"] = s.patterns[0]
+        if s.formats:
+            base["format"] = s.formats[0]
+        dfa = self._lexeme(json_string_dfa, base, s.pointer)
+        for p in s.patterns[1:]:
+            dfa = dfa_product(dfa, self._lexeme(json_string_dfa, {"pattern": p}, s.pointer), "and")
+        for f in s.formats[1:]:
+            dfa = dfa_product(dfa, self._lexeme(json_string_dfa, {"format": f}, s.pointer), "and")
+        for neg in s.negated:
+            dfa = dfa_product(dfa, self.string_dfa(neg), "andnot")
+        return dfa
+
+    def _string(self, s: Str) -> int | None:
+        return self._term(("str", s), "string" if s == Str() else f"string{_brief(s)}",
+                          lambda: self.string_dfa(s))
+
+    # arrays -----------------------------------------------------------------------------------
+
+    def _array(self, nt: int, a: Arr) -> None:
+        open_, close = self._lit("["), self._lit("]")
+        prefix, items = list(a.prefix), a.items
+        max_items = a.max_items
+        if items == NEVER:
+            max_items = len(prefix) if max_items is None else min(max_items, len(prefix))
+        if a.min_items == 0:
+            self._rule(nt, (open_, *self.ows, close))
+        if max_items == 0:
+            return
+        element = lambda i: prefix[i] if i < len(prefix) else items  # noqa: E731
+        if a.unique and (max_items is None or max_items > 1):
+            body = self._unique_body(a, element, max_items)
+        elif a.contains is not None:
+            body = self._contains_body(a, element, max_items)
+        else:
+            body = self._plain_body(a, element, max_items)
+        self._rule(nt, (open_, *self.ows, body, *self.ows, close))
+
+    def _plain_body(self, a: Arr, element: Callable[[int], Node], max_items: int | None) -> int:
+        """One or more elements: positions up to the last that differs or is required, then a
+        uniform tail bounded by maxItems."""
+        fixed = max(len(a.prefix), a.min_items, 1)
+        if max_items is not None:
+            fixed = min(fixed, max_items)
+        if fixed > MAX_COUNTER_STATES:
+            raise UnsupportedSchemaError("minItems", f"more than {MAX_COUNTER_STATES} array "
+                                         "positions to track", a.pointer)
+        tail_max = None if max_items is None else max_items - fixed
+        unit = self._cached(("unit", element(fixed)), "next-item",
+                            lambda u: self._rule(u, (*self.comma, self.value(element(fixed)))))
+        tail = self._up_to(unit, tail_max)
+        nxt = tail
+        for i in range(fixed - 1, 0, -1):  # position i (after a comma), then what follows
+            here = self._nt(f"item{i}")
+            if i >= a.min_items:
+                self._rule(here, ())
+            self._rule(here, (*self.comma, self.value(element(i)), nxt))
+            nxt = here
+        body = self._nt("items")
+        self._rule(body, (self.value(element(0)), nxt))
+        return body
+
+    def _up_to(self, unit: int, count: int | None) -> int:
+        """Zero to `count` repetitions of `unit` (None: unbounded); logarithmic for big counts."""
+        def build(nt: int) -> None:
+            self._rule(nt, ())
+            if count is None:
+                self._rule(nt, (unit, nt))
+            elif count <= 64:
+                if count > 0:
+                    self._rule(nt, (unit, self._up_to(unit, count - 1)))
+            else:
+                self._rule(nt, (self._up_to(unit, count // 2),
+                                self._up_to(unit, count - count // 2)))
+        return self._cached(("upto", unit, count), f"upto{count}", build)
+
+    def _contains_body(self, a: Arr, element: Callable[[int], Node],
+                       max_items: int | None) -> int:
+        """Elements labelled 'matches contains' or not; (position, count) states."""
+        norm = self.norm
+        assert a.contains is not None
+        need_not = a.max_contains is not None
+        not_c = norm.complement(a.contains, a.pointer + "/contains") if need_not else ANY
+        last = max(len(a.prefix), a.min_items)
+        if max_items is not None:
+            last = max_items
+        c_cap = a.max_contains + 1 if a.max_contains is not None else a.min_contains
+        if (last + 1) * (c_cap + 1) > MAX_COUNTER_STATES:
+            raise UnsupportedSchemaError("contains", "too many (position, count) states to "
+                                         "track minContains/maxContains exactly", a.pointer)
+        states: dict[tuple[int, int], int] = {}
+
+        def state(i: int, c: int) -> int:
+            key = (min(i, last), min(c, c_cap))
+            if key not in states:
+                states[key] = self._nt(f"contains{key}")
+                pending.append(key)
+            return states[key]
+
+        pending: list[tuple[int, int]] = []
+        body = self._nt("items")
+        for is_c, node in ((True, a.contains), (False, not_c)):
+            elem = norm.intersect(element(0), node)
+            if is_c and (a.max_contains is not None and a.max_contains < 1):
+                continue
+            self._rule(body, (self.value(elem), state(1, int(is_c))))
+        while pending:
+            i, c = pending.pop()
+            nt = states[(i, c)]
+            if i >= a.min_items and c >= a.min_contains and (
+                    a.max_contains is None or c <= a.max_contains):
+                self._rule(nt, ())
+            if max_items is not None and i >= max_items:
+                continue
+            for is_c, node in ((True, a.contains), (False, not_c)):
+                if is_c and a.max_contains is not None and c + 1 > a.max_contains:
+                    continue
+                elem = norm.intersect(element(i), node)
+                self._rule(nt, (*self.comma, self.value(elem), state(i + 1, c + int(is_c))))
+        return body
+
+    def _unique_body(self, a: Arr, element: Callable[[int], Node],
+                     max_items: int | None) -> int:
+        """uniqueItems over a small finite item domain: states are the sets of values used."""
+        if a.contains is not None:
+            raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
+                                         a.pointer)
+        positions = len(a.prefix) + 1
+        if max_items is not None and max_items <= len(a.prefix):
+            positions = max_items
+        domains = [self._finite_values(element(i), a.pointer) for i in range(positions)]
+        universe = {k for d in domains for k in d}
+        if len(universe) > MAX_UNIQUE_DOMAIN:
+            raise UnsupportedSchemaError(
+                "uniqueItems", f"items take more than {MAX_UNIQUE_DOMAIN} distinct values; "
+                "uniqueness is enforced exactly only over small finite item domains", a.pointer)
+        states: dict[frozenset, int] = {}
+        pending: list[frozenset] = []
+
+        def state(used: frozenset) -> int:
+            if used not in states:
+                if len(states) >= MAX_SUBSET_STATES:
+                    raise UnsupportedSchemaError("uniqueItems", "too many sets of used values",
+                                                 a.pointer)
+                states[used] = self._nt(f"unique{len(used)}")
+                pending.append(used)
+            return states[used]
+
+        body = self._nt("items")
+        for k, node in domains[0].items():
+            self._rule(body, (self.value(node), state(frozenset({k}))))
+        while pending:
+            used = pending.pop()
+            nt = states[used]
+            if len(used) >= a.min_items:
+                self._rule(nt, ())
+            if max_items is not None and len(used) >= max_items:
+                continue
+            for k, node in domains[min(len(used), positions - 1)].items():
+                if k not in used:
+                    self._rule(nt, (*self.comma, self.value(node), state(used | {k})))
+        return body
+
+    def _finite_values(self, node: Node, pointer: str, depth: int = 8) -> dict[Hashable, Node]:
+        """Equality key → single-value node for each value of a finite scalar node."""
+        def refuse() -> UnsupportedSchemaError:
+            return UnsupportedSchemaError(
+                "uniqueItems", "items are not drawn from a small finite set of scalars, so "
+                "uniqueness cannot be enforced by a grammar", pointer)
+
+        if node.parts is None:
+            raise refuse()
+        out: dict[Hashable, Node] = {}
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0:
+                    raise refuse()
+                out.update(self._finite_values(self.norm.expand(p.key), pointer, depth - 1))
+            elif isinstance(p, Null):
+                out[("lit", None)] = Node((p,))
+            elif isinstance(p, Bool):
+                for v in p.values:
+                    out[("lit", v)] = Node((Bool(frozenset({v})),))
+            elif isinstance(p, Str) and p.literals is not None:
+                for v in p.literals:
+                    out[("str", v)] = Node((Str(literals=frozenset({v}), pointer=p.pointer),))
+            elif (isinstance(p, Num) and p.lo is not None and p.lo == p.hi and not p.lo_excl
+                  and not p.hi_excl):
+                out[("num", _num_key(p.lo))] = Node((p,))
+            else:
+                raise refuse()
+        return out
+
+    # objects ----------------------------------------------------------------------------------
+
+    def _names_dfa(self, o: Obj) -> ByteDFA | None:
+        """DFA of the keys propertyNames allows (None: any key)."""
+        if o.names.parts is None:
+            return None
+        strings = [p for p in self._flatten(o.names, o.pointer) if isinstance(p, Str)]
+        dfas = [self.string_dfa(s) for s in strings]
+        if not dfas:
+            return _EMPTY_DFA
+        return reduce(lambda x, y: dfa_product(x, y, "or"), dfas)
+
+    def _flatten(self, node: Node, pointer: str, depth: int = 16) -> list:
+        """The non-reference parts of a node (references expanded)."""
+        if node.parts is None:
+            return [Str()]
+        out: list = []
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0:
+                    raise UnsupportedSchemaError("propertyNames", "reference nesting too deep",
+                                                 pointer)
+                out += self._flatten(self.norm.expand(p.key), pointer, depth - 1)
+            else:
+                out.append(p)
+        return out
+
+    def _object(self, nt: int, o: Obj) -> None:
+        open_, close = self._lit("{"), self._lit("}")
+        names_dfa = self._names_dfa(o)
+        named: list[tuple[str, Node]] = []
+        for k, v in o.props:
+            allowed = v != NEVER and (names_dfa is None or names_dfa.accepts(
+                json.dumps(k).encode()))
+            if allowed:
+                named.append((k, v))
+            elif k in o.required:
+                return  # a required property that can never be present: no object
+        required = {k for k, _ in named if k in o.required}
+        extras = self._extras(o, names_dfa)
+        lo, hi = o.min_props, o.max_props
+        if extras is not None and lo - 1 > len(required):
+            raise UnsupportedSchemaError(
+                "minProperties", "counting distinct additional keys beyond one needs to tell "
+                "keys apart, which a grammar cannot (a repeated key would count twice)",
+                o.pointer)
+        entries = {k: self._entry(k, v) for k, v in named}
+        if not required and lo == 0:
+            self._rule(nt, (open_, *self.ows, close))
+        body = (self._any_order(named, required, entries, extras, lo, hi, o.pointer)
+                if self.any_order else
+                self._in_order(named, required, entries, extras, lo, hi, o.pointer))
+        self._rule(nt, (open_, *self.ows, body, *self.ows, close))
+
+    def _entry(self, key: str, value: Node) -> int:
+        def build(nt: int) -> None:
+            term = self._term(("key", key), json.dumps(key),
+                              lambda: json_string_dfa(literals=[key]))
+            self._rule(nt, (term, *self.colon, self.value(value)))
+        return self._cached(("entry", key, value), json.dumps(key), build)
+
+    def _extras(self, o: Obj, names_dfa: ByteDFA | None) -> int | None:
+        """Nonterminal for one entry with a key outside `props` (None when none may appear)."""
+        pats = _dedupe(tuple(p for p, _ in o.patterns) +
+                       tuple(p for pats, _ in o.fallbacks for p in pats))
+        if len(pats) > MAX_PATTERNS:
+            raise UnsupportedSchemaError(
+                "patternProperties", f"more than {MAX_PATTERNS} distinct key patterns (their "
+                f"2^{len(pats)} overlaps would each need a terminal)", o.pointer)
+        named = sorted(k for k, _ in o.props)
+        regions: list[tuple[ByteDFA, Node]] = []
+        for mask in range(1 << len(pats)):
+            matched = {p for i, p in enumerate(pats) if mask >> i & 1}
+            nodes = [v for p, v in o.patterns if p in matched]
+            nodes += [v for ps, v in o.fallbacks if not matched & set(ps)]
+            value = reduce(self.norm.intersect, nodes, ANY)
+            if value == NEVER:
+                continue
+            dfa = self._lexeme(json_string_dfa, {"exclude": named}, o.pointer)
+            if names_dfa is not None:
+                dfa = dfa_product(dfa, names_dfa, "and")
+            for i, p in enumerate(pats):
+                pat = self._lexeme(json_string_dfa, {"pattern": p}, o.pointer)
+                dfa = dfa_product(dfa, pat, "and" if p in matched else "andnot")
+            if not dfa.is_empty():
+                regions.append((dfa, value))
+        if not regions:
+            return None
+
+        def build(nt: int) -> None:
+            for dfa, value in regions:
+                term = self._term(("keys", _dfa_key(dfa)), "key", lambda d=dfa: d)
+                self._rule(nt, (term, *self.colon, self.value(value)))
+        return self._cached(("extras", tuple((_dfa_key(d), v) for d, v in regions)),
+                            "extra-entry", build)
+
+    def _in_order(self, named: list, required: set, entries: dict, extras: int | None,
+                  lo: int, hi: int | None, pointer: str) -> int:
+        """Named properties in schema order, each optional one skippable, then extra entries;
+        state (index, entries so far) — at least one entry (the empty object is separate)."""
+        cap = max(lo, 1) if hi is None else hi
+        if (len(named) + 1) * (min(cap, len(named)) + 1) > MAX_COUNTER_STATES:
+            raise UnsupportedSchemaError("maxProperties", "too many (property, count) states",
+                                         pointer)
+        states: dict[tuple[int, int], int] = {}
+        pending: list[tuple[int, int]] = []
+
+        def state(i: int, c: int) -> int:
+            key = (i, min(c, cap))
+            if key not in states:
+                states[key] = self._nt(f"props{key}")
+                pending.append(key)
+            return states[key]
+
+        start = state(0, 0)
+        while pending:
+            i, c = pending.pop()
+            nt = states[(i, c)]
+            sep = self.comma if c > 0 else ()
+            if i < len(named):
+                k = named[i][0]
+                if k not in required:
+                    self._rule(nt, (state(i + 1, c),))
+                if hi is None or c + 1 <= hi:
+                    self._rule(nt, (*sep, entries[k], state(i + 1, c + 1)))
+                continue
+            if c >= 1 and c >= lo:
+                self._rule(nt, ())
+            if extras is not None and (hi is None or c + 1 <= hi):
+                more = None if hi is None else hi - c - 1
+                unit = self._cached(("unit-extra", extras), "next-extra",
+                                    lambda u: self._rule(u, (*self.comma, extras)))
+                if c + 1 >= lo:  # one distinct extra key reaches minProperties (see _object)
+                    self._rule(nt, (*sep, extras, self._up_to(unit, more)))
+        return start
+
+    def _any_order(self, named: list, required: set, entries: dict, extras: int | None,
+                   lo: int, hi: int | None, pointer: str) -> int:
+        """Entries in any order, each named key at most once: states are (named keys present,
+        extra entries so far — capped), at least one entry."""
+        e_cap = 1 if hi is None else hi
+        states: dict[tuple[frozenset, int], int] = {}
+        pending: list[tuple[frozenset, int]] = []
+        keys = [k for k, _ in named]
+
+        def state(present: frozenset, e: int) -> int:
+            key = (present, min(e, e_cap))
+            if key not in states:
+                if len(states) >= MAX_SUBSET_STATES:
+                    raise UnsupportedSchemaError(
+                        "properties", f"any-order objects with these properties need more than "
+                        f"{MAX_SUBSET_STATES} states (sets of keys present); use "
+                        "property_order='schema'", pointer)
+                states[key] = self._nt(f"props{len(present)}+{key[1]}")
+                pending.append(key)
+            return states[key]
+
+        start = state(frozenset(), 0)
+        while pending:
+            present, e = pending.pop()
+            nt = states[(present, e)]
+            count = len(present) + e
+            sep = self.comma if count > 0 else ()
+            if count >= 1 and required <= present and len(present) + min(e, 1) >= lo:
+                self._rule(nt, ())
+            if hi is not None and count >= hi:
+                continue
+            for k in keys:
+                if k not in present:
+                    self._rule(nt, (*sep, entries[k], state(present | {k}, e)))
+            if extras is not None:
+                self._rule(nt, (*sep, extras, state(present, e + 1)))
+        return start
+
+
+_EMPTY_DFA = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)
+
+
+def _dfa_key(dfa: ByteDFA) -> Hashable:
+    return (dfa.initial, dfa.transitions.tobytes(), dfa.accepting.tobytes())
+
+
+def _brief(part: Any) -> str:
+    fields = {k: v for k, v in vars(part).items() if k != "pointer" and v not in (None, (), False)}
+    return "(" + ",".join(f"{k}={v}" for k, v in fields.items() if not isinstance(v, frozenset)
+                          or len(v) < 4) + ")"
+
+
+def _describe(node: Node) -> str:
+    if node.parts is None:
+        return "any"
+    if not node.parts:
+        return "never"
+    return "|".join(type(p).__name__.lower() for p in node.parts)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def whitespace_dfa(whitespace: str) -> ByteDFA | None:
+    """The whitespace terminal: None for compact, bounded runs for flexible, else a regex."""
+    if whitespace == "compact":
+        return None
+    if whitespace == "flexible":
+        return regex_to_dfa(FLEXIBLE_WHITESPACE)
+    try:
+        dfa = regex_to_dfa(whitespace)
+    except RegexError as e:
+        raise ValueError(f"whitespace pattern: {e}") from None
+    if dfa.accepting[dfa.initial]:
+        raise ValueError(f"whitespace pattern {whitespace!r} matches the empty string; "
+                         "whitespace is already optional at each place, so it must not")
+    if any(b not in b" \t\n\r" for b in _first_bytes(dfa)):
+        raise ValueError(f"whitespace pattern {whitespace!r} matches non-whitespace bytes "
+                         "(JSON allows only space, tab, newline and carriage return)")
+    return dfa
+
+
+def _first_bytes(dfa: ByteDFA) -> set[int]:
+    """Every byte on any transition (the DFA is trimmed, so each is used by some match)."""
+    return set(np.flatnonzero((dfa.transitions >= 0).any(axis=0)).tolist())
+
+
+def compile_schema(schema: Any, *, whitespace: str = "compact", property_order: str = "schema",
+                   lenient: bool = False, format_assertion: bool = True,
+                   registry: Any = None) -> tuple[CompiledGrammar, list[str]]:
+    """A JSON value (dict/bool schema) → (grammar, warnings). See `JsonSchema` for semantics."""
+    if property_order not in ("schema", "any"):
+        raise ValueError(f"property_order must be 'schema' or 'any', not {property_order!r}")
+    ws = whitespace_dfa(whitespace)
+    check_schema(schema)
+    warnings: list[str] = []
+    resolver = Resolver(schema, registry)
+    norm = Normaliser(resolver, lenient=lenient, format_assertion=format_assertion,
+                      warnings=warnings)
+    root = norm.ref(resolver.root)
+    grammar = Emitter(norm, whitespace=ws, property_order=property_order).run(root)
+    return grammar, warnings
