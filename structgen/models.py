@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +181,7 @@ def _provision(name: str, progress: bool) -> Path:
     source = _SOURCES[name]
     try:
         models.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(models, name)
         work = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=models))
     except OSError as e:
         raise ModelProvisionError(f"cannot create the model cache under {models}: {e}. "
@@ -222,6 +224,26 @@ def _provision(name: str, progress: bool) -> Path:
         bar.close()
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+#: A provisioning work dir untouched this long was left by a killed process (a real run
+#: takes minutes), so it can go without racing a live one.
+STALE_PARTIAL_SECONDS = 6 * 3600
+
+
+def _remove_stale_partials(models: Path, name: str, now: float | None = None) -> list[Path]:
+    """Delete `.partial-<name>-*` work dirs abandoned by killed runs; returns those removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for work in models.glob(f".partial-{name}-*"):
+        try:
+            newest = max([p.stat().st_mtime for p in work.rglob("*")] + [work.stat().st_mtime])
+        except OSError:
+            continue  # vanished meanwhile (its owner finished or cleaned up)
+        if now - newest > STALE_PARTIAL_SECONDS:
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(work)
+    return removed
 
 
 def _is_complete(entry: Path) -> bool:

@@ -147,3 +147,20 @@ def test_concurrent_first_loads(fresh_cache: Path, smollm2: LoadedModel) -> None
         assert out.strip().splitlines()[-1] == smollm2.vocab.fingerprint
     assert _entries(fresh_cache) == [SMOLLM2]
     assert (fresh_cache / "models" / SMOLLM2 / "structgen.json").is_file()
+
+
+def test_stale_partial_dirs_are_removed(tmp_path: Path) -> None:
+    """Work dirs of killed provisioning runs are deleted once old; a live one (recent) stays."""
+    old = tmp_path / ".partial-smollm2-instruct-abc"
+    (old / "download").mkdir(parents=True)
+    (old / "download" / "x.whl").write_bytes(b"x")
+    live = tmp_path / ".partial-smollm2-instruct-def"
+    live.mkdir()
+    other = tmp_path / ".partial-gemma-3-270m-ghi"
+    other.mkdir()
+    stamp = time.time() - models.STALE_PARTIAL_SECONDS - 60
+    for p in [old, old / "download", old / "download" / "x.whl", other]:
+        os.utime(p, (stamp, stamp))
+    removed = models._remove_stale_partials(tmp_path, "smollm2-instruct")
+    assert removed == [old]
+    assert not old.exists() and live.exists() and other.exists()
