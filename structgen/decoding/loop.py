@@ -332,8 +332,8 @@ def _draft(
             lengths.observe_cost(drafter.name, seconds, len(proposal.tokens))
             taken = 0
             for j, token in enumerate(proposal.tokens[:k]):
-                nxt = automaton.advance(ctx.state, token) if automaton is not None else ctx.state
-                if nxt is None:
+                nxt = automaton.advance(ctx.state, token) if automaton is not None else None
+                if automaton is not None and nxt is None:
                     if proposal.qs is not None:  # cutting a sampled draft = certain rejection
                         rejected, ended = (token, proposal.qs[j]), True
                     break
