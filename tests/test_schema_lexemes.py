@@ -188,3 +188,153 @@ def test_long_lengths_are_fast_or_refused() -> None:
     with pytest.raises(UnsupportedSchemaError) as info:
         json_string_dfa(min_length=10_000)
     assert info.value.keyword == "minLength"
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+from fractions import Fraction  # noqa: E402
+
+from structgen.schema.lexemes import (  # noqa: E402
+    EXP_WINDOW,
+    MAX_FRACTION_DIGITS,
+    json_literal_dfa,
+    json_number_dfa,
+)
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+@st.composite
+def _number_texts(draw: st.DrawFn) -> str:
+    """JSON number spellings, mostly valid, with edge shapes (zeros, exponents, leading zeros in
+    the exponent), plus some arbitrary strings over the number alphabet."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.text(alphabet="-+.0123456789eE", min_size=1, max_size=8))
+    sign = draw(st.sampled_from(["", "-"]))
+    whole = draw(st.sampled_from(["0", "1", "2", "5", "9", "10", "15", "100", "250", "999", "1000",
+                                  "1001", "123456", "100000000", "7"]) | st.from_regex(
+        r"[1-9][0-9]{0,12}", fullmatch=True))
+    frac = draw(st.sampled_from(["", ".0", ".00", ".5", ".25", ".01", ".001", ".07", ".071",
+                                 ".999", ".000000001"]) | st.from_regex(r"\.[0-9]{1,6}",
+                                                                       fullmatch=True))
+    exp = ""
+    if draw(st.booleans()):
+        value = draw(st.integers(-12, 12) | st.integers(-400, 400))
+        exp = (draw(st.sampled_from("eE")) + ("-" if value < 0 else draw(st.sampled_from(["", "+"])))
+               + "0" * draw(st.integers(0, 2)) + str(abs(value)))
+    return sign + whole + frac + exp
+
+
+def _covered(text: str, *, integer: bool, bounded: bool, multiple: bool) -> bool:
+    """Whether the documented sub-language must contain this (valid) spelling."""
+    m = _JSON_NUMBER.fullmatch(text)
+    if not m.group(3) or Decimal(text) == 0:
+        return True
+    e = int(m.group(3)[1:])
+    if multiple:
+        return False
+    if bounded:
+        return -EXP_WINDOW <= e <= EXP_WINDOW and (not integer or e >= 0)
+    if integer:
+        frac = (m.group(2) or ".")[1:].rstrip("0")
+        return len(frac) <= MAX_FRACTION_DIGITS and e >= -MAX_FRACTION_DIGITS
+    return True
+
+
+_NUMBER_CASES = [
+    dict(integer=False), dict(integer=True), dict(integer=False, minimum=0),
+    dict(integer=False, maximum=0), dict(integer=True, exclusive_minimum=0),
+    dict(integer=False, maximum=1000), dict(integer=True, minimum=1, maximum=1000),
+    dict(integer=False, exclusive_minimum=0, exclusive_maximum=1000),
+    dict(integer=False, minimum=-1.5, maximum=2.5), dict(integer=False, minimum=0.001),
+    dict(integer=True, minimum=-123456, maximum=7890000), dict(integer=False, maximum=-0.07),
+    dict(integer=False, minimum=10, exclusive_minimum=10), dict(integer=False, minimum=5, maximum=5),
+    dict(integer=False, multiple_of=0.01), dict(integer=True, multiple_of=5),
+    dict(integer=False, multiple_of=2.5, minimum=-10, maximum=100), dict(integer=True, multiple_of=0.5),
+    dict(integer=False, multiple_of=7), dict(integer=False, minimum=Decimal("0.1"), maximum=1e2),
+]
+
+
+def _reference(text: str, kw: dict) -> bool:
+    if not _JSON_NUMBER.fullmatch(text):
+        return False
+    v = Decimal(text)
+
+    def d(x: object) -> Decimal:
+        return Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+
+    if kw.get("integer") and v != v.to_integral_value():
+        return False
+    if kw.get("minimum") is not None and v < d(kw["minimum"]):
+        return False
+    if kw.get("maximum") is not None and v > d(kw["maximum"]):
+        return False
+    if kw.get("exclusive_minimum") is not None and v <= d(kw["exclusive_minimum"]):
+        return False
+    if kw.get("exclusive_maximum") is not None and v >= d(kw["exclusive_maximum"]):
+        return False
+    if kw.get("multiple_of") is not None:
+        return (Fraction(v) / Fraction(d(kw["multiple_of"]))).denominator == 1
+    return True
+
+
+@pytest.mark.parametrize("kw", _NUMBER_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+@settings(max_examples=250, deadline=None)
+@given(text=_number_texts())
+def test_number_exact_and_covered(kw: dict, text: str) -> None:
+    dfa = json_number_dfa(**kw)
+    accepted = dfa.accepts(text.encode())
+    valid = _reference(text, kw)
+    assert not accepted or valid, ("accepted an invalid number", text)
+    bounded = any(kw.get(k) not in (None, 0) for k in
+                  ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum"))
+    if valid and _covered(text, integer=kw["integer"] or "multiple_of" in kw and kw["integer"],
+                          bounded=bounded, multiple="multiple_of" in kw):
+        assert accepted, ("rejected a valid number", text)
+
+
+@pytest.mark.parametrize("kw", _NUMBER_CASES[:14], ids=str)
+@settings(max_examples=150, deadline=None)
+@given(value=st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False)
+       | st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**6,
+                     max_value=10**6))
+def test_number_json_dumps_values(kw: dict, value: object) -> None:
+    """Instances as json.dumps writes them (floats with e+16 / e-05 exponents included)."""
+    text = json.dumps(float(value) if isinstance(value, Decimal) else value)
+    accepted = json_number_dfa(**kw).accepts(text.encode())
+    valid = _reference(text, kw)
+    assert not accepted or valid, text
+    bounded = any(kw.get(k) not in (None, 0) for k in
+                  ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum"))
+    if valid and _covered(text, integer=kw["integer"], bounded=bounded, multiple=False):
+        assert accepted, text
+
+
+def test_number_fixed_cases() -> None:
+    ints = json_number_dfa(integer=True)
+    for text in ["0", "-0", "1.0", "1e2", "1.5e1", "12345678910111213141516171819202122", "1e+308",
+                 "100e-2", "-0.0e-99"]:
+        assert ints.accepts(text.encode()), text
+    for text in ["1.5", "1e-1", "1.25e1", "01", "1.", ".5", "+1", "1e", "-", "0x10", "1.0e-1"]:
+        assert not ints.accepts(text.encode()), text
+    upto = json_number_dfa(integer=False, maximum=1000)
+    assert upto.accepts(b"1e3") and upto.accepts(b"0.00001e8") and not upto.accepts(b"1.0001e3")
+    assert json_number_dfa(integer=False, minimum=3, maximum=2).is_empty()
+    assert json_number_dfa(integer=False, minimum=2, exclusive_maximum=2).is_empty()
+    for bad in [0, -1, 0.000123456789]:
+        with pytest.raises(UnsupportedSchemaError) as info:
+            json_number_dfa(integer=False, multiple_of=bad)
+        assert info.value.keyword == "multipleOf"
+
+
+def test_literals() -> None:
+    one = json_literal_dfa(1)
+    assert all(one.accepts(t) for t in [b"1", b"1.0", b"1e0", b"100e-2", b"0.1e1"])
+    assert not any(one.accepts(t) for t in [b"-1", b"1.01", b"true", b'"1"'])
+    assert json_literal_dfa(True).accepts(b"true") and not json_literal_dfa(True).accepts(b"1")
+    assert json_literal_dfa(None).accepts(b"null") and not json_literal_dfa(False).accepts(b"true")
+    s = json_literal_dfa("a/é")
+    assert s.accepts(b'"a\\/\\u00e9"') and s.accepts('"a/é"'.encode()) and not s.accepts(b'"a/e"')
+    half = json_literal_dfa(0.5)
+    assert half.accepts(b"5e-1") and half.accepts(b"0.50") and not half.accepts(b"0.5000001")

@@ -13,6 +13,7 @@ the language by design; it never widens it.
 """
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Sequence
@@ -28,8 +29,10 @@ from ..automata.bytedfa import (
     complement_ranges,
     ranges_of,
     spelled_tables,
+    trim,
     utf8_byte_sets,
 )
+from ..automata.regex import regex_to_dfa
 from ..automata.regex_syntax import to_interegular
 from ..errors import RegexError, UnsupportedSchemaError
 
@@ -380,3 +383,375 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
         keyword = ("maxLength" if max_length is not None else "minLength" if min_length else
                    "pattern" if pattern is not None else "format")
         raise UnsupportedSchemaError(keyword, f"too large to enforce exactly: {e}") from None
+
+
+# --- numbers ------------------------------------------------------------------------------------
+#
+# A JSON number is mantissa × 10^exponent. Reading left to right, the mantissa comes before the
+# exponent that scales it, so a bound (or multipleOf) is checked for every exponent in a window
+# at once: the state holds one comparator per exponent e, comparing the mantissa with bound/10^e.
+# Constraints that do not depend on the exponent (no bound, a bound of 0, "integer" alone) accept
+# exponents of any size. Spellings rejected although valid (false negatives, never false
+# positives):
+#   - with a nonzero bound or multipleOf: an exponent outside -EXP_WINDOW..EXP_WINDOW (leading
+#     zeros in the exponent are fine: 1e+002 is exponent 2), unless the mantissa is zero;
+#   - with multipleOf: an exponent e whose scaled modulus (multipleOf / 10^e) would need more
+#     than MAX_MODULUS residues;
+#   - "integer" without bounds or multipleOf: a mantissa with more than MAX_FRACTION_DIGITS
+#     fraction digits up to its last nonzero one (1.000000000000000001e30), or a negative
+#     exponent below -MAX_FRACTION_DIGITS (1000...0e-30) unless the mantissa is zero;
+#   - "integer" with a nonzero bound: a negative exponent (100e-2) unless the mantissa is zero.
+#   Every exponent form with a zero mantissa (0e5, -0.0E-99) is accepted when 0 is allowed.
+
+from decimal import Decimal
+from fractions import Fraction
+
+EXP_WINDOW = 8
+MAX_MODULUS = 10_000
+MAX_FRACTION_DIGITS = 17
+_LT, _EQ, _GT = -1, 0, 1
+
+
+def _decimal(value: object, keyword: str) -> Decimal:
+    """A schema number as an exact Decimal (floats via their shortest repr, i.e. the JSON text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise UnsupportedSchemaError(keyword, f"{value!r} is not a number")
+    d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not d.is_finite():
+        raise UnsupportedSchemaError(keyword, f"{value!r} is not a finite number")
+    return d
+
+
+def _digits(b: Decimal) -> tuple[str, str]:
+    """|b| as (integer digits, fraction digits without trailing zeros)."""
+    text = format(abs(b), "f")
+    whole, _, frac = text.partition(".")
+    return whole.lstrip("0") or "0", frac.rstrip("0")
+
+
+class _Magnitude:
+    """Compares |mantissa| with |b| digit by digit. States: ('i', digits read, relation) in the
+    integer part, ('f', fraction digits read, relation) after the point."""
+
+    def __init__(self, b: Decimal) -> None:
+        self.whole, self.frac = _digits(b)
+
+    def int_digit(self, st: tuple, d: str) -> tuple:
+        _, k, rel = st
+        if k >= len(self.whole):
+            return ("i", len(self.whole) + 1, _GT)
+        if rel == _EQ:
+            rel = (d > self.whole[k]) - (d < self.whole[k])
+        return ("i", k + 1, rel)
+
+    def point(self, st: tuple) -> tuple:
+        _, k, rel = st
+        n = len(self.whole)
+        return ("f", 0, _LT if k < n else _GT if k > n else rel)
+
+    def frac_digit(self, st: tuple, d: str) -> tuple:
+        _, j, rel = st
+        if rel != _EQ:
+            return ("f", 0, rel)
+        fd = self.frac[j] if j < len(self.frac) else "0"
+        return ("f", min(j + 1, len(self.frac)), (d > fd) - (d < fd))
+
+    def result(self, st: tuple) -> int:
+        phase, k, rel = st
+        if phase == "i":
+            n = len(self.whole)
+            return _LT if k < n else _GT if k > n else (rel if rel != _EQ or not self.frac else _LT)
+        return _LT if rel == _EQ and k < len(self.frac) else rel
+
+
+class _Modulus:
+    """x is a multiple of p / 10^s: x·10^s is an integer ≡ 0 (mod p). State (residue, fraction
+    digits read); a nonzero digit beyond the s-th fraction digit fails (None)."""
+
+    def __init__(self, m: Fraction) -> None:
+        s = 0
+        while (m * 10**s).denominator != 1:
+            s += 1
+        self.p, self.s = int(m * 10**s), s
+
+    def int_digit(self, st: tuple, d: str) -> tuple:
+        return ((st[0] * 10 + int(d)) % self.p, 0)
+
+    def frac_digit(self, st: tuple, d: str) -> tuple | None:
+        r, f = st
+        if f < self.s:
+            return ((r * 10 + int(d)) % self.p, f + 1)
+        return st if d == "0" else None
+
+    def ok(self, st: tuple) -> bool:
+        r, f = st
+        return r * 10 ** (self.s - f) % self.p == 0
+
+
+def _modulus_for(m: Fraction) -> Fraction | None:
+    """The modulus if its automaton stays small enough, else None."""
+    s = 0
+    while (m * 10**s).denominator != 1:
+        s += 1
+    return m if m * 10**s <= MAX_MODULUS else None
+
+
+def _signed(neg: bool, zero: bool, rel_abs: int, bound: Decimal) -> int:
+    """Sign of x - bound from x's sign, zero-ness and |x| compared with |bound|."""
+    sx = 0 if zero else (-1 if neg else 1)
+    sb = (bound > 0) - (bound < 0)
+    if sx != sb:
+        return (sx > sb) - (sx < sb)
+    return 0 if sx == 0 else (rel_abs if sx > 0 else -rel_abs)
+
+
+class _NumberSpec:
+    """The checks of one number terminal: exponent-independent ones, one pair of bound
+    comparators per exponent in the window, one residue tracker (exponent 0 only) for
+    multipleOf, and the fraction/trailing-zero counters that decide "integer" for any exponent."""
+
+    def __init__(self, integer: bool, lo: tuple[Decimal, bool] | None,
+                 hi: tuple[Decimal, bool] | None, modulus: Fraction | None) -> None:
+        self.lo, self.hi = lo, hi
+        self.mod = _Modulus(modulus) if modulus is not None else None
+        self.dependent = bool(modulus is not None or (lo and lo[0] != 0) or (hi and hi[0] != 0))
+        exponents = [0] if modulus is not None else range(-EXP_WINDOW, EXP_WINDOW + 1)
+        self.window: list[tuple[int, _Magnitude | None, _Magnitude | None]] = []
+        if self.dependent:
+            for e in exponents:
+                scale = Decimal(1).scaleb(-e)
+                self.window.append((
+                    e,
+                    _Magnitude(lo[0] * scale) if lo and lo[0] != 0 else None,
+                    _Magnitude(hi[0] * scale) if hi and hi[0] != 0 else None,
+                ))
+        # "integer" alone (a multipleOf modulus already implies it): count fraction digits up to
+        # the last nonzero one and the integer part's trailing zeros, up to `cap`.
+        self.integer = integer and modulus is None
+        self.cap = (EXP_WINDOW if self.dependent else MAX_FRACTION_DIGITS) + 1
+
+    def bounds_ok(self, neg: bool, zero: bool, rel_lo: int, rel_hi: int) -> bool:
+        if self.lo is not None:
+            c = _signed(neg, zero, rel_lo, self.lo[0])
+            if c < 0 or (c == 0 and self.lo[1]):
+                return False
+        if self.hi is not None:
+            c = _signed(neg, zero, rel_hi, self.hi[0])
+            if c > 0 or (c == 0 and self.hi[1]):
+                return False
+        return True
+
+
+def _may_pass(spec: _NumberSpec, neg: bool, lo: _Magnitude | None, ls: tuple,
+              hi: _Magnitude | None, hs: tuple) -> bool:
+    """Whether a nonzero mantissa in its fraction part may still meet both bounds (a decided
+    comparison is final there; an undecided one may still end below, equal or above)."""
+    lo_rels = (ls[2],) if lo and ls[2] != _EQ else (_LT, _EQ, _GT)
+    hi_rels = (hs[2],) if hi and hs[2] != _EQ else (_LT, _EQ, _GT)
+    return any(spec.bounds_ok(neg, False, a, b) for a in lo_rels for b in hi_rels)
+
+
+def _number_table(spec: _NumberSpec) -> ByteDFA:
+    """BFS over hashable states: (phase 'S'|'M'|'Z'|'I'|'P'|'F', negative, zero so far,
+    (fraction digits read, last nonzero fraction position, integer trailing zeros),
+    per-exponent comparator states, residue), then ('X', allowed exponents, exponent sign,
+    exponent value so far, digit seen) after 'e'."""
+    cap = spec.cap
+    mod = spec.mod
+    comp_steps: dict[tuple, tuple] = {}
+    start = ("S", False, True, (0, 0, 0),
+             tuple((lo and ("i", 0, _EQ), hi and ("i", 0, _EQ)) for _, lo, hi in spec.window),
+             mod and (0, 0))
+
+    def digit(st: tuple, d: str, frac: bool) -> tuple | None:
+        phase, neg, zero, (j, sig, tz), comps, res = st
+        if spec.integer and frac:
+            j = min(j + 1, cap)
+            if d != "0":
+                sig, tz = j, 0
+        elif spec.integer and not spec.dependent:
+            tz = min(tz + 1, cap) if d == "0" else 0
+        key = (comps, d, frac)
+        if key not in comp_steps:  # comparators only see the digits: share across counters
+            comp_steps[key] = tuple(
+                (lo and (lo.frac_digit if frac else lo.int_digit)(ls, d),
+                 hi and (hi.frac_digit if frac else hi.int_digit)(hs, d))
+                for (_, lo, hi), (ls, hs) in zip(spec.window, comps))
+        comps = comp_steps[key]
+        zero = zero and d == "0"
+        if frac:
+            if mod:
+                res = mod.frac_digit(res, d)
+                if res is None:
+                    return None
+            if spec.integer and sig >= cap:
+                return None  # no exponent in reach makes it an integer
+            if spec.dependent and not zero and not any(
+                (not spec.integer or e >= sig) and _may_pass(spec, neg, lo, ls, hi, hs)
+                for (e, lo, hi), (ls, hs) in zip(spec.window, comps)
+            ):
+                return None  # prune early: the final check fails for every exponent
+        else:
+            res = mod and mod.int_digit(res, d)
+        return (phase, neg, zero, (j, sig, tz), comps, res)
+
+    def point(st: tuple) -> tuple:
+        _, neg, zero, info, comps, res = st
+        comps = tuple((lo and lo.point(ls), hi and hi.point(hs))
+                      for (_, lo, hi), (ls, hs) in zip(spec.window, comps))
+        return ("P", neg, zero, info, comps, res)
+
+    def allowed(st: tuple) -> tuple | None:
+        """Which exponents the mantissa in `st` may take, canonically (so that mantissas with
+        the same future share exponent states): ('any',) every exponent; ('min', t) exponents
+        >= t; ('set', S) exponents in S (window); None none."""
+        _, neg, zero, (_, sig, tz), comps, res = st
+        if zero:
+            return ("any",) if spec.bounds_ok(neg, True, _EQ, _EQ) else None
+        threshold = None
+        if spec.integer:
+            if sig >= cap:
+                return None
+            threshold = sig if sig else -tz
+        if not spec.dependent:
+            if not spec.bounds_ok(neg, False, _EQ, _EQ):
+                return None
+            return ("any",) if threshold is None else ("min", threshold)
+        if mod and not mod.ok(res):
+            return None
+        ok = frozenset(
+            e for (e, lo, hi), (ls, hs) in zip(spec.window, comps)
+            if (threshold is None or e >= threshold)
+            and spec.bounds_ok(neg, False, lo.result(ls) if lo else _EQ, hi.result(hs) if hi else _EQ)
+        )
+        return ("set", ok) if ok else None
+
+    def exp_ok(kind: tuple, e: int) -> bool:
+        return kind[0] == "any" or (kind[0] == "min" and e >= kind[1]) or (
+            kind[0] == "set" and e in kind[1])
+
+    def exp_step(st: tuple, ch: str) -> tuple | None:
+        _, kind, sign, val, seen = st
+        if ch in "+-":
+            return ("X", kind, ch, 0, False) if sign is None else None
+        val = val * 10 + int(ch)
+        sign = sign or "+"
+        if kind[0] == "min":
+            if sign == "+" and val >= kind[1]:
+                return ("X", ("any",), "+", 0, True)  # growing further keeps e >= t
+            if sign == "-" and -val < kind[1]:
+                return None  # growing further only lowers e
+        elif kind[0] == "set" and val > EXP_WINDOW:
+            return None
+        elif kind[0] == "any":
+            val = 0
+        return ("X", kind, sign, val, True)
+
+    def step(st: tuple, ch: str) -> tuple | None:
+        phase = st[0]
+        if phase == "X":
+            return exp_step(st, ch) if ch in "+-0123456789" else None
+        if ch == "-" and phase == "S":
+            return ("M", True) + st[2:]
+        if ch.isdigit():
+            if phase in ("S", "M"):
+                return digit(("Z" if ch == "0" else "I",) + st[1:], ch, False)
+            if phase == "I":
+                return digit(st, ch, False)
+            if phase in ("P", "F"):
+                return digit(("F",) + st[1:], ch, True)
+            return None
+        if ch == "." and phase in ("Z", "I"):
+            return point(st)
+        if ch in "eE" and phase in ("Z", "I", "F"):
+            kind = allowed(st)
+            return None if kind is None else ("X", kind, None, 0, False)
+        return None
+
+    def accepting(st: tuple) -> bool:
+        if st[0] == "X":
+            _, kind, sign, val, seen = st
+            return seen and exp_ok(kind, -val if sign == "-" else val)
+        if st[0] not in ("Z", "I", "F"):
+            return False
+        kind = allowed(st)
+        return kind is not None and exp_ok(kind, 0)
+
+    alphabet = "-+.0123456789eE"
+    index = {start: 0}
+    order = [start]
+    rows: list[list[int]] = []
+    k = 0
+    while k < len(order):
+        st = order[k]
+        row = [DEAD] * 256
+        for ch in alphabet:
+            nxt = step(st, ch)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = len(order)
+                    order.append(nxt)
+                row[ord(ch)] = index[nxt]
+        rows.append(row)
+        k += 1
+    accepting_arr = np.array([accepting(st) for st in order], dtype=bool)
+    return trim(np.array(rows, dtype=np.int32), accepting_arr, 0)
+
+
+def _bound(inclusive: object, exclusive: object, keyword: str, tighter: int
+           ) -> tuple[Decimal, bool] | None:
+    """The tighter of an inclusive and an exclusive bound as (value, exclusive)."""
+    a = None if inclusive is None else _decimal(inclusive, keyword)
+    b = None if exclusive is None else _decimal(exclusive, "exclusive" + keyword.capitalize())
+    if a is None:
+        return None if b is None else (b, True)
+    if b is None:
+        return (a, False)
+    return (b, True) if (b - a) * tighter >= 0 else (a, False)
+
+
+def json_number_dfa(*, integer: bool, minimum: object = None, maximum: object = None,
+                    exclusive_minimum: object = None, exclusive_maximum: object = None,
+                    multiple_of: object = None) -> ByteDFA:
+    """The bytes of one JSON number (RFC 8259) whose value satisfies the bounds, compared exactly
+    (Decimal from the schema value's JSON text); `integer=True` is JSON Schema's "integer": any
+    number with a zero fractional part (1.0 and 1e2 are integers). Valid spellings with large
+    exponents may be rejected, as listed above; no invalid value is ever accepted. Returns an
+    empty DFA when no number qualifies. Raises UnsupportedSchemaError("multipleOf") when the
+    multipleOf automaton would be too large (or the value is not a positive number).
+    """
+    lo = _bound(minimum, exclusive_minimum, "minimum", 1)
+    hi = _bound(maximum, exclusive_maximum, "maximum", -1)
+    modulus = None
+    if multiple_of is not None:
+        d = _decimal(multiple_of, "multipleOf")
+        if d <= 0:
+            raise UnsupportedSchemaError("multipleOf", f"{multiple_of!r} is not positive")
+        modulus = Fraction(d)
+        if integer:
+            modulus = Fraction(modulus.numerator)  # integer multiples of a/b: multiples of a
+        if _modulus_for(modulus) is None:
+            raise UnsupportedSchemaError(
+                "multipleOf", f"{multiple_of!r} needs more than {MAX_MODULUS} residues to check "
+                "exactly")
+    return _json_number_dfa(bool(integer), lo, hi, modulus)
+
+
+@lru_cache(maxsize=512)
+def _json_number_dfa(integer: bool, lo: tuple[Decimal, bool] | None,
+                     hi: tuple[Decimal, bool] | None, modulus: Fraction | None) -> ByteDFA:
+    if lo is not None and hi is not None and (lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1]))):
+        return _EMPTY
+    return _number_table(_NumberSpec(integer, lo, hi, modulus))
+
+
+def json_literal_dfa(value: object) -> ByteDFA:
+    """One scalar literal: a string (every spelling), a number (every spelling of an equal value,
+    like jsonschema: 1 == 1.0 == 1e0), true, false or null."""
+    if value is None or isinstance(value, bool):
+        return regex_to_dfa(re.escape(json.dumps(value)))
+    if isinstance(value, str):
+        return json_string_dfa(literals=[value])
+    if isinstance(value, (int, float, Decimal)):
+        return json_number_dfa(integer=False, minimum=value, maximum=value)
+    raise TypeError(f"not a JSON scalar: {value!r}")
