@@ -34,8 +34,8 @@ needs_maskbench = pytest.mark.skipif(not (DATA / "maskbench").is_dir(),
 class _FakeMatcher:
     """Accepts an id sequence iff `rule(ids)`; rejects at the first id past a bad prefix."""
 
-    def __init__(self, rule: Any, crash_on: int | None) -> None:
-        self._rule, self._crash_on, self._ids = rule, crash_on, []
+    def __init__(self, rule: Any, crash_on: int | None, mask_allows: bool = True) -> None:
+        self._rule, self._crash_on, self._mask_allows, self._ids = rule, crash_on, mask_allows, []
 
     def mask(self) -> list[int]:
         return []
@@ -50,15 +50,16 @@ class _FakeMatcher:
         return bool(self._rule(tuple(self._ids)))
 
     def allows(self, mask: Any, token_id: int) -> bool:
-        return True
+        return self._mask_allows
 
 
 class _FakeEngine:
     name = "fake"
 
     def __init__(self, rule: Any = lambda ids: True, compile_error: Exception | None = None,
-                 crash_on: int | None = None) -> None:
+                 crash_on: int | None = None, mask_allows: bool = True) -> None:
         self.rule, self.compile_error, self.crash_on = rule, compile_error, crash_on
+        self.mask_allows = mask_allows
 
     def compile(self, schema: Any, *, format_assertion: bool) -> Any:
         if self.compile_error is not None:
@@ -66,7 +67,7 @@ class _FakeEngine:
         return schema
 
     def matcher(self, compiled: Any) -> _FakeMatcher:
-        return _FakeMatcher(self.rule, self.crash_on)
+        return _FakeMatcher(self.rule, self.crash_on, self.mask_allows)
 
 
 def _prepared(*instances: tuple[Any, bool]) -> C.PreparedCase:
@@ -82,6 +83,15 @@ def test_outcomes_are_classified() -> None:
     reject_all = C.run_case(_FakeEngine(rule=lambda ids: False), case)
     assert [i.outcome for i in reject_all.instances] == ["false_negative", "pass"]
     assert reject_all.status == "compiled" and reject_all.ttfm_s is not None
+
+
+def test_masks_are_timed_on_valid_instances_and_checked_against_consume() -> None:
+    case = _prepared(("ab", True), ("abc", False))  # '"ab"': 4 ids, 5 masks
+    agree = C.run_case(_FakeEngine(), case, time_masks=True)
+    assert len(agree.mask_s) == 5 and agree.mask_mismatches == 0
+    assert C.run_case(_FakeEngine(), case).mask_s == []
+    disagree = C.run_case(_FakeEngine(mask_allows=False), case, time_masks=True)
+    assert disagree.mask_mismatches == 4
 
 
 def test_refusal_and_errors_are_recorded() -> None:
