@@ -53,5 +53,7 @@ def test_shape_split_equals_full_walk(smollm2, grammar, text, max_leaving_trie) 
         got = got[~np.isin(got, list(smollm2.vocab.eos_ids))]
         assert len(np.unique(got)) == len(got)  # the parts are disjoint
         assert np.array_equal(np.sort(got), np.sort(expected))
+        mask = automaton.mask(state).numpy()
+        assert np.array_equal(np.flatnonzero(mask), np.sort(automaton.allowed_ids(state)))
         state = automaton.advance(state, token)
         assert state is not None

@@ -42,18 +42,30 @@ class TokenAutomaton(ABC):
     same for every constraint.
     """
 
+    #: Cached masks and id sets are dropped (and rebuilt on demand) past this many bytes:
+    #: a 262k-token vocabulary costs 256 KiB per cached mask, and generations are unbounded.
+    cache_bytes = 256 * 2**20
+
     def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
         self._eos = np.array(sorted(vocab.eos_ids), np.int64)
         self._masks: dict[State, torch.Tensor] = {}
         self._ids: dict[State, np.ndarray] = {}
+        self._ids_bytes = 0
         self._budget: dict[State, int | None] = {}
 
     def clear_caches(self) -> None:
         """Forget cached masks and plans (states stay valid: they are values)."""
         self._masks.clear()
         self._ids.clear()
+        self._ids_bytes = 0
         self._budget.clear()
+
+    def _keep_mask(self, state: State, mask: torch.Tensor) -> torch.Tensor:
+        if (len(self._masks) + 1) * self.vocab.width > self.cache_bytes:
+            self._masks.clear()
+        self._masks[state] = mask
+        return mask
 
     @property
     @abstractmethod
@@ -123,7 +135,11 @@ class TokenAutomaton(ABC):
                 ids = self._content_ids(state)
                 if self.is_accepting(state):
                     ids = np.concatenate([ids, self._eos])
+            if self._ids_bytes + ids.nbytes > self.cache_bytes:
+                self._ids.clear()
+                self._ids_bytes = 0
             self._ids[state] = ids
+            self._ids_bytes += ids.nbytes
         return ids
 
     def mask(self, state: State) -> torch.Tensor:
@@ -132,8 +148,7 @@ class TokenAutomaton(ABC):
         if m is None:
             allowed = np.zeros(self.vocab.width, dtype=bool)
             allowed[self.allowed_ids(state)] = True  # numpy scatter: ~20x faster than torch's here
-            m = torch.from_numpy(allowed)
-            self._masks[state] = m
+            m = self._keep_mask(state, torch.from_numpy(allowed))
         return m
 
     def advance(self, state: State, token: int) -> State | None:

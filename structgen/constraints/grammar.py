@@ -27,9 +27,11 @@ import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
+import torch
 
 from ..automata.bytedfa import ByteDFA
 from ..automata.completion import ParserCompletions, dfa_completion, dfa_shortest_match
@@ -37,7 +39,7 @@ from ..automata.earley import EarleyParser, ParserState
 from ..automata.grammar import CompiledGrammar, compile_lark
 from ..vocab.token_bytes import Vocabulary
 from ..vocab.trie import TokenTrie, trie_for
-from .base import Constraint, State, TokenAutomaton
+from .base import DONE, Constraint, State, TokenAutomaton
 
 DEAD = 0  # grammar state 0 is the sink: no continuation
 UNKNOWN = -1  # a transition not computed yet
@@ -102,11 +104,13 @@ _LEXEME_SPLITS: "weakref.WeakKeyDictionary[ByteDFA, dict]" = weakref.WeakKeyDict
 
 def _lexeme_split(dfa: ByteDFA, state: int, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """(ids read entirely inside `dfa` from `state`, ids that die in it after it could accept)."""
-    per_dfa = _LEXEME_SPLITS.setdefault(dfa, {})
+    per_dfa = _LEXEME_SPLITS.get(dfa)
+    if per_dfa is None:
+        per_dfa = _LEXEME_SPLITS[dfa] = {"walk": _LexemeWalk(dfa)}
     key = (vocab.fingerprint, state)
     split = per_dfa.get(key)
     if split is None:
-        source = _LexemeWalk(dfa)
+        source = per_dfa["walk"]
         ids, ends = trie_for(vocab).walk(source, 2 * state)
         inside = ends // 2 < source.n
         split = per_dfa[key] = (ids[inside], ids[~inside])
@@ -136,6 +140,14 @@ class _ShapeSplit:
     inside: np.ndarray
     leaving: TokenTrie | None
     first: np.ndarray | None  # bool (256,)
+    width: int
+
+    @cached_property
+    def inside_mask(self) -> np.ndarray:
+        """`inside` as a bool row of the logits width: masks start from a copy of it."""
+        row = np.zeros(self.width, bool)
+        row[self.inside] = True
+        return row
 
 
 @dataclass
@@ -183,6 +195,7 @@ class GrammarAutomaton(TokenAutomaton):
             grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
         )
         self._shape_splits: dict[tuple[tuple[int, int], ...], _ShapeSplit] = {}
+        self._walked: dict[State, tuple[_ShapeSplit, np.ndarray]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -333,18 +346,53 @@ class GrammarAutomaton(TokenAutomaton):
     def is_accepting(self, state: State) -> bool:
         return self._accepting_id(self._id(state))
 
+    def _parts(self, state: State) -> tuple[_ShapeSplit, np.ndarray]:
+        """The state's shape split and the leaving tokens allowed here (walked, then cached)."""
+        parts = self._walked.get(state)
+        if parts is None:
+            t0 = time.perf_counter()
+            k = self._id(state)
+            with _gc_paused():  # the walk allocates many long-lived cached objects: a
+                split = self._shape_split(k)  # collection would re-traverse the heap for nothing
+                if split.leaving is not None:
+                    walked = split.leaving.walk(self, k)[0]
+                else:
+                    walked = self.trie.walk(self, k, split.first)[0]
+            if len(self._walked) >= self.max_states:
+                self._walked.clear()
+            parts = self._walked[state] = (split, walked)
+            self.profile.total += time.perf_counter() - t0
+            self.profile.masks += 1
+        return parts
+
     def _content_ids(self, state: State) -> np.ndarray:
-        t0 = time.perf_counter()
-        k = self._id(state)
-        with _gc_paused():  # the walk allocates many long-lived cached objects: a collection
-            split = self._shape_split(k)  # would re-traverse the whole heap for nothing
-            if split.leaving is not None:
-                ids = np.concatenate([split.inside, split.leaving.walk(self, k)[0]])
-            else:
-                ids = np.concatenate([split.inside, self.trie.walk(self, k, split.first)[0]])
-        self.profile.total += time.perf_counter() - t0
-        self.profile.masks += 1
-        return ids
+        split, walked = self._parts(state)
+        return np.concatenate([split.inside, walked])
+
+    def mask(self, state: State) -> torch.Tensor:
+        """As `TokenAutomaton.mask`, built from a copy of the shape's inside row (cheaper than
+        scattering every allowed id on large vocabularies)."""
+        m = self._masks.get(state)
+        if m is None:
+            if state is DONE:
+                return super().mask(state)
+            split, walked = self._parts(state)
+            row = split.inside_mask.copy()
+            row[walked] = True
+            if self.is_accepting(state):
+                row[self._eos] = True
+            m = self._keep_mask(state, torch.from_numpy(row))
+        return m
+
+    def only_eos(self, state: State) -> bool:
+        if state is DONE:
+            return False
+        split, walked = self._parts(state)
+        return not len(split.inside) and not len(walked) and self.is_accepting(state)
+
+    def clear_caches(self) -> None:
+        super().clear_caches()
+        self._walked.clear()
 
     def _shape(self, k: int) -> tuple[tuple[int, int], ...]:
         """The (terminal, DFA state) pairs that may read the next byte from state k."""
@@ -373,12 +421,12 @@ class GrammarAutomaton(TokenAutomaton):
                 leaving = np.flatnonzero(is_leaving & ~is_inside)
             if len(leaving) <= self.MAX_LEAVING_TRIE:
                 sub = TokenTrie(self.vocab.token_bytes, only=leaving.tolist())
-                split = _ShapeSplit(inside, sub, None)
+                split = _ShapeSplit(inside, sub, None, self.vocab.width)
             else:
                 first_byte = _first_bytes(self.vocab)
                 first = np.zeros(256, bool)
                 first[first_byte[leaving]] = True
-                split = _ShapeSplit(inside[~first[first_byte[inside]]], None, first)
+                split = _ShapeSplit(inside[~first[first_byte[inside]]], None, first, self.vocab.width)
             self._shape_splits[shape] = split
         return split
 
