@@ -1,4 +1,5 @@
-"""Command line: `structgen regex PATTERN --prompt TEXT`, `structgen grammar FILE --prompt TEXT`."""
+"""Command line: `structgen regex PATTERN`, `structgen grammar FILE`, `structgen json --schema FILE`,
+each with `--prompt TEXT` (or `--prompt -` for stdin). Exit status 0 finished, 2 error, 3 cut off."""
 from __future__ import annotations
 
 import argparse
@@ -33,21 +34,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     grammar.add_argument("file", help="a .lark grammar file (a .gbnf file is imported as GBNF)")
     grammar.add_argument("--start", default="start", help="start rule of a Lark grammar")
     _add_generation_args(grammar)
+    schema = sub.add_parser("json", help="generate JSON that validates against a JSON Schema")
+    schema.add_argument("--schema", required=True, help="a JSON Schema file (draft 2020-12)")
+    schema.add_argument("--whitespace", default="compact",
+                        help="'compact' (default), 'flexible' (bounded) or a regex for whitespace")
+    schema.add_argument("--property-order", choices=("schema", "any"), default="schema")
+    schema.add_argument("--lenient", action="store_true",
+                        help="drop keywords that cannot be enforced exactly (printed as warnings)")
+    _add_generation_args(schema)
     args = parser.parse_args(argv)
 
-    from . import Grammar, Regex, generate, load_model
+    from . import Grammar, JsonSchema, Regex, generate, load_model
 
     try:
         if args.command == "regex":
             constraint = Regex(args.pattern)
         else:
+            path = args.file if args.command == "grammar" else args.schema
             try:
-                text = open(args.file, encoding="utf-8").read()
+                text = open(path, encoding="utf-8").read()
             except OSError as e:
-                print(f"structgen: error: cannot read grammar: {e}", file=sys.stderr)
+                print(f"structgen: error: cannot read {args.command}: {e}", file=sys.stderr)
                 return 2
-            is_gbnf = args.file.endswith(".gbnf")
-            constraint = Grammar.from_gbnf(text) if is_gbnf else Grammar(text, start=args.start)
+            if args.command == "json":
+                constraint = JsonSchema(text, whitespace=args.whitespace,
+                                        property_order=args.property_order, lenient=args.lenient)
+                for warning in constraint.warnings:
+                    print(f"structgen: warning: {warning}", file=sys.stderr)
+            elif path.endswith(".gbnf"):
+                constraint = Grammar.from_gbnf(text)
+            else:
+                constraint = Grammar(text, start=args.start)
         prompt_text = sys.stdin.read() if args.prompt == "-" else args.prompt
         prompt = [{"role": "user", "content": prompt_text}] if args.chat else prompt_text
         model = load_model(args.model)
@@ -58,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"structgen: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"text": result.text, "finished": result.finished,
+        value = result.value if args.command == "json" else None
+        print(json.dumps({"text": result.text, "value": value, "finished": result.finished,
                           "finish_reason": result.finish_reason, "tokens": result.tokens,
                           "stats": result.stats.as_dict()}, ensure_ascii=False))
     else:

@@ -58,3 +58,31 @@ def test_bad_grammar_file_exits_2(tmp_path, capsys) -> None:
     assert main(["grammar", str(path), "--prompt", "x"]) == 2
     assert "line" in capsys.readouterr().err
     assert main(["grammar", str(tmp_path / "missing.lark"), "--prompt", "x"]) == 2
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 20},
+                         "age": {"type": "integer", "minimum": 0, "maximum": 120}}}
+
+
+def test_json_command_prints_the_parsed_value(tmp_path, smollm2, capsys) -> None:
+    import jsonschema
+
+    path = tmp_path / "person.json"
+    path.write_text(json.dumps(PERSON))
+    code = main(["json", "--schema", str(path), "--chat", "--prompt",
+                 "Give a JSON object for Ada Lovelace, age 36.", "--max-tokens", "40", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["finished"]
+    assert out["value"] == json.loads(out["text"])
+    jsonschema.validate(out["value"], PERSON)
+
+
+def test_json_command_errors_name_the_keyword(tmp_path, capsys) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "strin"}}}))
+    assert main(["json", "--schema", str(path), "--prompt", "x"]) == 2
+    assert "/properties/a" in capsys.readouterr().err
+    path.write_text("{not json")
+    assert main(["json", "--schema", str(path), "--prompt", "x"]) == 2
+    assert main(["json", "--schema", str(tmp_path / "missing.json"), "--prompt", "x"]) == 2
