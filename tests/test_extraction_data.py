@@ -4,6 +4,7 @@ obtainable from its document. Fast: no model."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -76,3 +77,48 @@ def test_verbatim_rule_skips_normalised_values() -> None:
                              "s": {"type": "string"}, "xs": {"items": {"type": "string"}}}}
     value = {"d": "2024-01-01", "e": "a", "s": "copied", "n": 3, "xs": ["p", "q"]}
     assert list(verbatim_strings(schema, value)) == [("/s", "copied"), ("/xs/0", "p"), ("/xs/1", "q")]
+
+
+# The benchmark's scoring (bench/extraction_bench.py), on the dataset and on hand-made outputs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import extraction_bench as bench  # noqa: E402
+
+
+def test_bench_loads_the_same_tasks() -> None:
+    assert [t["id"] for t in bench.load_tasks()] == IDS
+    assert [t["id"] for t in bench.load_tasks(["job_02", "flight_01"])] == ["job_02", "flight_01"]
+    assert len(bench.load_tasks(limit=2)) == 2
+
+
+@pytest.mark.parametrize("task", TASKS, ids=IDS)
+def test_expected_scores_full_marks(task: dict[str, Any]) -> None:
+    compact = json.dumps(task["expected"], separators=(",", ":"), ensure_ascii=False)
+    assert bench.parse_json(compact) == task["expected"]
+    assert bench.field_accuracy(task["expected"], bench.parse_json(compact)) == 1.0
+
+
+def test_field_accuracy_counts_leaves() -> None:
+    expected = {"name": "Harbor Lane Printing Co.", "total": 425, "paid": True,
+                "items": [{"qty": 2}, {"qty": 3}], "note": None}
+    assert bench.field_accuracy(expected, {**expected, "name": "  harbor lane\nprinting CO. ", "total": 425.0}) == 1.0
+    assert bench.field_accuracy(expected, {**expected, "paid": 1}) == 5 / 6  # a bool is not a number
+    assert bench.field_accuracy(expected, {**expected, "items": [{"qty": 3}, {"qty": 2}]}) == 4 / 6  # order counts
+    assert bench.field_accuracy(expected, {**expected, "items": [{"qty": 2}]}) == 5 / 6
+    assert bench.field_accuracy(expected, {"name": "Harbor Lane"}) == 0.0
+    assert bench.field_accuracy(expected, None) == 0.0
+
+
+def test_parse_json_removes_only_a_fence() -> None:
+    assert bench.parse_json('```json\n{"a": 1}\n```') == {"a": 1}
+    assert bench.parse_json('  {"a": [1, 2]}\n') == {"a": [1, 2]}
+    assert bench.parse_json('Here it is: {"a": 1}') is None
+    assert bench.parse_json('{"a": 1') is None
+
+
+def test_prompt_has_document_schema_and_instruction() -> None:
+    task = TASKS[0]
+    system, user = bench.chat_messages(task)
+    assert system["role"] == "system" and user["role"] == "user"
+    assert task["document"] in user["content"]
+    assert json.dumps(task["schema"], separators=(",", ":"), ensure_ascii=False) in user["content"]
+    assert user["content"].endswith("Return only the JSON object.")
