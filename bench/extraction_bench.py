@@ -354,7 +354,8 @@ def plot(summary: dict[str, dict[str, Any]], engines: Engines, path: str) -> Non
 
     names = list(summary)
     labels = [engines.label(n).replace(" [", "\n[") for n in names]
-    colors = ["#8c8c8c", "#d98c3f", "#4c72b0", "#2a9d5c"][: len(names)]
+    palette = {"hf": "#8c8c8c", "hf-xgrammar": "#d98c3f", "structgen": "#4c72b0", "structgen-spec": "#2a9d5c"}
+    colors = [palette[n] for n in names]
     panels = [("tokens/s (higher is better)", [summary[n]["tokens_per_s"] for n in names], "{:.1f}"),
               ("seconds per object, median", [summary[n]["seconds_median"] for n in names], "{:.2f}"),
               ("valid & finished outputs (%)",
