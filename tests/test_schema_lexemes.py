@@ -338,3 +338,133 @@ def test_literals() -> None:
     assert s.accepts(b'"a\\/\\u00e9"') and s.accepts('"a/é"'.encode()) and not s.accepts(b'"a/e"')
     half = json_literal_dfa(0.5)
     assert half.accepts(b"5e-1") and half.accepts(b"0.50") and not half.accepts(b"0.5000001")
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+import ipaddress  # noqa: E402
+from datetime import date  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from jsonschema import Draft202012Validator  # noqa: E402
+
+from structgen.schema.formats import FORMATS  # noqa: E402
+
+SUITE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "json-schema-test-suite"
+         / "draft2020-12" / "optional" / "format")
+
+# Valid suite values each format rejects by design (documented in structgen/schema/formats.py).
+_KNOWN_FALSE_NEGATIVES = {
+    "time": {"valid leap second, positive time-offset",
+             "valid leap second, large positive time-offset",
+             "valid leap second, negative time-offset",
+             "valid leap second, large negative time-offset"},
+    "date-time": {"a valid date-time with a leap second, with minus offset"},
+    "hostname": {"maximum label length (63)", "a valid host name (example.test in Hangul)"},
+    "idn-hostname": {"a valid host name (example.test in Hangul)", "valid Chinese Punycode",
+                     "ideographic full stop as label separator",
+                     "fullwidth full stop as label separator",
+                     "halfwidth ideographic full stop as label separator",
+                     # longer than 63 characters in total
+                     "label too long if separator ignored (full stop)",
+                     "label too long if separator ignored (ideographic full stop)",
+                     "label too long if separator ignored (fullwidth full stop)",
+                     "label too long if separator ignored (halfwidth ideographic full stop)"},
+    "idn-email": {"a valid idn e-mail (example@example.test in Hangul)",
+                  "a non-ASCII local part with an ASCII domain is valid",
+                  "a non-ASCII quoted local part is valid",
+                  "a domain label that is not in Unicode NFC is valid",
+                  "a local part that is not in Unicode NFC is valid",
+                  "a C1 control in the local part is valid",
+                  "a noncharacter in the local part is valid",
+                  "a local part with a supplementary-plane character is valid"},
+}
+
+
+def _python_format_ok(name: str, value: str) -> bool:
+    schema = {"format": name}
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+                                ).is_valid(value)
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_format_against_official_suite(name: str) -> None:
+    path = SUITE / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"official JSON Schema test suite missing at {SUITE}")
+    dfa = json_string_dfa(format=name)
+    false_negatives = set()
+    for group in json.loads(path.read_text()):
+        for case in group["tests"]:
+            value = case["data"]
+            if not isinstance(value, str):
+                continue
+            accepted = dfa.accepts(json.dumps(value).encode())
+            assert accepted == dfa.accepts(json.dumps(value, ensure_ascii=False).encode(
+                "utf-8", "surrogatepass"))
+            if accepted:
+                assert case["valid"] and _python_format_ok(name, value), (name, value)
+            elif case["valid"] and not case["description"].startswith(
+                    ("Exceptions that are PVALID", "MIDDLE DOT", "Greek KERAIA", "Hebrew G",
+                     "KATAKANA", "Arabic-Indic", "Extended Arabic", "ZERO WIDTH")):
+                false_negatives.add(case["description"])
+    assert false_negatives == _KNOWN_FALSE_NEGATIVES.get(name, set())
+
+
+def test_format_refusals_and_combinations() -> None:
+    for name in ["regex", "color", "unknown-format"]:
+        with pytest.raises(UnsupportedSchemaError) as info:
+            json_string_dfa(format=name)
+        assert info.value.keyword == "format"
+    d = json_string_dfa(format="date", pattern="^2024-")
+    assert d.accepts(b'"2024-02-29"') and not d.accepts(b'"2023-02-28"')
+    assert not d.accepts(b'"2024-02-30"') and d.accepts(b'"\\u0032024-01-01"')
+    host = json_string_dfa(format="hostname", max_length=10)
+    assert host.accepts(b'"ab.example"') and not host.accepts(b'"abc.example"')
+    assert json_string_dfa(format="uuid", literals=["x", "12345678-1234-1234-1234-123456789ABC"]
+                           ).accepts(b'"12345678-1234-1234-1234-123456789ABC"')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**128 - 1), st.integers(0, 2**32 - 1), st.booleans(), st.randoms(
+    use_true_random=False))
+def test_ipv6_against_ipaddress(value: int, v4: int, embed: bool, rng: random.Random) -> None:
+    dfa = json_string_dfa(format="ipv6")
+    addr = ipaddress.IPv6Address(value)
+    texts = [addr.exploded, addr.compressed, addr.compressed.upper()]
+    if embed:
+        texts.append(addr.exploded[:30] + str(ipaddress.IPv4Address(v4)))
+        texts.append("::ffff:" + str(ipaddress.IPv4Address(v4)))
+    # mutations: drop / duplicate a character, an extra group, zero-padded IPv4 octets
+    for t in list(texts):
+        i = rng.randrange(len(t))
+        texts += [t[:i] + t[i + 1:], t[:i] + t[i] + t[i:], t + ":1", t.replace(".", ".0", 1)]
+    for text in texts:
+        try:
+            expected = not getattr(ipaddress.IPv6Address(text), "scope_id", "")
+        except ValueError:
+            expected = False
+        assert dfa.accepts(json.dumps(text).encode()) == expected, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 999), st.sampled_from(
+    ["{}.{}.{}.{}", "{:03d}.{}.{}.{}", "{}.{}.{}", "{}.{}.{}.{}.{}"]))
+def test_ipv4_against_ipaddress(a: int, b: int, c: int, shape: str) -> None:
+    text = shape.format(a, b, c, a, b)
+    try:
+        expected = bool(ipaddress.IPv4Address(text))
+    except ValueError:
+        expected = False
+    assert json_string_dfa(format="ipv4").accepts(json.dumps(text).encode()) == expected, text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32))
+def test_date_against_python(year: int, month: int, day: int) -> None:
+    text = f"{year:04d}-{month:02d}-{day:02d}"
+    try:
+        expected = date.fromisoformat(text) is not None
+    except ValueError:
+        expected = False
+    assert json_string_dfa(format="date").accepts(json.dumps(text).encode()) == expected, text

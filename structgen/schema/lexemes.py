@@ -35,6 +35,7 @@ from ..automata.bytedfa import (
 from ..automata.regex import regex_to_dfa
 from ..automata.regex_syntax import to_interegular
 from ..errors import RegexError, UnsupportedSchemaError
+from .formats import format_language
 
 # Byte-DFA size above which a string terminal is refused (a length counter multiplies states:
 # every count needs its own partial-escape and partial-UTF-8 states, ~20 per count).
@@ -133,8 +134,11 @@ def json_char_spellings(ranges: Ranges) -> list[ByteSetSequence]:
 CharDFA = tuple[int, int, frozenset, dict]  # (n_states, initial, finals, {state: [(ranges, t)]})
 
 
-def _char_dfa(fsm: FSM) -> CharDFA:
-    """An interegular FSM as a DFA over code point ranges (multi-character symbols never match)."""
+def _char_dfa(fsm: FSM, classes: dict[str, Ranges] | None = None) -> CharDFA:
+    """An interegular FSM as a DFA over code point ranges (multi-character symbols never match).
+
+    `classes` maps placeholder characters to the code point ranges they stand for: a huge class
+    (every IRI character) spelled as one character keeps interegular from enumerating it."""
     by_symbol: dict[int, list[int]] = {}
     explicit: list[int] = []
     other = None
@@ -144,7 +148,11 @@ def _char_dfa(fsm: FSM) -> CharDFA:
         elif len(char) == 1:
             by_symbol.setdefault(symbol, []).append(ord(char))
             explicit.append(ord(char))
-    symbol_ranges = {sym: tuple(ranges_of(cps)) for sym, cps in by_symbol.items()}
+    symbol_ranges = {}
+    for sym, cps in by_symbol.items():
+        extra = [r for c in cps if classes and chr(c) in classes for r in classes[chr(c)]]
+        kept = [c for c in cps if not (classes and chr(c) in classes)]
+        symbol_ranges[sym] = tuple(ranges_of_pairs(ranges_of(kept) + extra))
     if other is not None:
         symbol_ranges[other] = tuple(complement_ranges(ranges_of(explicit)))
     index = {s: i for i, s in enumerate(sorted(fsm.states))}
@@ -155,6 +163,28 @@ def _char_dfa(fsm: FSM) -> CharDFA:
             merged.setdefault(index[t], []).extend(symbol_ranges.get(sym, ()))
         edges[index[s]] = [(tuple(ranges_of_pairs(r)), t) for t, r in merged.items() if r]
     return len(index), index[fsm.initial], frozenset(index[s] for s in fsm.finals), edges
+
+
+def _char_product(a: CharDFA, b: CharDFA) -> CharDFA:
+    """Intersection of two character DFAs (pairs of states reachable from the initial pair)."""
+    index = {(a[1], b[1]): 0}
+    order = [(a[1], b[1])]
+    edges: dict[int, list] = {}
+    k = 0
+    while k < len(order):
+        p, q = order[k]
+        edges[k] = []
+        for ra, ta in a[3].get(p, ()):
+            for rb, tb in b[3].get(q, ()):
+                common = tuple(_intersect(ra, rb))
+                if common:
+                    if (ta, tb) not in index:
+                        index[(ta, tb)] = len(order)
+                        order.append((ta, tb))
+                    edges[k].append((common, index[(ta, tb)]))
+        k += 1
+    finals = frozenset(i for i, (p, q) in enumerate(order) if p in a[2] and q in b[2])
+    return len(order), 0, finals, edges
 
 
 def ranges_of_pairs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -350,12 +380,9 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
     fsms: list[FSM] = []
     if pattern is not None:
         fsms.append(pattern_fsm(pattern))
-    if format is not None:
-        from .formats import format_fsm
-
-        fsms.append(format_fsm(format))
     if literals is not None:
         fsms.append(_literals_fsm(literals))
+    char_dfa: CharDFA | None = None
     if fsms:
         core = fsms[0] if len(fsms) == 1 else FSM.intersection(*fsms)
         if exclude:
@@ -363,7 +390,13 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
         char_dfa = _char_dfa(core)
     elif exclude:
         char_dfa = _char_dfa(_literals_fsm(exclude).everythingbut())
-    else:
+    if format is not None:
+        fsm, format_max, classes = format_language(format)
+        format_dfa = _char_dfa(fsm, classes)
+        char_dfa = format_dfa if char_dfa is None else _char_product(char_dfa, format_dfa)
+        if format_max is not None and (max_length is None or format_max < max_length):
+            max_length = format_max
+    if char_dfa is None:
         char_dfa = (1, 0, frozenset([0]), {0: [(((0, 0x10FFFF),), 0)]})
     if min_length > 0 or max_length is not None:
         if max_length is not None and max_length < min_length:
