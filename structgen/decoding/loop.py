@@ -121,7 +121,7 @@ DEFAULT_DRAFTERS = ("forced", "lookup")
 
 def generate(
     model: Any,
-    prompt: str | Sequence[Message] | list[str | Sequence[Message]],
+    prompt: str | Sequence[Message],
     constraint: Constraint | None = None,
     *,
     max_tokens: int = 256,
@@ -146,6 +146,9 @@ def generate(
         model = load_model(model)
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if not isinstance(prompt, str) and any(not isinstance(m, dict) for m in prompt):
+        raise TypeError("one prompt per call: batched generation (a list of prompts) is not "
+                        "supported; call generate once per prompt")
     params = SamplingParams(temperature, top_p, top_k)
     vocab = model.vocab
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -194,7 +197,9 @@ def _make_drafters(model: Any, speculative: bool | None, draft_model: Any,
         elif spec == "model":
             if draft_model is None:
                 raise ValueError('drafter "model" needs draft_model=')
-            net = getattr(draft_model, "model", draft_model)  # a LoadedModel or an HF causal LM
+            from ..models import LoadedModel
+
+            net = draft_model.model if isinstance(draft_model, LoadedModel) else draft_model
             out.append(ModelDrafter(_Forward(net)))
         else:
             raise ValueError(f"unknown drafter {spec!r}: use 'forced', 'lookup', 'model' or a Drafter")

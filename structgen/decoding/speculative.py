@@ -72,12 +72,14 @@ class DraftLength:
     base + k * per_position (fitted online from the forward timings) plus k * draft_cost for a
     draft model. k = 0 (plain decoding) wins when drafts keep failing; a drafter benched that way
     is still probed with one token every `probe_every` steps so it can come back (cost: one extra
-    position per `probe_every` passes, about 1% of a plain pass).
+    position per `probe_every` passes, about 1% of a plain pass). Drafting must promise
+    `margin` times the plain rate, so noisy timings do not keep a failing drafter alive.
     """
 
     max_k: int = 12
     probe_every: int = 16
-    decay: float = 0.9
+    margin: float = 1.05  # drafting must promise 5% more tokens/s than plain (noisy timings)
+    decay: float = 0.8
     base: float = 0.0  # seconds of a one-position pass (EMA)
     per_position: float = 0.0  # extra seconds per additional position (EMA)
     draft_cost: dict[str, float] = field(default_factory=dict)
@@ -111,10 +113,11 @@ class DraftLength:
         """Draft length for `name` in this step (0: do not draft)."""
         est = self.estimates.setdefault(name, _Estimate())
         base = self.base or 1.0
-        per = self.per_position if self.base else 0.15
+        # an extra position is never free: until measured assume 15% of a pass, then at least 2%
+        per = max(self.per_position, 0.02 * base) if self.per_position else 0.15 * base
         cost = per + self.draft_cost.get(name, 0.0)
         alpha = min(est.alpha, 0.999)
-        best_k, best_rate = 0, 1.0 / base
+        best_k, best_rate = 0, self.margin / base
         emitted, power = 1.0, 1.0
         for k in range(1, self.max_k + 1):
             power *= alpha
