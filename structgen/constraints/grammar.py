@@ -150,6 +150,19 @@ class _ShapeSplit:
         return row
 
 
+@dataclass(eq=False)
+class _Alternatives:
+    """The lexemes that may read a state's next byte: (terminal, origin) tags, DFA rows."""
+
+    tags: list[tuple[int, ParserState]]
+    rows: list[list[int]]
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The rows stacked (one per alternative), for vectorised fills of many bytes."""
+        return np.array(self.rows, np.int32)
+
+
 @dataclass
 class MaskProfile:
     """Where fresh-mask time goes (seconds, cumulative): the trie walk itself, building rows of
@@ -182,6 +195,8 @@ class GrammarAutomaton(TokenAutomaton):
     MAX_LEAVING_TRIE = 4096
     #: Shape splits kept before that cache is dropped (they are rebuilt on demand).
     max_shapes = 20_000
+    #: Fills of up to this many (byte, alternative) pairs run in plain Python.
+    SMALL_FILL = 256
 
     def __init__(self, grammar: CompiledGrammar, vocab: Vocabulary) -> None:
         super().__init__(vocab)
@@ -202,6 +217,7 @@ class GrammarAutomaton(TokenAutomaton):
         self._numbers: dict[frozenset[Lexeme], int] = {}
         self._lexemes: list[frozenset[Lexeme]] = [frozenset()]
         self._here: list[ParserState | None | bool] = [None]
+        self._alts: dict[int, _Alternatives] = {}
         self._merged: dict[frozenset, ParserState] = {}
         # Rows of expanded states only (most interned states are never expanded), packed:
         # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
@@ -266,30 +282,45 @@ class GrammarAutomaton(TokenAutomaton):
             self.profile.parser += time.perf_counter() - t0
         return here
 
-    def _alternatives(self, k: int) -> tuple[list[tuple[int, ParserState]], np.ndarray | None]:
+    def _alternatives(self, k: int) -> _Alternatives:
         """The lexemes that may read the next byte from state k — those in progress, and those
-        starting here if some lexeme can end here — with their DFA rows stacked (one per row)."""
-        tags: list[tuple[int, ParserState]] = []
-        rows: list[np.ndarray] = []
-        for t, s, origin in self._lexemes[k]:
-            if t != BOUNDARY:
-                tags.append((t, origin))
-                rows.append(self.dfas[t].transitions[s])
-        here = self._ends_here(k)
-        if here is not None:
-            for t in sorted(here.expected | self.grammar.ignore):
-                tags.append((t, here))
-                rows.append(self.dfas[t].transitions[self.dfas[t].initial])
-        return tags, (np.stack(rows) if rows else None)
+        starting here if some lexeme can end here — with their DFA rows (cached per state)."""
+        alts = self._alts.get(k)
+        if alts is None:
+            tags: list[tuple[int, ParserState]] = []
+            rows: list[list[int]] = []
+            for t, s, origin in self._lexemes[k]:
+                if t != BOUNDARY:
+                    tags.append((t, origin))
+                    rows.append(self.dfas[t].rows[s])
+            here = self._ends_here(k)
+            if here is not None:
+                for t in sorted(here.expected | self.grammar.ignore):
+                    tags.append((t, here))
+                    rows.append(self.dfas[t].rows[self.dfas[t].initial])
+            alts = self._alts[k] = _Alternatives(tags, rows)
+        return alts
 
     def _fill(self, k: int, data: np.ndarray) -> None:
         """Compute and store the transitions of state k on the (distinct) bytes `data`."""
         t0 = time.perf_counter()
-        tags, matrix = self._alternatives(k)
+        alts = self._alternatives(k)
         slot = self._slot_of(k)
-        targets = np.full(len(data), DEAD, np.int32)
-        if matrix is not None:
-            columns, inverse = _distinct_columns(matrix[:, data])
+        tags, rows = alts.tags, alts.rows
+        if not rows:
+            targets: np.ndarray | list[int] = np.full(len(data), DEAD, np.int32)
+        elif len(data) * len(rows) <= self.SMALL_FILL:  # plain Python beats numpy's overheads
+            seen: dict[tuple[int, ...], int] = {}
+            targets = []
+            for b in data.tolist():
+                col = tuple(row[b] for row in rows)
+                nid = seen.get(col)
+                if nid is None:
+                    nid = seen[col] = self._intern(
+                        frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
+                targets.append(nid)
+        else:
+            columns, inverse = _distinct_columns(alts.matrix[:, data])
             ids = [self._intern(frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
                    for col in columns.T.tolist()]
             targets = np.asarray(ids, np.int32)[inverse]
@@ -442,8 +473,8 @@ class GrammarAutomaton(TokenAutomaton):
         out = bytearray()
         k = self._id(state)
         while len(out) < 256 and not self._accepting_id(k):
-            _, matrix = self._alternatives(k)
-            live = [] if matrix is None else np.flatnonzero((matrix >= 0).any(axis=0)).tolist()
+            alts = self._alternatives(k)
+            live = np.flatnonzero((alts.matrix >= 0).any(axis=0)).tolist() if alts.rows else []
             if len(live) != 1:
                 break
             out.append(live[0])
