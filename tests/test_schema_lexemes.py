@@ -64,7 +64,7 @@ _TEXT = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\"\\/\b
                 max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_TEXT, st.randoms(use_true_random=False))
 def test_string_accepts_every_spelling(value: str, rng: random.Random) -> None:
     dfa = json_string_dfa()
@@ -73,7 +73,7 @@ def test_string_accepts_every_spelling(value: str, rng: random.Random) -> None:
     assert dfa.accepts(_spellings(value, rng))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=8), st.sampled_from([b""] + _BAD_BYTES),
        st.integers(0, 8))
 def test_string_bytes_match_json_loads(parts: list[str], bad: bytes, where: int) -> None:
@@ -105,7 +105,7 @@ _PATTERN_TEXT = st.text(alphabet="abcdABCD09 -@.é€😀_\t", max_size=8)
 
 
 @pytest.mark.parametrize("pattern", _PATTERNS)
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(value=_PATTERN_TEXT)
 def test_pattern_is_search(pattern: str, value: str) -> None:
     dfa = json_string_dfa(pattern=pattern)
@@ -280,7 +280,7 @@ def _reference(text: str, kw: dict) -> bool:
 
 
 @pytest.mark.parametrize("kw", _NUMBER_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(text=_number_texts())
 def test_number_exact_and_covered(kw: dict, text: str) -> None:
     dfa = json_number_dfa(**kw)
@@ -295,7 +295,7 @@ def test_number_exact_and_covered(kw: dict, text: str) -> None:
 
 
 @pytest.mark.parametrize("kw", _NUMBER_CASES[:14], ids=str)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(value=st.integers(-10**20, 10**20) | st.floats(allow_nan=False, allow_infinity=False)
        | st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-10**6,
                      max_value=10**6))
@@ -425,7 +425,7 @@ def test_format_refusals_and_combinations() -> None:
                            ).accepts(b'"12345678-1234-1234-1234-123456789ABC"')
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2**128 - 1), st.integers(0, 2**32 - 1), st.booleans(), st.randoms(
     use_true_random=False))
 def test_ipv6_against_ipaddress(value: int, v4: int, embed: bool, rng: random.Random) -> None:
@@ -447,7 +447,7 @@ def test_ipv6_against_ipaddress(value: int, v4: int, embed: bool, rng: random.Ra
         assert dfa.accepts(json.dumps(text).encode()) == expected, text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 999), st.sampled_from(
     ["{}.{}.{}.{}", "{:03d}.{}.{}.{}", "{}.{}.{}", "{}.{}.{}.{}.{}"]))
 def test_ipv4_against_ipaddress(a: int, b: int, c: int, shape: str) -> None:
@@ -459,7 +459,7 @@ def test_ipv4_against_ipaddress(a: int, b: int, c: int, shape: str) -> None:
     assert json_string_dfa(format="ipv4").accepts(json.dumps(text).encode()) == expected, text
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(0, 10000), st.integers(0, 13), st.integers(0, 32))
 def test_date_against_python(year: int, month: int, day: int) -> None:
     text = f"{year:04d}-{month:02d}-{day:02d}"
