@@ -10,13 +10,15 @@ are found ready by the next) favour none of them:
   markdown code fence is removed first, nothing else is repaired);
 * ``hf-xgrammar``: ``model.generate`` with xgrammar's Hugging Face logits processor
   (``xgrammar.contrib.hf.LogitsProcessor``, a new one per call) on the schema compiled by
-  ``GrammarCompiler.compile_json_schema`` with its defaults;
+  ``GrammarCompiler.compile_json_schema`` in compact layout (``any_whitespace=False``,
+  separators ``,`` and ``:``), the layout of structgen's ``JsonSchema(whitespace="compact")``, so
+  that both constrained engines write the same bytes for the same object;
 * ``structgen``: ``structgen.generate`` without speculation (``speculative=False`` where
   ``generate`` has that argument);
 * ``structgen-spec``: ``structgen.generate(..., speculative=True)``; skipped, and said so, when
   ``generate`` has no ``speculative`` argument.
 
-The structgen constraint is ``structgen.JsonSchema(schema)``; where this structgen has no
+The structgen constraint is ``structgen.JsonSchema(schema, whitespace="compact")``; where this structgen has no
 ``JsonSchema`` the benchmark says so and uses ``Grammar(grammars/json.lark)`` (any JSON) instead,
 labelled ``[json.lark]`` in every table. Each engine compiles its own constraint (so no engine
 inherits another's warmed mask caches); compile time (to a ready constraint, for structgen the
@@ -218,7 +220,8 @@ class Engines:
             if xgr is not None:
                 compiler, processor_class = xgr
                 t = time.perf_counter()
-                compiled = compiler.compile_json_schema(json.dumps(task["schema"]))
+                compiled = compiler.compile_json_schema(json.dumps(task["schema"]), any_whitespace=False,
+                                                        separators=(",", ":"))
                 out.compile_seconds = time.perf_counter() - t
                 processors = LogitsProcessorList([processor_class(compiled)])
             input_ids = torch.tensor([ids], device=self.lm.model.device)
@@ -240,7 +243,7 @@ class Engines:
 
         def run(task: dict[str, Any], messages: list[dict[str, str]], ids: list[int], out: Outcome) -> None:
             t = time.perf_counter()
-            constraint = (structgen.JsonSchema(task["schema"]) if self.has_json_schema
+            constraint = (structgen.JsonSchema(task["schema"], whitespace="compact") if self.has_json_schema
                           else structgen.Grammar(grammar_text))
             constraint.compile(self.lm.vocab)
             out.compile_seconds = time.perf_counter() - t
