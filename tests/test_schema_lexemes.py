@@ -125,6 +125,14 @@ def test_pattern_narrows_to_ecma() -> None:
     assert not json_string_dfa(pattern="^[^\\s]$").accepts(b'"\\ufeff"')
     assert json_string_dfa(pattern="^[^\\s]$").accepts(b'"x"')
     assert not json_string_dfa(pattern="^a$").accepts(b'"a\\n"')
+    spaces = json_string_dfa(pattern="^\\s[\\sx]$")
+    for ch in ["\\u00a0", "\\u2003", "\\u2029", "\\t", " "]:
+        assert spaces.accepts(f'"{ch}{ch}"'.encode()), ch
+        assert spaces.accepts(f'"{ch}x"'.encode()), ch
+    for ch in ["\\ufeff", "\\u001c", "\\u0085", "y"]:  # not a space in one of ECMA, Python
+        assert not spaces.accepts(f'"{ch}{ch}"'.encode()), ch
+    control = json_string_dfa(pattern="^\\cC[\\cj]$")
+    assert control.accepts(b'"\\u0003\\n"') and not control.accepts(b'"cCj"')
 
 
 @pytest.mark.parametrize("pattern, construct", [

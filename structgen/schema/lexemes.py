@@ -225,6 +225,17 @@ def _with_length(dfa: CharDFA, min_length: int, max_length: int | None) -> CharD
 # --- patterns (ECMA-262 search semantics) ------------------------------------------------------
 
 _ECMA_DOT = "[^\\n\\r\\u2028\\u2029]"  # ECMA '.' excludes all four line terminators
+# ECMA-262 \s ∩ Python's Unicode \s (ECMA adds U+FEFF; Python adds U+001C-U+001F, U+0085)
+_SPACES = "\\t\\n\\x0b\\x0c\\r \\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+
+
+def _ecma_escape(pair: str, in_class: bool) -> str:
+    """One two-character escape, rewritten where ECMA-262 and Python differ."""
+    if pair == "\\s":
+        return _SPACES if in_class else "[" + _SPACES + "]"
+    return pair
+
+
 _FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 
 
@@ -233,9 +244,10 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
 
     Rewrites on the way what Python reads wider than ECMA-262, so the result is within both
     (jsonschema checks with Python `re`): '.' also excludes '\\r', U+2028, U+2029; '\\S' and
-    '[^\\s...]' also exclude U+FEFF (an ECMA space, not a Python one). A '\\S' mixed into a
-    positive class cannot be narrowed that way and is refused, and so is `{,n}` (a literal in
-    ECMA-262, a repeat in Python). ECMA named groups `(?<name>...)` get Python's spelling.
+    '[^\\s...]' also exclude U+FEFF (an ECMA space, not a Python one); '\\s' is the spaces both
+    agree on. A '\\S' mixed into a positive class cannot be narrowed that way and is refused, and
+    so is `{,n}` (a literal in ECMA-262, a repeat in Python). ECMA named groups `(?<name>...)`
+    and control escapes `\\cX` get Python's spelling.
     """
     flags = ""
     m = _FLAGS.match(pattern)
@@ -259,8 +271,12 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
 
     while i < n:
         c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            cur.append("[^\\s\\ufeff]" if pattern[i + 1] == "S" else pattern[i : i + 2])
+        if c == "\\" and pattern[i + 1 : i + 2] == "c" and pattern[i + 2 : i + 3].isalpha():
+            cur.append(f"\\x{ord(pattern[i + 2]) % 32:02x}")  # ECMA control escape \cX
+            i += 3
+        elif c == "\\" and i + 1 < n:
+            pair = pattern[i : i + 2]
+            cur.append("[^\\s\\ufeff]" if pair == "\\S" else _ecma_escape(pair, False))
             i += 2
         elif c == "[":
             j = i + 1
@@ -279,6 +295,9 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
                     "Python disagree on its members and it cannot be narrowed exactly")
             if negated and "s" in escapes:
                 body += "\\ufeff"
+            elif not negated and "S" not in escapes:
+                body = re.sub(r"\\c([A-Za-z])", lambda e: f"\\x{ord(e.group(1)) % 32:02x}", body)
+                body = re.sub(r"\\.", lambda e: _ecma_escape(e.group(0), True), body)
             cur.append("[" + ("^" if negated else "") + body + "]")
             i = j + 1
         elif c == ".":
