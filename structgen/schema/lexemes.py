@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
+from fractions import Fraction
 from functools import lru_cache
 from typing import Sequence
 
@@ -152,7 +154,7 @@ def _char_dfa(fsm: FSM, classes: dict[str, Ranges] | None = None) -> CharDFA:
     for sym, cps in by_symbol.items():
         extra = [r for c in cps if classes and chr(c) in classes for r in classes[chr(c)]]
         kept = [c for c in cps if not (classes and chr(c) in classes)]
-        symbol_ranges[sym] = tuple(ranges_of_pairs(ranges_of(kept) + extra))
+        symbol_ranges[sym] = tuple(_merge_ranges(ranges_of(kept) + extra))
     if other is not None:
         symbol_ranges[other] = tuple(complement_ranges(ranges_of(explicit)))
     index = {s: i for i, s in enumerate(sorted(fsm.states))}
@@ -161,7 +163,7 @@ def _char_dfa(fsm: FSM, classes: dict[str, Ranges] | None = None) -> CharDFA:
         merged: dict[int, list] = {}
         for sym, t in fsm.map.get(s, {}).items():
             merged.setdefault(index[t], []).extend(symbol_ranges.get(sym, ()))
-        edges[index[s]] = [(tuple(ranges_of_pairs(r)), t) for t, r in merged.items() if r]
+        edges[index[s]] = [(tuple(_merge_ranges(r)), t) for t, r in merged.items() if r]
     return len(index), index[fsm.initial], frozenset(index[s] for s in fsm.finals), edges
 
 
@@ -187,7 +189,7 @@ def _char_product(a: CharDFA, b: CharDFA) -> CharDFA:
     return len(order), 0, finals, edges
 
 
-def ranges_of_pairs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted, merged union of inclusive ranges."""
     out: list[tuple[int, int]] = []
     for lo, hi in sorted(ranges):
@@ -445,18 +447,16 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
 # Constraints that do not depend on the exponent (no bound, a bound of 0, "integer" alone) accept
 # exponents of any size. Spellings rejected although valid (false negatives, never false
 # positives):
-#   - with a nonzero bound or multipleOf: an exponent outside -EXP_WINDOW..EXP_WINDOW (leading
-#     zeros in the exponent are fine: 1e+002 is exponent 2), unless the mantissa is zero;
-#   - with multipleOf: an exponent e whose scaled modulus (multipleOf / 10^e) would need more
-#     than MAX_MODULUS residues;
+#   - with a nonzero bound: an exponent outside -EXP_WINDOW..EXP_WINDOW (leading zeros in the
+#     exponent are fine: 1e+002 is exponent 2);
+#   - with multipleOf: every exponent form (2e1 for multipleOf 5): one residue automaton per
+#     exponent would multiply states;
 #   - "integer" without bounds or multipleOf: a mantissa with more than MAX_FRACTION_DIGITS
-#     fraction digits up to its last nonzero one (1.000000000000000001e30), or a negative
-#     exponent below -MAX_FRACTION_DIGITS (1000...0e-30) unless the mantissa is zero;
-#   - "integer" with a nonzero bound: a negative exponent (100e-2) unless the mantissa is zero.
-#   Every exponent form with a zero mantissa (0e5, -0.0E-99) is accepted when 0 is allowed.
-
-from decimal import Decimal
-from fractions import Fraction
+#     fraction digits up to its last nonzero one (1.000000000000000001e30), or an exponent
+#     below -(MAX_FRACTION_DIGITS + 1) (1000...0e-30);
+#   - "integer" with a nonzero bound: a negative exponent (100e-2).
+#   None of these applies to a zero mantissa: 0e5, -0.0E-99 are accepted whenever 0 is allowed.
+# multipleOf is exact for any decimal m = p / 10^s with p <= MAX_MODULUS (residues mod p).
 
 EXP_WINDOW = 8
 MAX_MODULUS = 10_000
@@ -538,14 +538,6 @@ class _Modulus:
     def ok(self, st: tuple) -> bool:
         r, f = st
         return r * 10 ** (self.s - f) % self.p == 0
-
-
-def _modulus_for(m: Fraction) -> Fraction | None:
-    """The modulus if its automaton stays small enough, else None."""
-    s = 0
-    while (m * 10**s).denominator != 1:
-        s += 1
-    return m if m * 10**s <= MAX_MODULUS else None
 
 
 def _signed(neg: bool, zero: bool, rel_abs: int, bound: Decimal) -> int:
@@ -782,7 +774,7 @@ def json_number_dfa(*, integer: bool, minimum: object = None, maximum: object = 
         modulus = Fraction(d)
         if integer:
             modulus = Fraction(modulus.numerator)  # integer multiples of a/b: multiples of a
-        if _modulus_for(modulus) is None:
+        if _Modulus(modulus).p > MAX_MODULUS:
             raise UnsupportedSchemaError(
                 "multipleOf", f"{multiple_of!r} needs more than {MAX_MODULUS} residues to check "
                 "exactly")
