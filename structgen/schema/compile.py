@@ -78,7 +78,8 @@ class Bool:
 
 @dataclass(frozen=True)
 class Num:
-    """Numbers in [lo, hi] (each bound optional, maybe exclusive), integers only if `integer`."""
+    """Numbers in [lo, hi] (each bound optional, maybe exclusive), integers only if `integer`,
+    excluding those any `negated` part accepts."""
 
     integer: bool = False
     lo: int | float | None = None
@@ -86,6 +87,7 @@ class Num:
     hi: int | float | None = None
     hi_excl: bool = False
     multiple_of: int | float | None = None
+    negated: tuple["Num", ...] = ()
     pointer: str = field(default="", compare=False)
 
 
@@ -180,12 +182,10 @@ def _canonical(value: Any) -> Hashable:
 
 def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
     """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink)."""
-    if a.is_empty() and op != "or":
-        return a
-    if b.is_empty():
-        return a
-    if a.is_empty():
-        return b
+    if a.is_empty() or b.is_empty():
+        if op == "and":
+            return _EMPTY_DFA
+        return b if op == "or" and a.is_empty() else a
     ta, tb = a.transitions, b.transitions
     na, nb = ta.shape[0], tb.shape[0]
     acc_a = np.append(a.accepting, False)
@@ -327,15 +327,15 @@ class Normaliser:
 
     def _intersect_parts(self, p: Any, q: Any) -> Node:
         if isinstance(p, Ref) or isinstance(q, Ref):
-            atoms: set = set()
+            # ordered: the merged object lists properties in order of first appearance
+            atoms: list = []
             for x in (p, q):
-                if isinstance(x, Ref) and x.key[0] == "meet":
-                    atoms.update(x.key[1])
-                else:
-                    atoms.add(x.key if isinstance(x, Ref) else Node((x,)))
+                new = x.key[1] if isinstance(x, Ref) and x.key[0] == "meet" else (
+                    x.key if isinstance(x, Ref) else Node((x,)),)
+                atoms += [a for a in new if a not in atoms]
             if len(atoms) == 1:
                 return Node((p,))
-            return self._lazy(("meet", frozenset(atoms)))
+            return self._lazy(("meet", tuple(atoms)))
         if type(p) is not type(q):
             return NEVER
         merged = getattr(self, "_merge_" + type(p).__name__.lower())(p, q)
@@ -362,6 +362,8 @@ class Normaliser:
                 pass
             elif (b / a).denominator == 1:
                 mult = q.multiple_of
+            elif isinstance(mult, int) and isinstance(q.multiple_of, int):
+                mult = math.lcm(mult, q.multiple_of)  # integers: both divide x iff the lcm does
             else:
                 raise UnsupportedSchemaError(
                     "multipleOf", f"multipleOf {mult} and {q.multiple_of} together (neither "
@@ -369,7 +371,7 @@ class Normaliser:
         elif mult is None:
             mult = q.multiple_of
         return _settle_num(Num(p.integer or q.integer, lo, lo_excl, hi, hi_excl, mult,
-                               p.pointer or q.pointer))
+                               _dedupe(p.negated + q.negated), p.pointer or q.pointer))
 
     def _merge_str(self, p: Str, q: Str) -> Str | None:
         literals = p.literals if q.literals is None else (
@@ -486,10 +488,8 @@ class Normaliser:
         if isinstance(p, Bool):
             return Node(others + (Bool(frozenset({True, False}) - p.values),))
         if isinstance(p, Num):
-            if p.integer or p.multiple_of is not None:
-                raise UnsupportedSchemaError("not", "the complement of an integer or multipleOf "
-                                             "constraint (non-integers) cannot be enforced",
-                                             pointer)
+            if p.integer or p.multiple_of is not None or p.negated:
+                return Node(others + (Num(negated=(p,), pointer=p.pointer),))
             parts: list = list(others)
             if p.lo is not None:
                 parts.append(Num(hi=p.lo, hi_excl=not p.lo_excl, pointer=p.pointer))
@@ -575,6 +575,37 @@ class Normaliser:
             else:
                 return False
         return True
+
+    def finite_values(self, node: Node, pointer: str, depth: int = 8) -> dict[Hashable, Node]:
+        """Equality key → single-value node for each value of a finite scalar node, or
+        UnsupportedSchemaError("uniqueItems") when the node is not such a set."""
+        def refuse() -> UnsupportedSchemaError:
+            return UnsupportedSchemaError(
+                "uniqueItems", "items are not drawn from a small finite set of scalars, so "
+                "uniqueness cannot be enforced by a grammar", pointer)
+
+        if node.parts is None:
+            raise refuse()
+        out: dict[Hashable, Node] = {}
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0:
+                    raise refuse()
+                out.update(self.finite_values(self.expand(p.key), pointer, depth - 1))
+            elif isinstance(p, Null):
+                out[("lit", None)] = Node((p,))
+            elif isinstance(p, Bool):
+                for v in p.values:
+                    out[("lit", v)] = Node((Bool(frozenset({v})),))
+            elif isinstance(p, Str) and p.literals is not None:
+                for v in p.literals:
+                    out[("str", v)] = Node((Str(literals=frozenset({v}), pointer=p.pointer),))
+            elif (isinstance(p, Num) and p.lo is not None and p.lo == p.hi and not p.lo_excl
+                  and not p.hi_excl):
+                out[("num", _num_key(p.lo))] = Node((p,))
+            else:
+                raise refuse()
+        return out
 
     # schema objects → nodes --------------------------------------------------------------
 
@@ -742,6 +773,22 @@ def _array_group(n: Normaliser, loc: Location, dropped: set) -> Node:
     a = _settle_arr(Arr(prefix, items, int(c.get("minItems", 0)),
                         None if c.get("maxItems") is None else int(c["maxItems"]),
                         contains, mc, xc, unique, loc.pointer))
+    if a is not None and unique and (a.max_items is None or a.max_items > 1):
+        # refuse now (so lenient mode can drop the keyword) unless the domain is finite
+        if contains is not None:
+            raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
+                                         loc.pointer)
+        try:
+            universe = {k for node in prefix + ((items,) if a.max_items is None or
+                                                a.max_items > len(prefix) else ())
+                        for k in n.finite_values(node, loc.pointer)}
+        except _Cycle:
+            raise UnsupportedSchemaError("uniqueItems", "recursive item schema",
+                                         loc.pointer) from None
+        if len(universe) > MAX_UNIQUE_DOMAIN:
+            raise UnsupportedSchemaError(
+                "uniqueItems", f"items take more than {MAX_UNIQUE_DOMAIN} distinct values; "
+                "uniqueness is enforced exactly only over small finite item domains", loc.pointer)
     return Node(_others(Arr) + ((a,) if a is not None else ()))
 
 
@@ -1045,17 +1092,20 @@ class Emitter:
             self._object(nt, part)
 
     def _number(self, n: Num) -> int | None:
-        key = ("num", n)
+        return self._term(("num", n), "number" if n == Num() else f"number{_brief(n)}",
+                          lambda: self.number_dfa(n))
 
-        def build() -> ByteDFA:
-            kwargs: dict[str, Any] = {"integer": n.integer, "multiple_of": n.multiple_of}
-            if n.lo is not None:
-                kwargs["exclusive_minimum" if n.lo_excl else "minimum"] = n.lo
-            if n.hi is not None:
-                kwargs["exclusive_maximum" if n.hi_excl else "maximum"] = n.hi
-            return self._lexeme(json_number_dfa, kwargs, n.pointer)
-
-        return self._term(key, "number" if n == Num() else f"number{_brief(n)}", build)
+    def number_dfa(self, n: Num) -> ByteDFA:
+        """Byte DFA of one JSON number satisfying `n` (negations by product)."""
+        kwargs: dict[str, Any] = {"integer": n.integer, "multiple_of": n.multiple_of}
+        if n.lo is not None:
+            kwargs["exclusive_minimum" if n.lo_excl else "minimum"] = n.lo
+        if n.hi is not None:
+            kwargs["exclusive_maximum" if n.hi_excl else "maximum"] = n.hi
+        dfa = self._lexeme(json_number_dfa, kwargs, n.pointer)
+        for neg in n.negated:
+            dfa = dfa_product(dfa, self.number_dfa(neg), "andnot")
+        return dfa
 
     def _lexeme(self, fn: Callable[..., ByteDFA], kwargs: dict[str, Any],
                 pointer: str) -> ByteDFA:
@@ -1108,7 +1158,7 @@ class Emitter:
         max_items = a.max_items
         if items == NEVER:
             max_items = len(prefix) if max_items is None else min(max_items, len(prefix))
-        if a.min_items == 0:
+        if a.min_items == 0 and (a.contains is None or a.min_contains == 0):
             self._rule(nt, (open_, *self.ows, close))
         if max_items == 0:
             return
@@ -1213,7 +1263,7 @@ class Emitter:
         positions = len(a.prefix) + 1
         if max_items is not None and max_items <= len(a.prefix):
             positions = max_items
-        domains = [self._finite_values(element(i), a.pointer) for i in range(positions)]
+        domains = [self.norm.finite_values(element(i), a.pointer) for i in range(positions)]
         universe = {k for d in domains for k in d}
         if len(universe) > MAX_UNIQUE_DOMAIN:
             raise UnsupportedSchemaError(
@@ -1245,36 +1295,6 @@ class Emitter:
                 if k not in used:
                     self._rule(nt, (*self.comma, self.value(node), state(used | {k})))
         return body
-
-    def _finite_values(self, node: Node, pointer: str, depth: int = 8) -> dict[Hashable, Node]:
-        """Equality key → single-value node for each value of a finite scalar node."""
-        def refuse() -> UnsupportedSchemaError:
-            return UnsupportedSchemaError(
-                "uniqueItems", "items are not drawn from a small finite set of scalars, so "
-                "uniqueness cannot be enforced by a grammar", pointer)
-
-        if node.parts is None:
-            raise refuse()
-        out: dict[Hashable, Node] = {}
-        for p in node.parts:
-            if isinstance(p, Ref):
-                if depth == 0:
-                    raise refuse()
-                out.update(self._finite_values(self.norm.expand(p.key), pointer, depth - 1))
-            elif isinstance(p, Null):
-                out[("lit", None)] = Node((p,))
-            elif isinstance(p, Bool):
-                for v in p.values:
-                    out[("lit", v)] = Node((Bool(frozenset({v})),))
-            elif isinstance(p, Str) and p.literals is not None:
-                for v in p.literals:
-                    out[("str", v)] = Node((Str(literals=frozenset({v}), pointer=p.pointer),))
-            elif (isinstance(p, Num) and p.lo is not None and p.lo == p.hi and not p.lo_excl
-                  and not p.hi_excl):
-                out[("num", _num_key(p.lo))] = Node((p,))
-            else:
-                raise refuse()
-        return out
 
     # objects ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from urllib.parse import urldefrag, urljoin
 import jsonschema
 import referencing
 import referencing.exceptions
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 from referencing.jsonschema import DRAFT202012
 
 from ..errors import SchemaError, UnsupportedSchemaError
@@ -97,7 +98,8 @@ class Resolver:
     def __init__(self, schema: Any, registry: referencing.Registry | None = None) -> None:
         resource = DRAFT202012.create_resource(schema)
         self.base = resource.id() or ROOT_URI
-        base_registry = registry if registry is not None else referencing.Registry()
+        # The metaschemas ship with jsonschema (no network): `$ref` to them resolves locally.
+        base_registry = SPECIFICATIONS if registry is None else registry.combine(SPECIFICATIONS)
         self.registry = base_registry.with_resource(self.base, resource).crawl()
         root_resolver = self.registry.resolver(base_uri=self.base)
         self.root = Location(schema, root_resolver, "")
