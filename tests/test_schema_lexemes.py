@@ -99,7 +99,8 @@ _PATTERNS = [
     "a", "^a", "a$", "^a$", "^ab|cd$", "^(ab|cd)$", "a.c", "[0-9]{2,3}", "^[a-z]+@[a-z]+\\.com$",
     "^\\d+$", "\\w\\s", "^[^a]*$", "(?i)^ab", "^$", "", "x|", "^é+€?$", "^(?:[ab]c)*$", "\\S",
     "^[^\\s]+$", "[\\s\\S]", "😀{2}", "^.{2,4}$", "\\.", "^\\u00e9", "a{2}b?$",
-    "^(?<word>[a-c]+)-$",
+    "^(?<word>[a-c]+)-$", "(^ab|cd$)", "^(a$|b)", "[\\Sa]", "^[\\S]+$", "(^x)|y$", "a|b|c|^d",
+    "^[\\w\\s-]+$", "[a\\d-]", "(?:^a)",
 ]
 _PATTERN_TEXT = st.text(alphabet="abcdABCD09 -@.é€😀_\t", max_size=8)
 
@@ -137,7 +138,8 @@ def test_pattern_narrows_to_ecma() -> None:
 
 @pytest.mark.parametrize("pattern, construct", [
     ("(?=a)", "lookaround"), ("a\\bc", "anchor"), ("a^b", "anchor"), ("\\p{L}", "bad escape"),
-    ("(a)\\1", "backreference"), ("[\\Sa]", "\\S"), ("a{,3}", "{,n}"), ("[", "unterminated"),
+    ("(a)\\1", "backreference"), ("(?:^|x)a", "anchor"), ("a{,3}", "{,n}"), ("[", "unterminated"),
+    ("(^a)+", "anchor"),
 ])
 def test_pattern_refused(pattern: str, construct: str) -> None:
     with pytest.raises(UnsupportedSchemaError) as info:

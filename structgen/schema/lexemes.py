@@ -239,6 +239,21 @@ def _ecma_escape(pair: str, in_class: bool) -> str:
 
 
 _FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+# spaces of either dialect: Python's Unicode \s and ECMA-262's (which adds U+FEFF)
+_ANY_SPACE = [chr(c) for c in range(0x3001) if re.match(r"\s", chr(c))] + ["\ufeff"]
+
+
+def _nonspace_class(body: str, pattern: str) -> str:
+    """A positive class with '\\S' among its members, as the characters both ECMA-262 and Python
+    put in it: everything except the spaces (of either dialect) its other members miss."""
+    rest = re.sub(r"\\.", lambda e: "" if e.group(0) == "\\S" else e.group(0), body)
+    if re.search(r"(?<!\\)(?:\\\\)*\\s", rest):
+        return "(?s:.)"  # [\s\S]: every character in both dialects
+    try:
+        kept = [c for c in _ANY_SPACE if not (rest and re.fullmatch(f"[{rest}]", c))]
+    except re.error as e:
+        raise UnsupportedSchemaError("pattern", f"invalid class in {pattern!r}: {e}") from None
+    return "[^" + "".join(f"\\u{ord(c):04x}" for c in kept) + "]" if kept else "(?s:.)"
 
 
 def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]:
@@ -247,8 +262,8 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
     Rewrites on the way what Python reads wider than ECMA-262, so the result is within both
     (jsonschema checks with Python `re`): '.' also excludes '\\r', U+2028, U+2029; '\\S' and
     '[^\\s...]' also exclude U+FEFF (an ECMA space, not a Python one); '\\s' is the spaces both
-    agree on. A '\\S' mixed into a positive class cannot be narrowed that way and is refused, and
-    so is `{,n}` (a literal in ECMA-262, a repeat in Python). ECMA named groups `(?<name>...)`
+    agree on; a positive class with '\\S' excludes the spaces of either dialect it misses.
+    `{,n}` (a literal in ECMA-262, a repeat in Python) is refused. ECMA named groups `(?<name>...)`
     and control escapes `\\cX` get Python's spelling.
     """
     flags = ""
@@ -291,15 +306,17 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
                 j += 2 if pattern[j] == "\\" else 1
             body = pattern[body_start:j]
             escapes = re.findall(r"\\(.)", body)
-            if "S" in escapes and not negated and body not in ("\\s\\S", "\\S\\s"):
-                raise UnsupportedSchemaError(
-                    "pattern", f"'\\S' inside a character class in {pattern!r}: ECMA-262 and "
-                    "Python disagree on its members and it cannot be narrowed exactly")
+            if "S" in escapes and not negated:
+                cur.append(_nonspace_class(body, pattern))
+                i = j + 1
+                continue
             if negated and "s" in escapes:
                 body += "\\ufeff"
-            elif not negated and "S" not in escapes:
+            elif not negated:
                 body = re.sub(r"\\c([A-Za-z])", lambda e: f"\\x{ord(e.group(1)) % 32:02x}", body)
                 body = re.sub(r"\\.", lambda e: _ecma_escape(e.group(0), True), body)
+                if re.search(r"(?<!\\)(?:\\\\)*-$", body):  # a literal '-' last stays literal
+                    body = body[:-1] + "\\x2d"
             cur.append("[" + ("^" if negated else "") + body + "]")
             i = j + 1
         elif c == ".":
@@ -324,13 +341,54 @@ def _ecma_alternatives(pattern: str) -> tuple[str, list[tuple[str, bool, bool]]]
 
 
 @lru_cache(maxsize=256)
+def _group_body(text: str) -> str | None:
+    """The inside of `text` when all of it is one plain, non-capturing or named group."""
+    m = re.match(r"\((?:\?:|\?P<\w+>)?", text)
+    if not m or text[m.end() : m.end() + 1] == "?":
+        return None
+    depth, i = 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            i += 2 if text[i + 1 : i + 2] in ("^", "]") else 1
+            while i < len(text) and text[i] != "]":
+                i += 2 if text[i] == "\\" else 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return text[m.end() : i] if i == len(text) - 1 else None
+        i += 1
+    return None
+
+
+def _anchored(body: str, start: bool, end: bool) -> list[tuple[str, bool, bool]]:
+    """Alternatives with their anchors, looking inside a group that spans the whole alternative
+    (`(^a|b$)`, `^(a$|b)`): anchors there are at the ends too."""
+    inner = _group_body(body)
+    if inner is None:
+        return [(body, start, end)]
+    return [alt for b, s, e in _ecma_alternatives(inner)[1] for alt in _anchored(b, start or s, end or e)]
+
+
+@lru_cache(maxsize=256)
 def pattern_fsm(pattern: str) -> FSM:
-    """Character FSM of the strings in which `pattern` finds a match (JSON Schema semantics)."""
+    """Character FSM of the strings in which `pattern` finds a match (JSON Schema semantics).
+
+    Alternatives with the same anchoring share one search (`.*(?:a|b|c).*`, not a union of
+    three searches, whose determinization blows up on long keyword lists)."""
     flags, alts = _ecma_alternatives(pattern)
+    by_anchors: dict[tuple[bool, bool], list[str]] = {}
+    for body, start, end in (a for alt in alts for a in _anchored(*alt)):
+        by_anchors.setdefault((start, end), []).append(body)
     parts = []
     try:
-        for body, start, end in alts:
-            core = to_interegular(flags + body)
+        for (start, end), bodies in by_anchors.items():
+            core = "|".join(f"(?:{to_interegular(flags + body)})" for body in bodies)
             parts.append(("" if start else "(?s:.)*") + f"(?:{core})" + ("" if end else "(?s:.)*"))
         return interegular.parse_pattern("|".join(f"(?:{p})" for p in parts)).to_fsm()
     except RegexError as e:
