@@ -182,6 +182,12 @@ def test_literals_and_exclude() -> None:
     assert json_string_dfa(literals=["ab", "abc"], max_length=2).accepts(b'"ab"')
     assert not json_string_dfa(literals=["ab", "abc"], max_length=2).accepts(b'"abc"')
     assert json_string_dfa(min_length=3, max_length=2).is_empty()
+    dated = json_string_dfa(format="date", exclude=["2024-01-01"])
+    assert dated.accepts(b'"2024-01-02"') and not dated.accepts(b'"2024-01-01"')
+    assert not dated.accepts(b'"\\u0032024-01-01"') and not dated.accepts(b'"x"')
+    keyed = json_string_dfa(pattern="^a", exclude=["ab", "abc"], max_length=3)
+    assert keyed.accepts(b'"a"') and keyed.accepts(b'"abd"') and not keyed.accepts(b'"ab"')
+    assert not keyed.accepts(b'"abc"') and not keyed.accepts(b'"abcd"') and not keyed.accepts(b'"b"')
 
 
 def test_long_lengths_are_fast_or_refused() -> None:
