@@ -6,6 +6,7 @@ import json
 import random
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -484,3 +485,34 @@ def test_date_against_python(year: int, month: int, day: int) -> None:
     except ValueError:
         expected = False
     assert json_string_dfa(format="date").accepts(json.dumps(text).encode()) == expected, text
+
+
+def _co_reachable(dfa) -> bool:
+    """Every state reaches acceptance and is reached from the start (what makes masks exact)."""
+    t = dfa.transitions
+    live = dfa.accepting.copy()
+    while True:
+        nxt = live | ((t >= 0) & live[np.where(t >= 0, t, 0)]).any(axis=1)
+        if (nxt == live).all():
+            break
+        live = nxt
+    seen = np.zeros(dfa.n_states, bool)
+    seen[dfa.initial] = True
+    while True:
+        nxt = seen.copy()
+        nxt[t[seen][t[seen] >= 0]] = True
+        if (nxt == seen).all():
+            break
+        seen = nxt
+    return bool(live.all() and seen.all())
+
+
+@pytest.mark.parametrize("dfa", [
+    lambda: json_string_dfa(), lambda: json_string_dfa(min_length=2, max_length=5),
+    lambda: json_string_dfa(pattern="^a.{2}😀", max_length=6), lambda: json_string_dfa(
+        literals=["a", "é😀"], exclude=["a"]), lambda: json_string_dfa(format="date-time"),
+    lambda: json_string_dfa(format="iri", min_length=3), lambda: json_number_dfa(integer=True),
+    lambda: json_number_dfa(integer=False, minimum=-1.5, exclusive_maximum=20, multiple_of=0.25),
+], ids=range(8))
+def test_dfas_are_trimmed(dfa) -> None:
+    assert _co_reachable(dfa())
