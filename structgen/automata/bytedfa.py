@@ -6,6 +6,7 @@ intermediate DFA states and need no special handling anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -280,6 +281,16 @@ def _spelling_template(spellings: Sequence[Sequence[ByteSetSequence]]) -> np.nda
     return np.array(rows, dtype=np.int32)
 
 
+@lru_cache(maxsize=4096)
+def _shape_template(
+    shape: tuple[tuple[tuple[int, int], ...], ...],
+    spell: Callable[[tuple[tuple[int, int], ...]], list[ByteSetSequence]],
+) -> np.ndarray:
+    """`_spelling_template` for edges with these ranges, shared across calls (the same shapes
+    recur: a format under different length bounds, the same class in many patterns)."""
+    return _spelling_template([spell(r) for r in shape])
+
+
 def spelled_tables(
     n_states: int,
     initial: int,
@@ -342,7 +353,7 @@ def spelled_tables(
         kept = [(r, index[t]) for r, t in out_edges[s] if t in live]
         shape = tuple(r for r, _ in kept)
         shapes.setdefault(shape, []).append((index[s], [t for _, t in kept]))
-    templates = {shape: _spelling_template([spelled[r] for r in shape]) for shape in shapes}
+    templates = {shape: _shape_template(shape, spell) for shape in shapes}
     total = len(order) + sum(
         len(members) * (templates[shape].shape[0] - 1) for shape, members in shapes.items()
     )

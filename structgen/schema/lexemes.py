@@ -200,8 +200,64 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _with_length(dfa: CharDFA, min_length: int, max_length: int | None) -> CharDFA:
-    """Product with a code point counter: 0..max_length, or saturating at min_length."""
+def _length_range(dfa: CharDFA) -> tuple[int | None, int | None]:
+    """(shortest, longest) length of the strings `dfa` accepts: (None, None) when it accepts
+    none, longest None when unbounded (a cycle on a path from the start to acceptance)."""
+    n, initial, finals, edges = dfa
+    succ = {s: {t for _, t in es} for s, es in edges.items()}
+    preds: dict[int, set] = {}
+    for s, ts in succ.items():
+        for t in ts:
+            preds.setdefault(t, set()).add(s)
+    live = set(finals)
+    stack = list(finals)
+    while stack:
+        for s in preds.get(stack.pop(), ()):
+            if s not in live:
+                live.add(s)
+                stack.append(s)
+    if initial not in live:
+        return None, None
+    depth = {initial: 0}  # BFS: shortest distances over live states
+    frontier = [initial]
+    while frontier:
+        nxt = []
+        for s in frontier:
+            for t in succ.get(s, ()):
+                if t in live and t not in depth:
+                    depth[t] = depth[s] + 1
+                    nxt.append(t)
+        frontier = nxt
+    shortest = min(depth[f] for f in finals if f in depth)
+    # longest: Kahn's algorithm over the live reachable subgraph; a leftover state means a cycle
+    nodes = set(depth)
+    indegree = {s: 0 for s in nodes}
+    for s in nodes:
+        for t in succ.get(s, ()):
+            if t in nodes:
+                indegree[t] += 1
+    order = [s for s in nodes if indegree[s] == 0]
+    longest_to = {s: 0 for s in nodes}
+    k = 0
+    while k < len(order):
+        s = order[k]
+        k += 1
+        for t in succ.get(s, ()):
+            if t in nodes:
+                longest_to[t] = max(longest_to[t], longest_to[s] + 1)
+                indegree[t] -= 1
+                if indegree[t] == 0:
+                    order.append(t)
+    if len(order) < len(nodes):
+        return shortest, None
+    return shortest, max(longest_to[f] for f in finals if f in nodes)
+
+
+def _with_length(dfa: CharDFA, min_length: int, max_length: int | None, limit: int) -> CharDFA:
+    """Product with a code point counter: 0..max_length, or saturating at min_length.
+
+    Only reachable (state, count) pairs are built (a format reaches each state at few counts);
+    OverflowError past `limit` of them."""
     n, initial, finals, edges = dfa
     cap = max_length if max_length is not None else min_length
     index = {(initial, 0): 0}
@@ -216,6 +272,8 @@ def _with_length(dfa: CharDFA, min_length: int, max_length: int | None) -> CharD
             for ranges, t in edges.get(q, ()):
                 key = (t, nxt)
                 if key not in index:
+                    if len(order) >= limit:
+                        raise OverflowError(f"more than {limit} (state, length) pairs")
                     index[key] = len(order)
                     order.append(key)
                 out[k].append((ranges, index[key]))
@@ -480,13 +538,23 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
     if min_length > 0 or max_length is not None:
         if max_length is not None and max_length < min_length:
             return _EMPTY
-        bound = max_length if max_length is not None else min_length
-        keyword = "maxLength" if max_length is not None else "minLength"
-        if char_dfa[0] * (bound + 1) > MAX_STRING_STATES:
+        shortest, longest = _length_range(char_dfa)
+        if shortest is None:
+            return _EMPTY
+        # drop bounds every value already meets: no counter, no state blow-up
+        if min_length <= shortest:
+            min_length = 0
+        if max_length is not None and longest is not None and longest <= max_length:
+            max_length = None
+    if min_length > 0 or max_length is not None:
+        try:
+            char_dfa = _with_length(char_dfa, min_length, max_length, MAX_STRING_STATES)
+        except OverflowError:
+            bound = max_length if max_length is not None else min_length
             raise UnsupportedSchemaError(
-                keyword, f"a length bound of {bound} code points needs more than "
-                f"{MAX_STRING_STATES} automaton states to enforce exactly")
-        char_dfa = _with_length(char_dfa, min_length, max_length)
+                "maxLength" if max_length is not None else "minLength",
+                f"a length bound of {bound} code points needs more than {MAX_STRING_STATES} "
+                "automaton states to enforce exactly") from None
     n, initial, finals, edges = char_dfa
     try:
         return _quoted(spelled_tables(n, initial, finals, edges, json_char_spellings,
