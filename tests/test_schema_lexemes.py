@@ -440,7 +440,7 @@ def test_format_refusals_and_combinations() -> None:
     assert json_string_dfa(format="date", min_length=11).is_empty()
     ip14 = json_string_dfa(format="ipv4", max_length=14)
     assert ip14.accepts(b'"10.0.0.1"') and not ip14.accepts(b'"255.255.255.255"')
-    stamp = json_string_dfa(format="date-time", min_length=1, max_length=10_000)  # both vacuous?
+    stamp = json_string_dfa(format="date-time", min_length=20)  # vacuous: no counter needed
     assert stamp.accepts(b'"2024-02-29T12:00:00Z"') and not stamp.accepts(b'"2023-02-29T12:00:00Z"')
     host = json_string_dfa(format="hostname", max_length=10)
     assert host.accepts(b'"ab.example"') and not host.accepts(b'"abc.example"')
