@@ -173,6 +173,17 @@ def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: s
     return "\n".join(lines)
 
 
+def _progress(label: str) -> Any:
+    """A run_cases progress callback printing every 100 schemas on stderr."""
+    t0 = time.perf_counter()
+
+    def report(k: int, result: C.CaseResult) -> None:
+        if (k + 1) % 100 == 0:
+            print(f"[{time.perf_counter() - t0:5.0f} s] {label}: {k + 1} schemas", file=sys.stderr, flush=True)
+
+    return report
+
+
 def run_peers(names: list[str], loaded: Any, data: Path, encode: Any) -> dict[str, list[C.CaseResult]]:
     """The suite through each importable peer (in-process: the suite's schemas are small)."""
     if not names:
@@ -186,7 +197,8 @@ def run_peers(names: list[str], loaded: Any, data: Path, encode: Any) -> dict[st
         return {}
     vocab = peers.make_vocab(loaded.name, loaded.tokenizer, loaded.vocab.width)
     cases = C.prepare(C.load_suite(C.suite_dir(data)), encode)
-    return {name: C.run_cases(peers.JsonSchemaPeer(peers.ENGINE_CLASSES[name](vocab)), cases) for name in ok}
+    return {name: C.run_cases(peers.JsonSchemaPeer(peers.ENGINE_CLASSES[name](vocab)), cases,
+                              progress=_progress(name)) for name in ok}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     encode = C.make_encoder(loaded.tokenizer, loaded.vocab.token_bytes)
     t0 = time.perf_counter()
     engine = C.StructgenSchemaEngine(loaded.tokenizer, C.suite_registry(args.data), loaded.vocab.width)
-    suite = C.run_cases(engine, C.prepare(C.load_suite(C.suite_dir(args.data)), encode))
+    suite = C.run_cases(engine, C.prepare(C.load_suite(C.suite_dir(args.data)), encode),
+                        progress=_progress("structgen"))
     sample = C.run_cases(C.StructgenSchemaEngine(loaded.tokenizer, None, loaded.vocab.width),
                          C.prepare(C.maskbench_sample(args.data), encode)) \
         if (args.data / "maskbench").is_dir() else []
