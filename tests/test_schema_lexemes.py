@@ -442,6 +442,15 @@ def test_format_refusals_and_combinations() -> None:
     assert ip14.accepts(b'"10.0.0.1"') and not ip14.accepts(b'"255.255.255.255"')
     stamp = json_string_dfa(format="date-time", min_length=20)  # vacuous: no counter needed
     assert stamp.accepts(b'"2024-02-29T12:00:00Z"') and not stamp.accepts(b'"2023-02-29T12:00:00Z"')
+    # under a length bound too large to enforce exactly, the documented COMPACT narrowing
+    mail = json_string_dfa(format="email", max_length=254)
+    assert mail.accepts(b'"a.b@example.com"') and not mail.accepts(b'"a.@example.com"')
+    assert not mail.accepts(b'"a@[127.0.0.1]"') and not mail.accepts(b'"\\"a b\\"@x.com"')
+    assert not mail.accepts(json.dumps("a@" + "b" * 253).encode())
+    short = json_string_dfa(format="date-time", max_length=40)
+    assert short.accepts(b'"1998-12-31T23:59:60Z"') and short.accepts(b'"1998-12-31T23:59:59.5+01:00"')
+    assert not short.accepts(b'"1998-12-31T15:59:60-08:00"')
+    assert not short.accepts(json.dumps("1998-12-31T23:59:59." + "1" * 20 + "Z").encode())
     host = json_string_dfa(format="hostname", max_length=10)
     assert host.accepts(b'"ab.example"') and not host.accepts(b'"abc.example"')
     assert json_string_dfa(format="uuid", literals=["x", "12345678-1234-1234-1234-123456789ABC"]

@@ -37,7 +37,7 @@ from ..automata.bytedfa import (
 from ..automata.regex import regex_to_dfa
 from ..automata.regex_syntax import to_interegular
 from ..errors import RegexError, UnsupportedSchemaError
-from .formats import format_language
+from .formats import COMPACT, format_language
 
 # Byte-DFA size above which a string terminal is refused (a length counter multiplies states:
 # every count needs its own partial-escape and partial-UTF-8 states, ~20 per count).
@@ -514,6 +514,18 @@ def json_string_dfa(*, pattern: str | None = None, min_length: int = 0,
 def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | None,
                      format: str | None, literals: tuple[str, ...] | None,
                      exclude: tuple[str, ...]) -> ByteDFA:
+    try:
+        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, False)
+    except UnsupportedSchemaError as e:
+        if format not in COMPACT or e.keyword not in ("maxLength", "minLength"):
+            raise
+        # documented narrowing (formats.COMPACT) rather than refusing the length bound
+        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, True)
+
+
+def _string_dfa(pattern: str | None, min_length: int, max_length: int | None,
+                format: str | None, literals: tuple[str, ...] | None,
+                exclude: tuple[str, ...], compact: bool) -> ByteDFA:
     fsms: list[FSM] = []
     if pattern is not None:
         fsms.append(pattern_fsm(pattern))
@@ -528,7 +540,7 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
     elif exclude:
         char_dfa = _char_dfa(_literals_fsm(exclude).everythingbut())
     if format is not None:
-        fsm, format_max, classes = format_language(format)
+        fsm, format_max, classes = format_language(format, compact)
         format_dfa = _char_dfa(fsm, classes)
         char_dfa = format_dfa if char_dfa is None else _char_product(char_dfa, format_dfa)
         if format_max is not None and (max_length is None or format_max < max_length):
