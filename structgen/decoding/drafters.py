@@ -154,8 +154,12 @@ class ModelDrafter(Drafter):
         self._cached: list[int] = []  # the tokens the scorer's cache holds
 
     def start(self, prompt_ids: Sequence[int]) -> None:
+        """Prefill the prompt here, so the per-token draft cost the loop measures is not
+        swamped by it."""
         self.scorer.crop(0)
-        self._cached = []
+        self._cached = list(prompt_ids[:-1])
+        if self._cached:
+            self.scorer(self._cached, 1)
 
     def _logits_after(self, history: list[int]) -> torch.Tensor:
         """Next-token logits after `history`, reusing the longest cached prefix."""
@@ -187,8 +191,8 @@ class ModelDrafter(Drafter):
             else:
                 q = masked_probs(logits, mask, ctx.params)
                 token = int(torch.multinomial(q, 1, generator=ctx.generator))
-            nxt = automaton.advance(state, token) if automaton is not None else state
-            if nxt is None:
+            nxt = automaton.advance(state, token) if automaton is not None else None
+            if automaton is not None and nxt is None:
                 if q is not None:
                     out.rejected = (token, q)
                 break
