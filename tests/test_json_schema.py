@@ -515,3 +515,34 @@ def test_big_schema_shares_nodes():
     # per def: its own key, its enum and its additional-key terminal; the rest is shared
     assert len(constraint.compiled.terminal_dfas) <= 3 * n + 20
     assert len(constraint.compiled.cfg.rules) <= 50 * n
+
+
+OLDER_DRAFTS = [
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object", "properties": {
+        "n": {"type": "number", "minimum": 2, "exclusiveMinimum": True},
+        "t": {"type": "array", "items": [{"type": "string"}], "additionalItems": False}},
+      "dependencies": {"n": ["t"]}, "definitions": {"x": {"type": "null"}}},
+     [{"n": 3, "t": ["a"]}, {"n": 2, "t": ["a"]}, {"n": 3}, {"t": ["a", "b"]}, {"t": []},
+      {"t": [1]}]),
+    ({"$schema": "http://json-schema.org/draft-07/schema#",
+      "definitions": {"pos": {"type": "integer", "minimum": 1}},
+      "properties": {"a": {"$ref": "#/definitions/pos", "maximum": 0},
+                     "b": {"if": {"type": "string"}, "then": {"maxLength": 1}}},
+      "dependencies": {"a": {"required": ["b"]}}},
+     [{"a": 5, "b": "x"}, {"a": 5}, {"a": 0, "b": 1}, {"b": "xy"}, {"b": 3}]),
+]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("schema,instances", OLDER_DRAFTS, ids=["draft4", "draft7"])
+def test_older_drafts_keep_their_semantics(schema, instances, smollm2_vocab):
+    """`$schema` of drafts 4-2019 reads their keywords (boolean exclusiveMinimum, items arrays,
+    dependencies, $ref ignoring siblings) — checked against jsonschema's validator for them."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    constraint = JsonSchema(schema, property_order="any")
+    outcomes = set()
+    for value in instances:
+        ok = validator.is_valid(value)
+        outcomes.add(ok)
+        assert accepts(constraint, smollm2_vocab, json.dumps(value, separators=(",", ":"))) == ok
+    assert outcomes == {True, False}

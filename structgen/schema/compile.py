@@ -617,6 +617,9 @@ class Normaliser:
             return NEVER
         if not isinstance(c, dict):
             raise SchemaError("a schema must be an object or a boolean", loc.pointer)
+        if self.resolver.dialect != "draft2020":
+            loc = upgrade(loc, self.resolver.dialect, self.resolver)
+            c = loc.contents
         node = ANY
         for group in _GROUPS:
             if any(k in c for k in group.keywords):
@@ -685,6 +688,49 @@ def _settle_arr(a: Arr) -> Arr | None:
 def _format_accepts(fmt: str, value: str) -> bool:
     """Whether a string literal satisfies `fmt`, with the same DFA the generator uses."""
     return json_string_dfa(format=fmt).accepts(json.dumps(value).encode())
+
+
+# --- older drafts ----------------------------------------------------------------------------
+
+# Keywords each older draft does not have (they are annotations there, so ignored).
+_NEWER = {
+    "draft4": {"const", "contains", "propertyNames", "if", "then", "else", "examples"},
+    "draft6": {"if", "then", "else"},
+    "draft7": set(),
+    "draft2019": set(),
+}
+_SINCE_2019 = {"dependentRequired", "dependentSchemas", "unevaluatedProperties",
+               "unevaluatedItems", "minContains", "maxContains", "$anchor"}
+_SINCE_2020 = {"prefixItems", "$dynamicRef", "$dynamicAnchor"}
+
+
+def upgrade(loc: Location, dialect: str, resolver: Resolver) -> Location:
+    """A draft 4/6/7/2019-09 schema object read as the 2020-12 keywords meaning the same
+    (subschemas stay the same objects, so references and memoization are unaffected)."""
+    c = loc.contents
+    if dialect != "draft2019" and "$ref" in c:  # before 2019-09, $ref ignores its siblings
+        return Location({"$ref": c["$ref"]}, loc.resolver, loc.pointer, loc.spec)
+    dropped = _NEWER[dialect] | _SINCE_2020 | (set() if dialect == "draft2019" else _SINCE_2019)
+    out = {k: v for k, v in c.items() if k not in dropped}
+    if dialect == "draft4":
+        for bound, excl in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+            if out.pop(excl, False) is True and bound in out:
+                out[excl] = out.pop(bound)
+    if isinstance(c.get("items"), list):
+        out["prefixItems"] = c["items"]
+        out.pop("items")
+        if "additionalItems" in c:
+            out["items"] = c["additionalItems"]
+    if dialect != "draft2019" and "dependencies" in c:
+        for k, v in c["dependencies"].items():
+            key = "dependentRequired" if isinstance(v, list) else "dependentSchemas"
+            out.setdefault(key, {})[k] = v
+    if dialect == "draft2019" and "$recursiveRef" in c:
+        if resolver.has_recursive_anchor():
+            raise UnsupportedSchemaError("$recursiveRef", "$recursiveAnchor makes the target "
+                                         "depend on the dynamic scope", loc.pointer)
+        out["$ref"] = c["$recursiveRef"]
+    return Location(out, loc.resolver, loc.pointer, loc.spec)
 
 
 # --- keyword groups -------------------------------------------------------------------------

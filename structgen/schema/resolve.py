@@ -16,13 +16,22 @@ from urllib.parse import urldefrag, urljoin
 import jsonschema
 import referencing
 import referencing.exceptions
+import referencing.jsonschema
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 from referencing.jsonschema import DRAFT202012
 
 from ..errors import SchemaError, UnsupportedSchemaError
 
 ROOT_URI = "urn:structgen:root"
-_DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+# Dialects by `$schema` (without a trailing "#"): older drafts are read with their own
+# semantics by `upgrade` (compile.py), validated against their own metaschema.
+DIALECTS = {
+    "http://json-schema.org/draft-04/schema": "draft4",
+    "http://json-schema.org/draft-06/schema": "draft6",
+    "http://json-schema.org/draft-07/schema": "draft7",
+    "https://json-schema.org/draft/2019-09/schema": "draft2019",
+    "https://json-schema.org/draft/2020-12/schema": "draft2020",
+}
 
 
 def _escape(token: Any) -> str:
@@ -45,17 +54,25 @@ def load_json(schema: Any) -> Any:
                           "") from None
 
 
+def dialect_of(schema: Any) -> str:
+    """The draft a schema declares with `$schema` (default 2020-12); others are refused."""
+    if not isinstance(schema, dict) or "$schema" not in schema:
+        return "draft2020"
+    uri = str(schema["$schema"]).rstrip("#")
+    if uri not in DIALECTS:
+        raise UnsupportedSchemaError("$schema", f"unknown dialect {uri!r}: structgen reads drafts "
+                                     "4, 6, 7, 2019-09 and 2020-12", "/$schema")
+    return DIALECTS[uri]
+
+
 def check_schema(schema: Any) -> None:
-    """Validate against the draft 2020-12 metaschema; SchemaError with the validator's message
-    and the pointer of the offending subschema."""
+    """Validate against the metaschema of the schema's draft; SchemaError with the validator's
+    message and the pointer of the offending subschema."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaError(f"a schema must be an object or a boolean, not {type(schema).__name__}")
-    if isinstance(schema, dict) and "$schema" in schema:
-        dialect = str(schema["$schema"]).rstrip("#")
-        if dialect != _DRAFT_2020_12:
-            raise UnsupportedSchemaError("$schema", f"only draft 2020-12 is supported, not {dialect}",
-                                         "")
-    validator = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+    dialect_of(schema)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator = cls(cls.META_SCHEMA)
     error = jsonschema.exceptions.best_match(validator.iter_errors(schema))
     if error is not None:
         raise SchemaError(f"invalid schema: {error.message}", pointer_of(error.absolute_path))
@@ -68,6 +85,7 @@ class Location:
     contents: Any
     resolver: Any = field(repr=False)  # referencing's Resolver
     pointer: str
+    spec: Any = field(default=DRAFT202012, repr=False)  # the document's referencing spec
 
     @property
     def key(self) -> tuple[int, str]:
@@ -79,10 +97,8 @@ class Location:
         value = self.contents
         for p in path:
             value = value[p]
-        resolver = self.resolver
-        if isinstance(value, dict) and "$id" in value:
-            resolver = resolver.in_subresource(DRAFT202012.create_resource(value))
-        return Location(value, resolver, self.pointer + pointer_of(path))
+        return Location(value, _enter(self.resolver, value, self.spec),
+                        self.pointer + pointer_of(path), self.spec)
 
     def children(self, keyword: str) -> Iterator[tuple[str | int, "Location"]]:
         """(key or index, location) of each subschema in a mapping or list keyword."""
@@ -96,17 +112,27 @@ class Resolver:
     """Resolves `$ref` / `$dynamicRef` from a location; registry = the document + the caller's."""
 
     def __init__(self, schema: Any, registry: referencing.Registry | None = None) -> None:
-        resource = DRAFT202012.create_resource(schema)
+        self.dialect = dialect_of(schema)
+        self.spec = (referencing.jsonschema.specification_with(str(schema["$schema"]))
+                     if isinstance(schema, dict) and "$schema" in schema else DRAFT202012)
+        resource = self.spec.create_resource(schema)
         self.base = resource.id() or ROOT_URI
         # The metaschemas ship with jsonschema (no network): `$ref` to them resolves locally.
         base_registry = SPECIFICATIONS if registry is None else registry.combine(SPECIFICATIONS)
-        self.registry = base_registry.with_resource(self.base, resource).crawl()
+        registry = base_registry.with_resource(self.base, resource)
+        try:
+            registry = registry.crawl()
+        except (TypeError, AttributeError):
+            # referencing's draft 4-7 crawlers trip over boolean subschemas and dependency
+            # lists; uncrawled, references are still resolved lazily (pointers, root anchors)
+            pass
+        self.registry = registry
         root_resolver = self.registry.resolver(base_uri=self.base)
-        self.root = Location(schema, root_resolver, "")
+        self.root = Location(schema, root_resolver, "", self.spec)
         self._pointers: dict[int, str] = {}
         self._index(schema, "")
         self._known = {urldefrag(uri)[0] for uri in self.registry}
-        self._dynamic_anchors = self._collect_dynamic_anchors()
+        self._anchors: tuple[dict[str, int], bool] | None = None
 
     def _index(self, value: Any, pointer: str) -> None:
         """Pointers of every dict/list in the document, so a resolved target can be named."""
@@ -118,28 +144,30 @@ class Resolver:
             for i, v in enumerate(value):
                 self._index(v, f"{pointer}/{i}")
 
-    def _collect_dynamic_anchors(self) -> dict[str, int]:
-        """How many resources (of everything registered) define each $dynamicAnchor name."""
-        counts: dict[str, int] = {}
-        seen: set[int] = set()
+    def _dynamic_anchors(self) -> tuple[dict[str, int], bool]:
+        """(how many resources registered define each $dynamicAnchor name, whether any has
+        `$recursiveAnchor: true`) — walked once, only when a dynamic reference needs it."""
+        if self._anchors is None:
+            counts: dict[str, int] = {}
+            recursive = False
+            seen: set[int] = set()
+            stack = [self.registry.contents(uri) for uri in self.registry]
+            while stack:
+                value = stack.pop()
+                if isinstance(value, list):
+                    stack.extend(value)
+                elif isinstance(value, dict) and id(value) not in seen:
+                    seen.add(id(value))
+                    name = value.get("$dynamicAnchor")
+                    if isinstance(name, str):
+                        counts[name] = counts.get(name, 0) + 1
+                    recursive = recursive or value.get("$recursiveAnchor") is True
+                    stack.extend(value.values())
+            self._anchors = (counts, recursive)
+        return self._anchors
 
-        def walk(value: Any) -> None:
-            if isinstance(value, dict):
-                if id(value) in seen:
-                    return
-                seen.add(id(value))
-                name = value.get("$dynamicAnchor")
-                if isinstance(name, str):
-                    counts[name] = counts.get(name, 0) + 1
-                for v in value.values():
-                    walk(v)
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v)
-
-        for uri in self.registry:
-            walk(self.registry.contents(uri))
-        return counts
+    def has_recursive_anchor(self) -> bool:
+        return self._dynamic_anchors()[1]
 
     def lookup(self, loc: Location, keyword: str) -> Location:
         """The location `loc[keyword]` ($ref or $dynamicRef) points to."""
@@ -149,7 +177,7 @@ class Resolver:
             # Exact without tracking the dynamic scope when at most one resource defines the
             # anchor: every scope then resolves to the same place as the static reference.
             name = urldefrag(ref)[1]
-            if self._dynamic_anchors.get(name, 0) > 1:
+            if self._dynamic_anchors()[0].get(name, 0) > 1:
                 raise UnsupportedSchemaError(
                     "$dynamicRef", f"anchor {name!r} is defined by several resources: resolving it "
                     "needs the dynamic scope, which structgen does not track", where)
@@ -167,8 +195,13 @@ class Resolver:
         if not isinstance(contents, (dict, bool)):
             raise SchemaError(f"reference {ref!r} does not point to a schema", where)
         pointer = self._pointers.get(id(contents), f"{ref}")
-        resolver = resolved.resolver
-        if isinstance(contents, dict) and "$id" in contents:
-            resolver = resolver.in_subresource(DRAFT202012.create_resource(contents))
-        return Location(contents, resolver, pointer)
+        return Location(contents, _enter(resolved.resolver, contents, self.spec), pointer,
+                        self.spec)
 
+
+
+def _enter(resolver: Any, value: Any, spec: Any) -> Any:
+    """The resolver inside `value`: a new base URI where it has an id (`$id`, draft 4 `id`)."""
+    if isinstance(value, dict) and ("$id" in value or "id" in value):
+        return resolver.in_subresource(spec.create_resource(value))
+    return resolver
