@@ -213,14 +213,16 @@ def accepted_code_points(dfa: ByteDFA) -> set[int]:
 
 @pytest.mark.parametrize("pattern", [r"\d", r"\w", r"\s", r"\W", r"\D", r"\S", ".", "(?s).",
                                      r"[^\w]", r"[^\d]", r"[^\s]", r"[\S]", r"[\D]", r"[^\Wa]",
-                                     r"[\s\S]", r"[\w\W]", r"[^\Sa ]", r"[^\Dx5]", r"[\Sé]", r"[^\d\s]"])
+                                     r"[\s\S]", r"[\w\W]", r"[^\Sa ]", r"[^\Dx5]", r"[\Sé]", r"[^\d\s]",
+                                     r"[x\d-]", r"[a\w-]", r"[^x\d-]", r"[-\d]"])
 def test_shorthands_exact_up_to_narrowing(pattern):
     """Single-character classes over every code point: \\D \\S . exact, the rest ASCII-narrowed."""
     ours = accepted_code_points(regex_to_dfa(pattern))
     rx = re.compile(pattern)
     python = {c for c in ALL_CODE_POINTS.tolist() if rx.fullmatch(chr(c))}
     assert not ours - python, [hex(c) for c in sorted(ours - python)[:10]]
-    narrowed = {r"\d": "d", r"\w": "w", r"\s": "s", r"\W": "W", r"[^\w]": "W", r"[^\Wa]": "w"}
+    narrowed = {r"\d": "d", r"\w": "w", r"\s": "s", r"\W": "W", r"[^\w]": "W", r"[^\Wa]": "w",
+                r"[x\d-]": "d", r"[a\w-]": "w", r"[-\d]": "d"}
     bucket = narrowed.get(pattern)
     missing = python - ours
     if bucket is None:

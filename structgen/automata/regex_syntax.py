@@ -279,6 +279,8 @@ class _Scanner:
         complements = [s for s in shorthands if s in "DSW"]
         if not shorthands:
             return f"[{'^' if negated else ''}{body}]"
+        if body.endswith("-") and not _escaped(body, len(body) - 1):
+            body = body[:-1] + "\\-"  # a trailing literal '-' would range into appended members
         if len(complements) > 1 or (complements and any(s.upper() != s for s in shorthands)):
             if {s.lower() for s in shorthands} == {shorthands[0].lower()} and not body and not negated:
                 return "(?s:.)"  # [\s\S] and friends: any character
