@@ -14,6 +14,7 @@ Parts are frozen dataclasses: equal schemas share one nonterminal and one termin
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -932,77 +933,128 @@ def _one_of(n: Normaliser, loc: Location) -> Node:
 
 
 def _unevaluated_group(n: Normaliser, loc: Location, dropped: set) -> Node:
+    """unevaluatedProperties/Items as a union over evaluation scenarios: each scenario is a
+    condition (which subschemas validate) and what they then evaluate statically; the rest of
+    the schema is enforced by the other groups. See `_scenarios` for why this is exact."""
     c = loc.contents
     node = ANY
-    if "unevaluatedProperties" in c and "unevaluatedProperties" not in dropped:
-        names, patterns, everything = _evaluated_properties(n, loc, set())
-        if not everything:
-            rest = n.ref(loc.child("unevaluatedProperties"))
-            obj = n.make_obj(tuple((k, ANY) for k in sorted(names)), frozenset(),
-                             (), ((tuple(sorted(patterns)), rest),), ANY, 0, None, loc.pointer)
-            node = Node(_others(Obj) + ((obj,) if obj else ()))
-    if "unevaluatedItems" in c and "unevaluatedItems" not in dropped:
-        prefix, everything = _evaluated_items(n, loc, set())
-        if not everything:
-            rest = n.ref(loc.child("unevaluatedItems"))
-            node = n.intersect(node, Node(_others(Arr) + (Arr((ANY,) * prefix, rest),)))
+    for keyword, kind in (("unevaluatedProperties", "properties"), ("unevaluatedItems", "items")):
+        if keyword not in c or keyword in dropped:
+            continue
+        rest = n.ref(loc.child(keyword))
+        parts = []
+        for cond, spec in _scenarios(n, loc, kind, keyword, top=True):
+            if kind == "properties":
+                names, patterns, everything = spec
+                if everything:
+                    parts.append(cond)
+                    continue
+                obj = n.make_obj(tuple((k, ANY) for k in sorted(names)), frozenset(), (),
+                                 ((tuple(sorted(patterns)), rest),), ANY, 0, None, loc.pointer)
+                shape = Node(_others(Obj) + ((obj,) if obj else ()))
+            else:
+                prefix, everything = spec
+                if everything:
+                    parts.append(cond)
+                    continue
+                shape = Node(_others(Arr) + (Arr((ANY,) * prefix, rest),))
+            parts.append(n.intersect(cond, shape))
+        node = n.intersect(node, n.union(parts))
     return node
 
 
-_DYNAMIC_APPLICATORS = ("anyOf", "oneOf", "if", "dependentSchemas", "$dynamicRef")
+Spec = tuple  # properties: (names, patterns, everything); items: (prefix length, everything)
+MAX_SCENARIOS = 64
 
 
-def _static_children(n: Normaliser, loc: Location, keyword: str) -> list[Location]:
-    """Subschemas whose annotations always count (allOf, $ref), or refuse for `keyword`."""
-    c = loc.contents
-    for k in _DYNAMIC_APPLICATORS:
-        if k in c:
-            raise UnsupportedSchemaError(
-                keyword, f"what {k} evaluates depends on which branch validates; structgen "
-                "reduces unevaluated* only over properties/items, allOf and $ref",
-                loc.pointer + "/" + keyword)
-    out = [child for _, child in loc.children("allOf")] if "allOf" in c else []
-    if "$ref" in c:
-        out.append(n.resolver.lookup(loc, "$ref"))
+def _join(kind: str, a: Spec, b: Spec) -> Spec:
+    if kind == "properties":
+        return (a[0] | b[0], a[1] | b[1], a[2] or b[2])
+    return (max(a[0], b[0]), a[1] or b[1])
+
+
+def _product(n: Normaliser, kind: str, xs: list, ys: list, keyword: str,
+             pointer: str) -> list:
+    out = [(n.intersect(c1, c2), _join(kind, s1, s2)) for c1, s1 in xs for c2, s2 in ys]
+    out = [(c, s) for c, s in out if c != NEVER]
+    if len(out) > MAX_SCENARIOS:
+        raise UnsupportedSchemaError(keyword, f"more than {MAX_SCENARIOS} combinations of "
+                                     "validating subschemas to track", pointer)
     return out
 
 
-def _evaluated_properties(n: Normaliser, loc: Location, seen: set) -> tuple[set, set, bool]:
+def _scenarios(n: Normaliser, loc: Location, kind: str, keyword: str, top: bool = False,
+               depth: int = 0) -> list[tuple[Node, Spec]]:
+    """(condition, evaluated) pairs covering every valid instance of `loc`: when the condition
+    holds and the instance is valid, exactly `evaluated` (or more) was evaluated; every valid
+    instance meets some condition. More evaluated means fewer unevaluated keys to check, so
+    checking against any scenario whose condition holds is exact:
+    anyOf → each non-empty subset of branches (the subset of all valid branches is one);
+    oneOf → each branch (oneOf itself guarantees it is the only valid one);
+    if → (if, if+then) and (not if, else); dependentSchemas → key absent / present;
+    allOf and $ref → products. `not` evaluates nothing."""
     c = loc.contents
-    if not isinstance(c, dict) or id(c) in seen:
-        return set(), set(), False
-    seen.add(id(c))
-    names = set(c.get("properties", {}))
-    patterns = set(c.get("patternProperties", {}))
-    everything = "additionalProperties" in c or (
-        "unevaluatedProperties" in c and c is not loc.contents) or False
-    for child in _static_children(n, loc, "unevaluatedProperties"):
-        if isinstance(child.contents, dict) and "unevaluatedProperties" in child.contents:
-            everything = True
-        a, b, e = _evaluated_properties(n, child, seen)
-        names |= a
-        patterns |= b
-        everything = everything or e
-    return names, patterns, everything
-
-
-def _evaluated_items(n: Normaliser, loc: Location, seen: set) -> tuple[int, bool]:
-    c = loc.contents
-    if not isinstance(c, dict) or id(c) in seen:
-        return 0, False
-    seen.add(id(c))
-    if "contains" in c:
-        raise UnsupportedSchemaError("unevaluatedItems", "items evaluated by contains depend on "
-                                     "their values", loc.pointer + "/contains")
-    prefix = len(c.get("prefixItems", ()))
-    everything = "items" in c
-    for child in _static_children(n, loc, "unevaluatedItems"):
-        if isinstance(child.contents, dict) and "unevaluatedItems" in child.contents:
-            everything = True
-        p, e = _evaluated_items(n, child, seen)
-        prefix = max(prefix, p)
-        everything = everything or e
-    return prefix, everything
+    empty: Spec = (frozenset(), frozenset(), False) if kind == "properties" else (0, False)
+    if not isinstance(c, dict):
+        return [(ANY, empty)]
+    if depth > 16:
+        raise UnsupportedSchemaError(keyword, "subschemas nested too deep to track what they "
+                                     "evaluate", loc.pointer)
+    if n.resolver.dialect != "draft2020":
+        c = upgrade(loc, n.resolver.dialect, n.resolver).contents
+    if kind == "properties":
+        own: Spec = (frozenset(c.get("properties", {})), frozenset(c.get("patternProperties", {})),
+                     "additionalProperties" in c or (not top and "unevaluatedProperties" in c))
+    else:
+        if "contains" in c:
+            raise UnsupportedSchemaError(keyword, "items evaluated by contains depend on their "
+                                         "values", loc.pointer + "/contains")
+        own = (len(c.get("prefixItems", ())), "items" in c or (
+            not top and "unevaluatedItems" in c))
+    out = [(ANY, own)]
+    if "$dynamicRef" in c:
+        raise UnsupportedSchemaError(keyword, "$dynamicRef beside unevaluated keywords",
+                                     loc.pointer)
+    sub = lambda child: _scenarios(n, child, kind, keyword, depth=depth + 1)  # noqa: E731
+    children = [child for _, child in loc.children("allOf")] if "allOf" in c else []
+    if "$ref" in c:
+        children.append(n.resolver.lookup(loc, "$ref"))
+    for child in children:
+        out = _product(n, kind, out, sub(child), keyword, loc.pointer)
+    if "anyOf" in c:
+        branches = [(n.ref(child), sub(child)) for _, child in loc.children("anyOf")]
+        options: list = []
+        for size in range(1, len(branches) + 1):
+            for subset in itertools.combinations(branches, size):
+                acc = [(ANY, empty)]
+                for node, scen in subset:
+                    acc = _product(n, kind, acc, [(n.intersect(node, cd), sp) for cd, sp in scen],
+                                   keyword, loc.pointer)
+                options += acc
+                if len(options) > MAX_SCENARIOS:
+                    raise UnsupportedSchemaError(keyword, f"more than {MAX_SCENARIOS} "
+                                                 "combinations of anyOf branches", loc.pointer)
+        out = _product(n, kind, out, options, keyword, loc.pointer)
+    if "oneOf" in c:
+        options = [(n.intersect(n.ref(child), cd), sp) for _, child in loc.children("oneOf")
+                   for cd, sp in sub(child)]
+        out = _product(n, kind, out, options, keyword, loc.pointer)
+    if "if" in c:
+        cond = n.ref(loc.child("if"))
+        options = [(n.intersect(cond, cd), sp) for cd, sp in sub(loc.child("if"))]
+        if "then" in c:
+            options = _product(n, kind, options, sub(loc.child("then")), keyword, loc.pointer)
+        negated = n.complement(cond, loc.pointer + "/if")
+        options += ([(n.intersect(negated, cd), sp) for cd, sp in sub(loc.child("else"))]
+                    if "else" in c else [(negated, empty)])
+        out = _product(n, kind, out, options, keyword, loc.pointer)
+    if "dependentSchemas" in c and kind == "properties":
+        for k, child in loc.children("dependentSchemas"):
+            absent = Node((Obj(props=((k, NEVER),)),) + _others(Obj))
+            present = Node((Obj(required=frozenset({k}), props=((k, ANY),)),))
+            options = [(absent, empty)] + [(n.intersect(present, cd), sp) for cd, sp in sub(child)]
+            out = _product(n, kind, out, options, keyword, loc.pointer)
+    return out
 
 
 _GROUPS = (
