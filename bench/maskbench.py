@@ -13,7 +13,8 @@ Cases are ``<data>/maskbench/<subset>.jsonl.gz`` (one schema per line with test 
   valid rejected (false negative), invalid accepted (false positive), refused schemas.
 
 Settings: structgen ``JsonSchema(schema, property_order="any", whitespace="flexible")`` (format as
-an assertion, no remote registry); the peers with their defaults (see `peers.JsonSchemaPeer`:
+an assertion, no remote registry; ``--property-order schema`` gives the peers' key-order
+semantics); the peers with their defaults (see `peers.JsonSchemaPeer`:
 xgrammar ``compile_json_schema`` any_whitespace=True, strict_mode=True, schema property order;
 llguidance ``grammar_from_json_schema``, flexible whitespace, schema property order).
 
@@ -56,14 +57,14 @@ ENGINES = ["structgen", "llguidance", "xgrammar"]
 # ---------------------------------------------------------------------------
 
 
-def _worker(engine_name: str, model_path: str, width: int, conn: Any) -> None:
+def _worker(engine_name: str, model_path: str, width: int, property_order: str, conn: Any) -> None:
     """Own one engine for the model's tokenizer; run every case sent, report compile then result."""
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if engine_name == "structgen":
-        engine: Any = C.StructgenSchemaEngine(tokenizer, None, width)
+        engine: Any = C.StructgenSchemaEngine(tokenizer, None, width, property_order)
     else:
         import peers
 
@@ -84,15 +85,16 @@ def _worker(engine_name: str, model_path: str, width: int, conn: Any) -> None:
 class Worker:
     """One engine's worker process, restarted after a timeout."""
 
-    def __init__(self, engine: str, model_path: str, width: int, ctx: Any) -> None:
+    def __init__(self, engine: str, model_path: str, width: int, property_order: str, ctx: Any) -> None:
         self.engine, self.model_path, self.width, self.ctx = engine, model_path, width, ctx
+        self.property_order = property_order
         self.setup_s: Optional[float] = None
         self._start()
 
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_worker, args=(self.engine, self.model_path, self.width, child),
-                                     daemon=True)
+        self.proc = self.ctx.Process(
+            target=_worker, args=(self.engine, self.model_path, self.width, self.property_order, child), daemon=True)
         self.proc.start()
         child.close()
         kind, setup = self.conn.recv()
@@ -220,6 +222,11 @@ def ratio_table(results: Dict[str, List[C.CaseResult]], engines: List[str]) -> L
     return out
 
 
+def _peer_reason(detail: str) -> str:
+    """A peer's refusal message without the exception type, cut to 60 characters."""
+    return detail.split(": ", 1)[-1][:60]
+
+
 def markdown(results: Dict[str, List[C.CaseResult]], engines: List[str], setup: Dict[str, float],
              note: str) -> str:
     subsets = list(dict.fromkeys(r.source for r in results[engines[0]]))
@@ -230,9 +237,9 @@ def markdown(results: Dict[str, List[C.CaseResult]], engines: List[str], setup: 
     lines += ["", *ratio_table(results, engines), "", "### Per subset", "", ROW_HEAD, ROW_RULE]
     for s in subsets:
         lines += [row(s, e, summarize([r for r in results[e] if r.source == s])) for e in engines]
-    refusals = {e: Counter(r.detail.split(":")[0] if e != "structgen" else (r.keyword or "?")
+    refusals = {e: Counter((r.keyword or "?") if e == "structgen" else _peer_reason(r.detail)
                            for r in results[e] if r.status == "refused") for e in engines}
-    lines += ["", "### Refusals (structgen: keyword; peers: exception type)", ""]
+    lines += ["", "### Refusals (structgen: the keyword it names; peers: their message)", ""]
     lines += [f"* {e}: " + (", ".join(f"{k} {n}" for k, n in refusals[e].most_common(10)) or "none")
               for e in engines]
     return "\n".join(lines) + "\n"
@@ -305,6 +312,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--compile-timeout", type=float, default=60.0, help="seconds per compile (default 60)")
     ap.add_argument("--case-timeout", type=float, default=300.0,
                     help="seconds for one schema's instances after compile (default 300)")
+    ap.add_argument("--property-order", choices=("any", "schema"), default="any",
+                    help="structgen's property_order (default any, as in the conformance test; "
+                         "the peers enforce schema order)")
     ap.add_argument("--json", type=Path, help="write every case result (with mask times) here")
     ap.add_argument("--plot", help="PNG: per-mask time CDF and outcomes per engine")
     args = ap.parse_args(argv)
@@ -333,7 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{untok} spellings the tokenizer does not round-trip", file=sys.stderr)
 
     ctx = mp.get_context("spawn")
-    workers = {e: Worker(e, str(loaded.path), loaded.vocab.width, ctx) for e in engines}
+    workers = {e: Worker(e, str(loaded.path), loaded.vocab.width, args.property_order, ctx) for e in engines}
     results: Dict[str, List[C.CaseResult]] = {e: [] for e in engines}
     t0 = time.perf_counter()
     try:
@@ -347,6 +357,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             w.close()
 
     note = (f"{len(prepared)} schemas, {loaded.name} ({loaded.vocab.width:,} tokens), "
+            f"structgen property_order={args.property_order!r}, "
             f"limit {args.limit} per subset, seed {args.seed}; {machine_note()}; {time.perf_counter() - t0:.0f} s")
     print(markdown(results, engines, {e: w.setup_s or 0.0 for e, w in workers.items()}, note))
     for e in engines:

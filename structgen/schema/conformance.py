@@ -278,22 +278,25 @@ class _StructgenMatcher:
 
 
 class StructgenSchemaEngine:
-    """structgen under the settings of the conformance run: any property order (instances come
-    in any order) and flexible whitespace (``json.dumps`` writes ``", "`` and ``": "``)."""
+    """structgen under the settings of the conformance run: any property order (the suite's
+    instances come in any order) and flexible whitespace (``json.dumps`` writes ``", "`` and
+    ``": "``). `property_order="schema"` is the peers' semantics (a benchmark option)."""
 
     name = "structgen"
 
-    def __init__(self, tokenizer: Any, registry: Any = None, width: int | None = None) -> None:
+    def __init__(self, tokenizer: Any, registry: Any = None, width: int | None = None,
+                 property_order: str = "any") -> None:
         self._target = tokenizer
         self._registry = registry
         self._width = width
+        self._property_order = property_order
 
     def compile(self, schema: Any, *, format_assertion: bool) -> Any:
         from structgen.constraints.json_schema import JsonSchema
         from structgen.errors import SchemaError
 
         try:
-            return JsonSchema(schema, property_order="any", whitespace="flexible",
+            return JsonSchema(schema, property_order=self._property_order, whitespace="flexible",
                               format_assertion=format_assertion, registry=self._registry)
         except SchemaError as e:
             raise Refused(str(e), getattr(e, "keyword", None), e.pointer) from e
