@@ -74,6 +74,19 @@ def test_string_accepts_every_spelling(value: str, rng: random.Random) -> None:
     assert dfa.accepts(_spellings(value, rng))
 
 
+@settings(max_examples=150, deadline=None)
+@given(_TEXT, st.randoms(use_true_random=False))
+def test_canonical_string_has_one_spelling(value: str, rng: random.Random) -> None:
+    """canonical=True: exactly json.dumps(ensure_ascii=False)'s spelling, of the same values."""
+    dfa = json_string_dfa(canonical=True)
+    canonical = json.dumps(value, ensure_ascii=False).encode()
+    assert dfa.accepts(canonical)
+    for other in (json.dumps(value).encode(), _spellings(value, rng)):
+        assert dfa.accepts(other) == (other == canonical)
+    key = json_string_dfa(literals=[value], canonical=True)
+    assert key.forced_bytes(key.initial) == canonical  # a key or constant is forced text
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=8), st.sampled_from([b""] + _BAD_BYTES),
        st.integers(0, 8))

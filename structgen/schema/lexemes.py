@@ -6,6 +6,12 @@ then each character edge is lifted to all its spellings (raw UTF-8, short escape
 either hex case, surrogate pairs), so a model may escape however it likes and still be checked
 exactly.
 
+With `canonical=True` each character has exactly one spelling instead — the one
+`json.dumps(value, ensure_ascii=False)` writes: raw UTF-8, `\\" \\\\ \\b \\f \\n \\r \\t`, other controls
+as lowercase `\\u00xx`. Generation uses it (see `JsonSchema(spelling=...)`): keys and constants
+become forced text, and a small model cannot wander into `"colo\\u0072"`. It narrows the spellings,
+never the values.
+
 Lone surrogates: Python's `json.loads` accepts `"\\ud800"` (one code point), but such a string
 has no UTF-8 encoding and ECMA-262/most consumers treat it as malformed, so no lone surrogate
 spelling is ever accepted (a high surrogate escape must be followed by a low one). This narrows
@@ -128,6 +134,23 @@ def json_char_spellings(ranges: Ranges) -> list[ByteSetSequence]:
             highs = _hex_spellings(0xD800 + h_lo, 0xD800 + h_hi)
             lows = _hex_spellings(0xDC00 + l_lo, 0xDC00 + l_hi)
             out += [_U_PREFIX + h + _U_PREFIX + lw for h in highs for lw in lows]
+    return out
+
+
+_CANONICAL_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n",
+                      0x0D: "\\r", 0x09: "\\t"}
+
+
+@lru_cache(maxsize=4096)
+def json_char_spellings_canonical(ranges: Ranges) -> list[ByteSetSequence]:
+    """The one spelling `json.dumps(..., ensure_ascii=False)` gives each character in `ranges`."""
+    out: list[ByteSetSequence] = []
+    for lo, hi in _intersect(ranges, _RAW):
+        out += utf8_byte_sets(lo, hi)
+    for lo, hi in _intersect(ranges, ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C))):
+        for cp in range(lo, hi + 1):
+            text = _CANONICAL_ESCAPES.get(cp, f"\\u{cp:04x}")
+            out.append(tuple((b,) for b in text.encode()))
     return out
 
 
@@ -496,36 +519,41 @@ _EMPTY = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)
 
 def json_string_dfa(*, pattern: str | None = None, min_length: int = 0,
                     max_length: int | None = None, format: str | None = None,
-                    literals: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> ByteDFA:
+                    literals: Sequence[str] | None = None, exclude: Sequence[str] = (),
+                    canonical: bool = False) -> ByteDFA:
     """The bytes of one complete JSON string (with its quotes) whose decoded value matches
     `pattern` (unanchored ECMA-262 search), has min_length..max_length code points, satisfies
     `format`, is one of `literals` when given and none of `exclude`.
 
-    Every JSON spelling of such a value is accepted (see the module doc; lone surrogates never).
+    Every JSON spelling of such a value is accepted (see the module doc; lone surrogates never),
+    or with `canonical` only the one `json.dumps(value, ensure_ascii=False)` writes.
     Returns an empty DFA (`is_empty()`) when no string qualifies. Raises UnsupportedSchemaError
     naming "pattern", "format", "maxLength" or "minLength" when it cannot be exact.
     """
     return _json_string_dfa(
         pattern, int(min_length), None if max_length is None else int(max_length), format,
-        None if literals is None else tuple(sorted(set(literals))), tuple(sorted(set(exclude))))
+        None if literals is None else tuple(sorted(set(literals))), tuple(sorted(set(exclude))),
+        bool(canonical))
 
 
 @lru_cache(maxsize=512)
 def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | None,
                      format: str | None, literals: tuple[str, ...] | None,
-                     exclude: tuple[str, ...]) -> ByteDFA:
+                     exclude: tuple[str, ...], canonical: bool) -> ByteDFA:
     try:
-        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, False)
+        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, False,
+                           canonical)
     except UnsupportedSchemaError as e:
         if format not in COMPACT or e.keyword not in ("maxLength", "minLength"):
             raise
         # documented narrowing (formats.COMPACT) rather than refusing the length bound
-        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, True)
+        return _string_dfa(pattern, min_length, max_length, format, literals, exclude, True,
+                           canonical)
 
 
 def _string_dfa(pattern: str | None, min_length: int, max_length: int | None,
                 format: str | None, literals: tuple[str, ...] | None,
-                exclude: tuple[str, ...], compact: bool) -> ByteDFA:
+                exclude: tuple[str, ...], compact: bool, canonical: bool) -> ByteDFA:
     fsms: list[FSM] = []
     if pattern is not None:
         fsms.append(pattern_fsm(pattern))
@@ -569,7 +597,8 @@ def _string_dfa(pattern: str | None, min_length: int, max_length: int | None,
                 "automaton states to enforce exactly") from None
     n, initial, finals, edges = char_dfa
     try:
-        return _quoted(spelled_tables(n, initial, finals, edges, json_char_spellings,
+        spellings = json_char_spellings_canonical if canonical else json_char_spellings
+        return _quoted(spelled_tables(n, initial, finals, edges, spellings,
                                       max_states=MAX_STRING_STATES))
     except OverflowError as e:
         keyword = ("maxLength" if max_length is not None else "minLength" if min_length else
@@ -927,13 +956,13 @@ def _json_number_dfa(integer: bool, lo: tuple[Decimal, bool] | None,
     return _number_table(_NumberSpec(integer, lo, hi, modulus))
 
 
-def json_literal_dfa(value: object) -> ByteDFA:
-    """One scalar literal: a string (every spelling), a number (every spelling of an equal value,
-    like jsonschema: 1 == 1.0 == 1e0), true, false or null."""
+def json_literal_dfa(value: object, canonical: bool = False) -> ByteDFA:
+    """One scalar literal: a string (every spelling, or the canonical one), a number (every
+    spelling of an equal value, like jsonschema: 1 == 1.0 == 1e0), true, false or null."""
     if value is None or isinstance(value, bool):
         return regex_to_dfa(re.escape(json.dumps(value)))
     if isinstance(value, str):
-        return json_string_dfa(literals=[value])
+        return json_string_dfa(literals=[value], canonical=canonical)
     if isinstance(value, (int, float, Decimal)):
         return json_number_dfa(integer=False, minimum=value, maximum=value)
     raise TypeError(f"not a JSON scalar: {value!r}")
