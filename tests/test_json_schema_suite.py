@@ -110,10 +110,14 @@ def test_refusal_and_errors_are_recorded() -> None:
 def test_non_ascii_is_checked_in_both_spellings() -> None:
     assert C.spellings("é") == ['"\\u00e9"', '"é"']
     assert C.spellings("e") == ['"e"']
-    # accepts only the \u-escaped spelling: the raw UTF-8 one is rejected, the worse outcome wins
+    # accepts only the \u-escaped spelling: a valid value can be written, an invalid one gets through
     escaped_only = _FakeEngine(rule=lambda ids: ord("\\") in ids)
-    assert C.run_case(escaped_only, _prepared(("é", True))).instances[0].outcome == "false_negative"
+    assert C.run_case(escaped_only, _prepared(("é", True))).instances[0].outcome == "pass"
     assert C.run_case(escaped_only, _prepared(("é", False))).instances[0].outcome == "false_positive"
+    neither = _FakeEngine(rule=lambda ids: False)
+    assert C.run_case(neither, _prepared(("é", True))).instances[0].outcome == "false_negative"
+    crash_raw = _FakeEngine(crash_on=ord("é"))
+    assert C.run_case(crash_raw, _prepared(("é", True))).instances[0].outcome == "error"
 
 
 def test_untokenizable_text_is_reported() -> None:
