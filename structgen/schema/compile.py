@@ -166,19 +166,6 @@ def _num_key(v: Any) -> Fraction:
     return Fraction(Decimal(repr(v))) if isinstance(v, float) else Fraction(v)
 
 
-def _canonical(value: Any) -> Hashable:
-    """Equality key of a JSON value as jsonschema compares them (1 == 1.0, True != 1)."""
-    if isinstance(value, bool) or value is None:
-        return ("lit", value)
-    if isinstance(value, (int, float)):
-        return ("num", _num_key(value))
-    if isinstance(value, str):
-        return ("str", value)
-    if isinstance(value, list):
-        return ("arr", tuple(_canonical(v) for v in value))
-    return ("obj", frozenset((k, _canonical(v)) for k, v in value.items()))
-
-
 # --- byte DFA products ---------------------------------------------------------------------
 
 def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
@@ -271,7 +258,7 @@ class Normaliser:
             if key[0] == "loc":
                 node = self.compile_location(self.locations[key])
             elif key[0] == "meet":
-                node = reduce(self._intersect_expanded, (self._atom(a) for a in key[1]), ANY)
+                node = reduce(self.intersect, (self._atom(a) for a in key[1]), ANY)
             else:  # ("not", key)
                 node = self.complement(self.expand(key[1]), "")
         finally:
@@ -281,9 +268,6 @@ class Normaliser:
 
     def _atom(self, atom: Hashable) -> Node:
         return self.expand(atom) if isinstance(atom, tuple) else atom
-
-    def _intersect_expanded(self, a: Node, b: Node) -> Node:
-        return self.intersect(a, b)
 
     def _lazy(self, key: Hashable) -> Node:
         """The node of `key` now if it can be computed, else a reference tying a cycle."""
