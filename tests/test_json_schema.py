@@ -546,3 +546,20 @@ def test_older_drafts_keep_their_semantics(schema, instances, smollm2_vocab):
         outcomes.add(ok)
         assert accepts(constraint, smollm2_vocab, json.dumps(value, separators=(",", ":"))) == ok
     assert outcomes == {True, False}
+
+
+@pytest.mark.model
+def test_double_negation_and_unevaluated(smollm2_vocab):
+    """not-not-X is X even where X has no exact complement; unevaluatedProperties seen
+    through anyOf branches (any subset of valid branches evaluates its keys)."""
+    schema = {"not": {"not": {"properties": {"a": {}}, "additionalProperties": False}}}
+    uneval = {"anyOf": [{"properties": {"a": {"type": "integer"}}},
+                        {"properties": {"b": {"type": "string"}}, "required": ["b"]}],
+              "unevaluatedProperties": False}
+    for s, values in ((schema, [{"a": 1}, {"b": 1}, {}, 3]),
+                      (uneval, [{"a": 1}, {"b": "x"}, {"a": 1, "b": "x"}, {"a": "s", "b": "x"},
+                                {"c": 1}, {"a": 1, "c": 2}, {"b": 2}])):
+        constraint = JsonSchema(s, property_order="any")
+        for value in values:
+            text = json.dumps(value, separators=(",", ":"))
+            assert accepts(constraint, smollm2_vocab, text) == valid(s, value), text

@@ -884,7 +884,11 @@ def _applicator_group(n: Normaliser, loc: Location, dropped: set) -> Node:
     if "oneOf" in c and "oneOf" not in dropped:
         node = n.intersect(node, _one_of(n, loc))
     if "not" in c and "not" not in dropped:
-        node = n.intersect(node, n.complement(n.ref(loc.child("not")), loc.pointer + "/not"))
+        inner, negations = loc.child("not"), 1
+        while isinstance(inner.contents, dict) and set(inner.contents) - _ANNOTATIONS == {"not"}:
+            inner, negations = inner.child("not"), negations + 1  # not-not-X is X exactly
+        node = n.intersect(node, n.ref(inner) if negations % 2 == 0 else
+                           n.complement(n.ref(inner), inner.pointer))
     if "if" in c and "if" not in dropped and ("then" in c or "else" in c):
         cond = n.ref(loc.child("if"))
         then = n.ref(loc.child("then")) if "then" in c else ANY
@@ -898,6 +902,10 @@ def _applicator_group(n: Normaliser, loc: Location, dropped: set) -> Node:
             branch = n.union([n.intersect(cond, then), n.intersect(not_cond, other)])
         node = n.intersect(node, branch)
     return node
+
+
+_ANNOTATIONS = frozenset({"title", "description", "$comment", "default", "examples",
+                          "deprecated", "readOnly", "writeOnly"})
 
 
 def _one_of(n: Normaliser, loc: Location) -> Node:
