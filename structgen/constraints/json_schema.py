@@ -33,7 +33,7 @@ class JsonSchema(Constraint):
       optional ones skippable, then additional properties — how models are prompted and how
       Pydantic serialises, and the grammar stays linear in the number of properties) or "any"
       (any order, each key at most once: exact by tracking the set of keys present, refused
-      beyond 1024 such sets per object).
+      beyond 5000 such sets per object: 12 properties).
     - `lenient`: drop keywords that cannot be enforced exactly instead of raising
       UnsupportedSchemaError; each drop is listed in `.warnings` (keyword and JSON pointer).
     - `format_assertion`: False ignores `format` (an annotation, as by default in 2020-12).

@@ -46,7 +46,7 @@ SPEC_FORMATS = frozenset({
 # Enough for a newline plus indentation 15 levels deep at 2 spaces, while a model that starts
 # looping on whitespace is stopped after a few tokens instead of filling its budget.
 FLEXIBLE_WHITESPACE = r"[ \t\n\r]{1,32}"
-MAX_SUBSET_STATES = 1024  # any-order objects / uniqueItems: states of the subset construction
+MAX_SUBSET_STATES = 5000  # any-order objects / uniqueItems: subset states (2^12 key sets and a few)
 MAX_COUNTER_STATES = 20_000  # array positions × contains counts, objects' (property, count)
 MAX_PATTERNS = 6  # distinct patternProperties/additionalProperties key regions (2^n regions)
 MAX_UNION = 256  # parts of one node after distributing intersections over unions
@@ -1532,6 +1532,8 @@ class Emitter:
         keys = [k for k, _ in named]
 
         def state(present: frozenset, e: int) -> int:
+            if hi is None and present and len(present) >= lo:
+                e = 0  # extra entries no longer matter: neither for commas nor minProperties
             key = (present, min(e, e_cap))
             if key not in states:
                 if len(states) >= MAX_SUBSET_STATES:
