@@ -1090,6 +1090,7 @@ class Emitter:
         self._node_nts: dict[Node, int] = {}
         self._misc_nts: dict[Hashable, int] = {}
         self._queue: list[tuple[int, Any]] = []
+        self._extras_memo: dict[Hashable, int | None] = {}
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1448,7 +1449,14 @@ class Emitter:
         return self._cached(("entry", key, value), json.dumps(key), build)
 
     def _extras(self, o: Obj, names_dfa: ByteDFA | None) -> int | None:
-        """Nonterminal for one entry with a key outside `props` (None when none may appear)."""
+        """Nonterminal for one entry with a key outside `props` (None when none may appear);
+        objects with the same names, patterns and fallbacks share it."""
+        key = (tuple(sorted(k for k, _ in o.props)), o.patterns, o.fallbacks, o.names)
+        if key not in self._extras_memo:
+            self._extras_memo[key] = self._build_extras(o, names_dfa)
+        return self._extras_memo[key]
+
+    def _build_extras(self, o: Obj, names_dfa: ByteDFA | None) -> int | None:
         pats = _dedupe(tuple(p for p, _ in o.patterns) +
                        tuple(p for pats, _ in o.fallbacks for p in pats))
         if len(pats) > MAX_PATTERNS:
@@ -1456,22 +1464,31 @@ class Emitter:
                 "patternProperties", f"more than {MAX_PATTERNS} distinct key patterns (their "
                 f"2^{len(pats)} overlaps would each need a terminal)", o.pointer)
         named = sorted(k for k, _ in o.props)
-        regions: list[tuple[ByteDFA, Node]] = []
-        for mask in range(1 << len(pats)):
+        values: dict[int, Node] = {}
+        for mask in range(1 << len(pats)):  # the node for keys matching exactly these patterns
             matched = {p for i, p in enumerate(pats) if mask >> i & 1}
             nodes = [v for p, v in o.patterns if p in matched]
             nodes += [v for ps, v in o.fallbacks if not matched & set(ps)]
-            value = reduce(self.norm.intersect, nodes, ANY)
-            if value == NEVER:
-                continue
-            dfa = self._lexeme(json_string_dfa, {"exclude": named}, o.pointer)
-            if names_dfa is not None:
-                dfa = dfa_product(dfa, names_dfa, "and")
-            for i, p in enumerate(pats):
-                pat = self._lexeme(json_string_dfa, {"pattern": p}, o.pointer)
-                dfa = dfa_product(dfa, pat, "and" if p in matched else "andnot")
-            if not dfa.is_empty():
-                regions.append((dfa, value))
+            values[mask] = reduce(self.norm.intersect, nodes, ANY)
+        if all(v == NEVER for v in values.values()):
+            return None
+        base = self._lexeme(json_string_dfa, {"exclude": named}, o.pointer)
+        if names_dfa is not None:
+            base = dfa_product(base, names_dfa, "and")
+        pattern_dfas = [self._lexeme(json_string_dfa, {"pattern": p}, o.pointer) for p in pats]
+        # one product of the key DFA with every pattern DFA; its accepting states, split by
+        # which patterns match and grouped by the resulting value node, give one key terminal
+        # per distinct value (instead of 2^n products)
+        by_value: dict[Node, list[int]] = {}
+        for mask, value in values.items():
+            if value != NEVER:
+                by_value.setdefault(value, []).append(mask)
+        if base.is_empty():
+            return None
+        table, accepting, bits = _pattern_product(base, pattern_dfas)
+        regions = [(dfa, value) for value, masks in by_value.items()
+                   for dfa in (trim(table, accepting & np.isin(bits, masks), 0),)
+                   if not dfa.is_empty()]
         if not regions:
             return None
 
@@ -1564,6 +1581,45 @@ class Emitter:
 
 
 _EMPTY_DFA = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)
+
+
+def _pattern_product(base: ByteDFA, patterns: Sequence[ByteDFA]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Product of `base` with every pattern DFA, run to completion on `base`'s strings:
+    (transitions, base accepts, bit i set where pattern i accepts) per product state."""
+    dfas = [base, *patterns]
+    sinks = [d.n_states for d in dfas]
+    tables = [np.vstack([np.where(d.transitions >= 0, d.transitions, d.n_states),
+                         np.full((1, 256), d.n_states, np.int64)]) for d in dfas]
+    start = tuple(d.n_states if d.is_empty() else d.initial for d in dfas)
+    index = {start: 0}
+    order = [start]
+    rows: list[np.ndarray] = []
+    k = 0
+    while k < len(order):
+        state = order[k]
+        k += 1
+        nxt = np.stack([t[s] for t, s in zip(tables, state)], axis=1)  # (256, n)
+        row = np.full(256, DEAD, np.int64)
+        alive = nxt[:, 0] != sinks[0]
+        if alive.any():
+            uniq, inverse = np.unique(nxt[alive], axis=0, return_inverse=True)
+            ids = []
+            for tup in map(tuple, uniq.tolist()):
+                if tup not in index:
+                    index[tup] = len(order)
+                    order.append(tup)
+                ids.append(index[tup])
+            row[alive] = np.asarray(ids, np.int64)[inverse.reshape(-1)]
+        rows.append(row)
+    bits = np.zeros(len(order), np.int64)
+    accepting = np.zeros(len(order), bool)
+    for i, state in enumerate(order):
+        accepting[i] = state[0] != sinks[0] and bool(base.accepting[state[0]])
+        for j, (d, q) in enumerate(zip(patterns, state[1:])):
+            if q != sinks[j + 1] and d.accepting[q]:
+                bits[i] |= 1 << j
+    return np.array(rows, np.int32), accepting, bits
 
 
 def _dfa_key(dfa: ByteDFA) -> Hashable:
