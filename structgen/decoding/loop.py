@@ -11,7 +11,7 @@ from typing import Any, Sequence, Union
 
 import torch
 
-from ..constraints.base import DONE, Constraint, State, TokenAutomaton
+from ..constraints.base import Constraint, State, TokenAutomaton
 from ..errors import GenerationError
 from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, ModelDrafter,
                        Scorer)
