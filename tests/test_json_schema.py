@@ -563,3 +563,26 @@ def test_double_negation_and_unevaluated(smollm2_vocab):
         for value in values:
             text = json.dumps(value, separators=(",", ":"))
             assert accepts(constraint, smollm2_vocab, text) == valid(s, value), text
+
+
+@pytest.mark.model
+def test_dynamic_ref_follows_dynamic_scope(smollm2_vocab):
+    """A strict tree extending a generic tree through $dynamicRef: the outermost resource
+    defining the anchor wins, so children are strict too (as jsonschema decides)."""
+    schema = {
+        "$id": "https://example.com/strict-tree",
+        "$dynamicAnchor": "node",
+        "$ref": "tree",
+        "unevaluatedProperties": False,
+        "$defs": {"tree": {
+            "$id": "https://example.com/tree",
+            "$dynamicAnchor": "node",
+            "type": "object",
+            "properties": {"data": True,
+                           "children": {"type": "array", "items": {"$dynamicRef": "#node"}}}}},
+    }
+    constraint = JsonSchema(schema, property_order="any")
+    for value in ({"children": [{"daat": 1}]}, {"children": [{"data": 1}]}, {"daat": 1},
+                  {"data": 1, "children": [{"children": [{"x": 1}]}]}):
+        text = json.dumps(value, separators=(",", ":"))
+        assert accepts(constraint, smollm2_vocab, text) == valid(schema, value), text

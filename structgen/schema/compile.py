@@ -697,9 +697,9 @@ def upgrade(loc: Location, dialect: str, resolver: Resolver) -> Location:
         # where jsonschema ignores it; the official suite's optional tests expect it)
         out = {k: v for k, v in c.items() if k != "dependencies"}
         _split_dependencies(c["dependencies"], out)
-        return Location(out, loc.resolver, loc.pointer, loc.spec)
+        return replace(loc, contents=out)
     if dialect != "draft2019" and "$ref" in c:  # before 2019-09, $ref ignores its siblings
-        return Location({"$ref": c["$ref"]}, loc.resolver, loc.pointer, loc.spec)
+        return replace(loc, contents={"$ref": c["$ref"]})
     dropped = _NEWER[dialect] | _SINCE_2020 | (set() if dialect == "draft2019" else _SINCE_2019)
     out = {k: v for k, v in c.items() if k not in dropped}
     if dialect == "draft4":
@@ -718,7 +718,7 @@ def upgrade(loc: Location, dialect: str, resolver: Resolver) -> Location:
             raise UnsupportedSchemaError("$recursiveRef", "$recursiveAnchor makes the target "
                                          "depend on the dynamic scope", loc.pointer)
         out["$ref"] = c["$recursiveRef"]
-    return Location(out, loc.resolver, loc.pointer, loc.spec)
+    return replace(loc, contents=out)
 
 
 def _split_dependencies(dependencies: dict, out: dict) -> None:

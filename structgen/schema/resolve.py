@@ -86,19 +86,27 @@ class Location:
     resolver: Any = field(repr=False)  # referencing's Resolver
     pointer: str
     spec: Any = field(default=DRAFT202012, repr=False)  # the document's referencing spec
+    # dynamic scope, as far as it matters: (anchor name, outermost resource defining it)
+    scope: tuple[tuple[str, str], ...] = ()
+    owner: "Resolver | None" = field(default=None, repr=False)
 
     @property
-    def key(self) -> tuple[int, str]:
-        """Identity of this subschema: the same dict under the same base URI is the same node."""
-        return (id(self.contents), str(self.resolver._base_uri))
+    def key(self) -> tuple:
+        """Identity of this subschema: the same dict under the same base URI (and dynamic
+        bindings) is the same node."""
+        return (id(self.contents), str(self.resolver._base_uri), self.scope)
 
     def child(self, *path: str | int) -> "Location":
         """The subschema at `path` below this one (entering a new base URI at an `$id`)."""
         value = self.contents
         for p in path:
             value = value[p]
-        return Location(value, _enter(self.resolver, value, self.spec),
-                        self.pointer + pointer_of(path), self.spec)
+        resolver = _enter(self.resolver, value, self.spec)
+        scope = self.scope
+        if self.owner is not None and resolver is not self.resolver:
+            scope = self.owner.bind(scope, str(resolver._base_uri))
+        return Location(value, resolver, self.pointer + pointer_of(path), self.spec, scope,
+                        self.owner)
 
     def children(self, keyword: str) -> Iterator[tuple[str | int, "Location"]]:
         """(key or index, location) of each subschema in a mapping or list keyword."""
@@ -128,7 +136,10 @@ class Resolver:
             pass
         self.registry = registry
         root_resolver = self.registry.resolver(base_uri=self.base)
-        self.root = Location(schema, root_resolver, "", self.spec)
+        self.dynamic_names = _dynamic_ref_names(schema)
+        self._bindings: dict[tuple, tuple] = {}
+        self.root = Location(schema, root_resolver, "", self.spec,
+                             self.bind((), str(root_resolver._base_uri)), self)
         self._pointers: dict[int, str] = {}
         self._index(schema, "")
         self._known = {urldefrag(uri)[0] for uri in self.registry}
@@ -173,10 +184,10 @@ class Resolver:
         """The location `loc[keyword]` ($ref or $dynamicRef) points to."""
         ref = loc.contents[keyword]
         where = loc.pointer + "/" + keyword
-        if keyword == "$dynamicRef":
-            # Exact without tracking the dynamic scope when at most one resource defines the
-            # anchor: every scope then resolves to the same place as the static reference.
-            name = urldefrag(ref)[1]
+        name = urldefrag(ref)[1]
+        if keyword == "$dynamicRef" and name not in self.dynamic_names:
+            # (a reference in another registered document) exact without the dynamic scope
+            # when at most one resource defines the anchor
             if self._dynamic_anchors()[0].get(name, 0) > 1:
                 raise UnsupportedSchemaError(
                     "$dynamicRef", f"anchor {name!r} is defined by several resources: resolving it "
@@ -192,11 +203,34 @@ class Resolver:
                     "network); pass registry=referencing.Registry(...) holding it", where) from None
             raise SchemaError(f"unresolvable reference {ref!r}: {e}", where) from None
         contents = resolved.contents
+        if (keyword == "$dynamicRef" and name in dict(loc.scope) and isinstance(contents, dict)
+                and contents.get("$dynamicAnchor") == name):
+            # the static target is a dynamic anchor: the outermost resource in the dynamic
+            # scope defining the same anchor wins
+            resolved = self.registry.resolver(dict(loc.scope)[name]).lookup("#" + name)
+            contents = resolved.contents
         if not isinstance(contents, (dict, bool)):
             raise SchemaError(f"reference {ref!r} does not point to a schema", where)
         pointer = self._pointers.get(id(contents), f"{ref}")
-        return Location(contents, _enter(resolved.resolver, contents, self.spec), pointer,
-                        self.spec)
+        resolver = _enter(resolved.resolver, contents, self.spec)
+        return Location(contents, resolver, pointer, self.spec,
+                        self.bind(loc.scope, str(resolver._base_uri)), self)
+
+    def bind(self, scope: tuple[tuple[str, str], ...], uri: str) -> tuple[tuple[str, str], ...]:
+        """The dynamic scope after entering resource `uri`: it becomes the binding of each
+        dynamically referenced anchor it defines that has no (outer) binding yet."""
+        memo = (scope, uri)
+        if memo not in self._bindings:
+            bound = dict(scope)
+            for name in sorted(self.dynamic_names - bound.keys()):
+                try:
+                    anchor = self.registry.anchor(uri, name).value
+                except referencing.exceptions.Unresolvable:
+                    continue
+                if isinstance(anchor, referencing.jsonschema.DynamicAnchor):
+                    bound[name] = uri
+            self._bindings[memo] = tuple(sorted(bound.items()))
+        return self._bindings[memo]
 
 
 
@@ -205,3 +239,19 @@ def _enter(resolver: Any, value: Any, spec: Any) -> Any:
     if isinstance(value, dict) and ("$id" in value or "id" in value):
         return resolver.in_subresource(spec.create_resource(value))
     return resolver
+
+
+def _dynamic_ref_names(schema: Any) -> frozenset[str]:
+    """Anchor names `$dynamicRef`s of the document point to (their scope is tracked)."""
+    names: set[str] = set()
+    stack = [schema]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            ref = value.get("$dynamicRef")
+            if isinstance(ref, str):
+                names.add(urldefrag(ref)[1])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return frozenset(names)
