@@ -22,6 +22,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the result and its stats as JSON")
+    p.add_argument("--no-speculative", action="store_true",
+                   help="plain one-token decoding (default: speculative when it helps; same output)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_model(args.model)
         result = generate(model, prompt, constraint, max_tokens=args.max_tokens,
                           temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                          seed=args.seed)
+                          seed=args.seed, speculative=False if args.no_speculative else None)
     except StructgenError as e:
         print(f"structgen: error: {e}", file=sys.stderr)
         return 2

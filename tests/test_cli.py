@@ -86,3 +86,14 @@ def test_json_command_errors_name_the_keyword(tmp_path, capsys) -> None:
     path.write_text("{not json")
     assert main(["json", "--schema", str(path), "--prompt", "x"]) == 2
     assert main(["json", "--schema", str(tmp_path / "missing.json"), "--prompt", "x"]) == 2
+
+
+def test_no_speculative_gives_the_same_output(smollm2, capsys) -> None:
+    args = ["regex", r"[a-z]+( [a-z]+){3}", "--chat", "--prompt", "Name four fruits, lowercase.",
+            "--max-tokens", "16", "--json"]
+    assert main(args) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert main(args + ["--no-speculative"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert fast["tokens"] == plain["tokens"]
+    assert "drafted" in fast["stats"]
