@@ -586,3 +586,12 @@ def test_dynamic_ref_follows_dynamic_scope(smollm2_vocab):
                   {"data": 1, "children": [{"children": [{"x": 1}]}]}):
         text = json.dumps(value, separators=(",", ":"))
         assert accepts(constraint, smollm2_vocab, text) == valid(schema, value), text
+
+
+def test_lexeme_refusals_are_located_and_droppable():
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=x)y"}}}
+    with pytest.raises(UnsupportedSchemaError) as e:
+        JsonSchema(schema)
+    assert e.value.keyword == "pattern" and e.value.pointer == "/properties/a/pattern"
+    lenient = JsonSchema(schema, lenient=True)
+    assert len(lenient.warnings) == 1 and "/properties/a/pattern" in lenient.warnings[0]

@@ -1221,9 +1221,10 @@ class Emitter:
                 return fn(**kwargs)
             except UnsupportedSchemaError as e:
                 arg = params.get(e.keyword)
+                where = f"{pointer}/{e.keyword}"
                 if not self.norm.lenient or arg not in kwargs:
-                    raise e.at(pointer) from None
-                self.norm.warnings.append(f"{e.keyword} at {pointer or '/'}: {e.reason} — dropped")
+                    raise e.at(where) from None
+                self.norm.warnings.append(f"{e.keyword} at {where}: {e.reason} — dropped")
                 kwargs = {k: v for k, v in kwargs.items() if k != arg}
                 if arg == "min_length":
                     kwargs["min_length"] = 0
