@@ -126,7 +126,7 @@ class Arr:
 class Obj:
     """Objects. `props` holds every key named anywhere (its value already intersected with all
     that applies to it); a key outside `props` gets the nodes of the `patterns` it matches
-    (re.search) and of each fallback `(patterns, node)` none of whose patterns it matches
+    (ECMA-262 search) and of each fallback `(patterns, node)` none of whose patterns it matches
     (additionalProperties / unevaluatedProperties). `names` constrains every key."""
 
     props: tuple[tuple[str, Node], ...] = ()
@@ -159,7 +159,17 @@ def _others(kind: type) -> tuple:
 
 
 def _search(pattern: str, text: str) -> bool:
-    return re.search(pattern, text) is not None
+    """Whether `text` matches `pattern` (ECMA-262 search, as the specification says): decided
+    by the DFA the grammar uses for free strings, so named keys and literals agree with it."""
+    return json_string_dfa(pattern=pattern).accepts(json.dumps(text).encode())
+
+
+def _check_pattern(pattern: str, keyword: str, pointer: str) -> None:
+    """Refuse (under `keyword`) a pattern the lexeme builder cannot enforce exactly."""
+    try:
+        json_string_dfa(pattern=pattern)
+    except UnsupportedSchemaError as e:
+        raise UnsupportedSchemaError(keyword, e.reason, pointer) from None
 
 
 def _num_key(v: Any) -> Fraction:
@@ -386,13 +396,8 @@ class Normaliser:
             return False
         if value in s.exclude or any(self.str_accepts(x, value) for x in s.negated):
             return False
-        for p in s.patterns:
-            try:
-                if not _search(p, value):
-                    return False
-            except re.error:
-                if not json_string_dfa(pattern=p).accepts(json.dumps(value).encode()):
-                    return False
+        if not all(_search(p, value) for p in s.patterns):
+            return False
         for f in s.formats:
             if not _format_accepts(f, value):
                 return False
@@ -785,11 +790,7 @@ def _string_group(n: Normaliser, loc: Location, dropped: set) -> Node:
     c = {k: v for k, v in loc.contents.items() if k not in dropped}
     patterns: tuple[str, ...] = ()
     if "pattern" in c:
-        try:
-            re.compile(c["pattern"])
-        except re.error as e:
-            raise UnsupportedSchemaError("pattern", f"Python's re cannot compile {c['pattern']!r}"
-                                         f" ({e})", loc.pointer + "/pattern") from None
+        _check_pattern(c["pattern"], "pattern", loc.pointer + "/pattern")
         patterns = (c["pattern"],)
     formats: tuple[str, ...] = ()
     if "format" in c and n.format_assertion and c["format"] in SPEC_FORMATS:
@@ -838,11 +839,7 @@ def _object_group(n: Normaliser, loc: Location, dropped: set) -> Node:
     patterns = tuple((p, n.ref(child)) for p, child in loc.children("patternProperties")) \
         if "patternProperties" in c else ()
     for p, _ in patterns:
-        try:
-            re.compile(p)
-        except re.error as e:
-            raise UnsupportedSchemaError("patternProperties", f"Python's re cannot compile {p!r}"
-                                         f" ({e})", loc.pointer + "/patternProperties") from None
+        _check_pattern(p, "patternProperties", loc.pointer + "/patternProperties")
     named = list(c.get("properties", {}))
     fallbacks: tuple = ()
     if "additionalProperties" in c:
