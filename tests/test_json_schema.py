@@ -20,6 +20,7 @@ import copy
 import itertools
 import json
 import random
+from decimal import Decimal
 from typing import Any, Iterator
 
 import jsonschema
@@ -250,13 +251,30 @@ def reorder(value: Any) -> Any:
     return value
 
 
+def canonical_dumps(value: Any) -> str:
+    """The one spelling `spelling="canonical"` accepts: compact, strings as json.dumps writes
+    them without ASCII escapes, numbers in plain decimal (no exponent, no trailing zeros)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{canonical_dumps(k)}:{canonical_dumps(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(canonical_dumps(v) for v in value) + "]"
+    if isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
+    return json.dumps(value, ensure_ascii=False)
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("name,schema,instances", CASES, ids=[c[0] for c in CASES])
 def test_accepts_exactly_the_valid_instances(name, schema, instances, smollm2_vocab):
     rng = random.Random(name)
     pool = list(instances) + [m for v in instances for m in mutations(v, rng, 6)]
-    compact = JsonSchema(schema)
-    spaced_any = JsonSchema(schema, whitespace="flexible", property_order="any")
+    compact = JsonSchema(schema, spelling="any")
+    spaced_any = JsonSchema(schema, whitespace="flexible", property_order="any", spelling="any")
+    canonical = JsonSchema(schema)  # the generation default: one spelling per value
     n_valid = 0
     for value in pool:
         ok = valid(schema, value)
@@ -264,6 +282,10 @@ def test_accepts_exactly_the_valid_instances(name, schema, instances, smollm2_vo
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
         # schema order: instances are written in schema order, so valid ones must pass
         assert accepts(compact, smollm2_vocab, text) == ok, (text, ok)
+        assert accepts(canonical, smollm2_vocab, canonical_dumps(value)) == ok, (value, ok)
+        escaped = json.dumps(value, separators=(",", ":"))
+        if escaped != canonical_dumps(value):  # \u escapes or float spellings: not canonical
+            assert not accepts(canonical, smollm2_vocab, escaped)
         for spelled in (json.dumps(value), json.dumps(value, indent=2),
                         json.dumps(reorder(value))):
             assert accepts(spaced_any, smollm2_vocab, spelled) == ok, (spelled, ok)
@@ -277,7 +299,8 @@ def test_accepts_exactly_the_valid_instances(name, schema, instances, smollm2_vo
 def test_matcher_tokens(smollm2):
     """The harness path: tokenize json.dumps(instance) and feed tokens through Matcher."""
     for _, schema, instances in CASES[:6]:
-        constraint = JsonSchema(schema, whitespace="flexible", property_order="any")
+        constraint = JsonSchema(schema, whitespace="flexible", property_order="any",
+                                spelling="any")
         for value in instances:
             matcher = Matcher(constraint, smollm2.tokenizer)
             ids = smollm2.tokenizer.encode(json.dumps(value), add_special_tokens=False)
@@ -371,7 +394,7 @@ def test_masks_match_spelling_oracle(index, smollm2_vocab):
     values = finite_values(schema)
     assert values
     all_units = [spelling_units(v) for v in values]
-    automaton = JsonSchema(schema).compile(smollm2_vocab)
+    automaton = JsonSchema(schema, spelling="any").compile(smollm2_vocab)
     vocab = smollm2_vocab
     rng = random.Random(index)
     eos = set(vocab.eos_ids)

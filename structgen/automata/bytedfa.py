@@ -377,3 +377,50 @@ def spelled_tables(
     acc = np.zeros(total, bool)
     acc[[index[s] for s in order if s in finals]] = True
     return table, acc
+
+
+EMPTY = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)  # no string at all
+
+
+def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
+    """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink)."""
+    if a.is_empty() or b.is_empty():
+        if op == "and":
+            return EMPTY
+        return b if op == "or" and a.is_empty() else a
+    ta, tb = a.transitions, b.transitions
+    na, nb = ta.shape[0], tb.shape[0]
+    acc_a = np.append(a.accepting, False)
+    acc_b = np.append(b.accepting, False)
+    ra = np.where(ta >= 0, ta, na)  # na / nb: the sink
+    rb = np.where(tb >= 0, tb, nb)
+    ra = np.vstack([ra, np.full((1, 256), na, ra.dtype)])
+    rb = np.vstack([rb, np.full((1, 256), nb, rb.dtype)])
+    index = {(a.initial, b.initial): 0}
+    order = [(a.initial, b.initial)]
+    rows: list[np.ndarray] = []
+    k = 0
+    while k < len(order):
+        sa, sb = order[k]
+        k += 1
+        pairs = ra[sa].astype(np.int64) * (nb + 1) + rb[sb]
+        row = np.empty(256, np.int64)
+        for value in np.unique(pairs).tolist():
+            pa, pb = divmod(value, nb + 1)
+            if op == "and" and (pa == na or pb == nb):
+                target = DEAD
+            elif op == "andnot" and pa == na:
+                target = DEAD
+            elif op == "or" and pa == na and pb == nb:
+                target = DEAD
+            else:
+                target = index.get((pa, pb))
+                if target is None:
+                    target = index[(pa, pb)] = len(order)
+                    order.append((pa, pb))
+            row[pairs == value] = target
+        rows.append(row)
+    fa = acc_a[[p for p, _ in order]]
+    fb = acc_b[[q for _, q in order]]
+    accepting = {"and": fa & fb, "andnot": fa & ~fb, "or": fa | fb}[op]
+    return trim(np.array(rows, np.int32), accepting, 0)

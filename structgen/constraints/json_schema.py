@@ -34,6 +34,12 @@ class JsonSchema(Constraint):
       Pydantic serialises, and the grammar stays linear in the number of properties) or "any"
       (any order, each key at most once: exact by tracking the set of keys present, refused
       beyond 5000 such sets per object: 12 properties).
+    - `spelling`: "canonical" (default: each value written one way — strings as
+      `json.dumps(v, ensure_ascii=False)` escapes them, numbers in plain decimal without exponent,
+      leading or trailing zeros — so keys and constants are forced text and a small model cannot
+      drift into `"k\\u0065y"` or `1.10e+01`) or "any" (every JSON spelling of a valid value: for
+      checking documents written elsewhere, e.g. by `json.dumps` with its default ASCII escapes).
+      Either way the set of values is the same.
     - `lenient`: drop keywords that cannot be enforced exactly instead of raising
       UnsupportedSchemaError; each drop is listed in `.warnings` (keyword and JSON pointer).
     - `format_assertion`: False ignores `format` (an annotation, as by default in 2020-12).
@@ -47,8 +53,9 @@ class JsonSchema(Constraint):
     """
 
     def __init__(self, schema: Any, *, whitespace: str = "compact",
-                 property_order: str = "schema", lenient: bool = False,
-                 format_assertion: bool = True, registry: Any = None) -> None:
+                 property_order: str = "schema", spelling: str = "canonical",
+                 lenient: bool = False, format_assertion: bool = True,
+                 registry: Any = None) -> None:
         super().__init__()
         self.model: Any = None
         if isinstance(schema, type):
@@ -62,15 +69,17 @@ class JsonSchema(Constraint):
         self.schema = load_json(schema)
         self.whitespace = whitespace
         self.property_order = property_order
+        self.spelling = spelling
         self.compiled: CompiledGrammar
         self.compiled, self.warnings = compile_schema(
-            self.schema, whitespace=whitespace, property_order=property_order, lenient=lenient,
-            format_assertion=format_assertion, registry=registry)
+            self.schema, whitespace=whitespace, property_order=property_order, spelling=spelling,
+            lenient=lenient, format_assertion=format_assertion, registry=registry)
 
     def __repr__(self) -> str:
         name = self.model.__name__ if self.model is not None else "schema"
         return (f"JsonSchema(<{name}: {len(self.compiled.cfg.rules)} rules>, "
-                f"whitespace={self.whitespace!r}, property_order={self.property_order!r})")
+                f"whitespace={self.whitespace!r}, property_order={self.property_order!r}, "
+                f"spelling={self.spelling!r})")
 
     def _build(self, vocab: Vocabulary) -> GrammarAutomaton:
         return GrammarAutomaton(self.compiled, vocab)

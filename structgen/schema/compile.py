@@ -26,7 +26,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from ..automata.bytedfa import DEAD, ByteDFA, trim
+from ..automata.bytedfa import DEAD, ByteDFA, dfa_product, trim
 from ..automata.earley import CFG
 from ..automata.grammar import CompiledGrammar, _productive_rules
 from ..automata.regex import regex_to_dfa
@@ -174,52 +174,6 @@ def _check_pattern(pattern: str, keyword: str, pointer: str) -> None:
 
 def _num_key(v: Any) -> Fraction:
     return Fraction(Decimal(repr(v))) if isinstance(v, float) else Fraction(v)
-
-
-# --- byte DFA products ---------------------------------------------------------------------
-
-def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
-    """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink)."""
-    if a.is_empty() or b.is_empty():
-        if op == "and":
-            return _EMPTY_DFA
-        return b if op == "or" and a.is_empty() else a
-    ta, tb = a.transitions, b.transitions
-    na, nb = ta.shape[0], tb.shape[0]
-    acc_a = np.append(a.accepting, False)
-    acc_b = np.append(b.accepting, False)
-    ra = np.where(ta >= 0, ta, na)  # na / nb: the sink
-    rb = np.where(tb >= 0, tb, nb)
-    ra = np.vstack([ra, np.full((1, 256), na, ra.dtype)])
-    rb = np.vstack([rb, np.full((1, 256), nb, rb.dtype)])
-    index = {(a.initial, b.initial): 0}
-    order = [(a.initial, b.initial)]
-    rows: list[np.ndarray] = []
-    k = 0
-    while k < len(order):
-        sa, sb = order[k]
-        k += 1
-        pairs = ra[sa].astype(np.int64) * (nb + 1) + rb[sb]
-        row = np.empty(256, np.int64)
-        for value in np.unique(pairs).tolist():
-            pa, pb = divmod(value, nb + 1)
-            if op == "and" and (pa == na or pb == nb):
-                target = DEAD
-            elif op == "andnot" and pa == na:
-                target = DEAD
-            elif op == "or" and pa == na and pb == nb:
-                target = DEAD
-            else:
-                target = index.get((pa, pb))
-                if target is None:
-                    target = index[(pa, pb)] = len(order)
-                    order.append((pa, pb))
-            row[pairs == value] = target
-        rows.append(row)
-    fa = acc_a[[p for p, _ in order]]
-    fb = acc_b[[q for _, q in order]]
-    accepting = {"and": fa & fb, "andnot": fa & ~fb, "or": fa | fb}[op]
-    return trim(np.array(rows, np.int32), accepting, 0)
 
 
 # --- normalisation ---------------------------------------------------------------------------
@@ -1086,9 +1040,10 @@ class Emitter:
     """
 
     def __init__(self, norm: Normaliser, *, whitespace: ByteDFA | None,
-                 property_order: str) -> None:
+                 property_order: str, canonical: bool = False) -> None:
         self.norm = norm
         self.any_order = property_order == "any"
+        self.canonical = canonical
         self.dfas: list[ByteDFA] = []
         self.term_names: list[str] = []
         self._terms: dict[Hashable, int | None] = {}
@@ -1213,6 +1168,8 @@ class Emitter:
                   "exclusiveMinimum": "exclusive_minimum", "exclusiveMaximum": "exclusive_maximum",
                   "pattern": "pattern", "format": "format", "minLength": "min_length",
                   "maxLength": "max_length"}
+        if self.canonical and fn in (json_string_dfa, json_number_dfa):
+            kwargs = {**kwargs, "canonical": True}
         while True:
             try:
                 return fn(**kwargs)
@@ -1452,7 +1409,7 @@ class Emitter:
     def _entry(self, key: str, value: Node) -> int:
         def build(nt: int) -> None:
             term = self._term(("key", key), json.dumps(key),
-                              lambda: json_string_dfa(literals=[key]))
+                              lambda: json_string_dfa(literals=[key], canonical=self.canonical))
             self._rule(nt, (term, *self.colon, self.value(value)))
         return self._cached(("entry", key, value), json.dumps(key), build)
 
@@ -1675,11 +1632,14 @@ def _first_bytes(dfa: ByteDFA) -> set[int]:
 
 
 def compile_schema(schema: Any, *, whitespace: str = "compact", property_order: str = "schema",
-                   lenient: bool = False, format_assertion: bool = True,
+                   spelling: str = "canonical", lenient: bool = False,
+                   format_assertion: bool = True,
                    registry: Any = None) -> tuple[CompiledGrammar, list[str]]:
     """A JSON value (dict/bool schema) → (grammar, warnings). See `JsonSchema` for semantics."""
     if property_order not in ("schema", "any"):
         raise ValueError(f"property_order must be 'schema' or 'any', not {property_order!r}")
+    if spelling not in ("canonical", "any"):
+        raise ValueError(f"spelling must be 'canonical' or 'any', not {spelling!r}")
     ws = whitespace_dfa(whitespace)
     check_schema(schema)
     warnings: list[str] = []
@@ -1687,5 +1647,6 @@ def compile_schema(schema: Any, *, whitespace: str = "compact", property_order: 
     norm = Normaliser(resolver, lenient=lenient, format_assertion=format_assertion,
                       warnings=warnings)
     root = norm.ref(resolver.root)
-    grammar = Emitter(norm, whitespace=ws, property_order=property_order).run(root)
+    grammar = Emitter(norm, whitespace=ws, property_order=property_order,
+                      canonical=spelling == "canonical").run(root)
     return grammar, warnings

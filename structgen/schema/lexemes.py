@@ -35,6 +35,7 @@ from ..automata.bytedfa import (
     ByteDFA,
     ByteSetSequence,
     complement_ranges,
+    dfa_product,
     ranges_of,
     spelled_tables,
     trim,
@@ -921,15 +922,22 @@ def _bound(inclusive: object, exclusive: object, keyword: str, tighter: int
     return (b, True) if (b - a) * tighter >= 0 else (a, False)
 
 
+# The canonical spelling of a number: plain decimal, no exponent, no leading zeros, no trailing
+# fraction zeros, no "-0" — one spelling per value (every finite decimal value has one).
+_CANONICAL_NUMBER = r"0|-?(?:0\.[0-9]*[1-9]|[1-9][0-9]*(?:\.[0-9]*[1-9])?)"
+
+
 def json_number_dfa(*, integer: bool, minimum: object = None, maximum: object = None,
                     exclusive_minimum: object = None, exclusive_maximum: object = None,
-                    multiple_of: object = None) -> ByteDFA:
+                    multiple_of: object = None, canonical: bool = False) -> ByteDFA:
     """The bytes of one JSON number (RFC 8259) whose value satisfies the bounds, compared exactly
     (Decimal from the schema value's JSON text); `integer=True` is JSON Schema's "integer": any
     number with a zero fractional part (1.0 and 1e2 are integers). Valid spellings with large
     exponents may be rejected, as listed above; no invalid value is ever accepted. Returns an
     empty DFA when no number qualifies. Raises UnsupportedSchemaError("multipleOf") when the
     multipleOf automaton would be too large (or the value is not a positive number).
+    `canonical` keeps one spelling per value (`_CANONICAL_NUMBER`: what generation wants —
+    no `1.0e0`, no runaway exponents); the values are the same.
     """
     lo = _bound(minimum, exclusive_minimum, "minimum", 1)
     hi = _bound(maximum, exclusive_maximum, "maximum", -1)
@@ -945,7 +953,13 @@ def json_number_dfa(*, integer: bool, minimum: object = None, maximum: object = 
             raise UnsupportedSchemaError(
                 "multipleOf", f"{multiple_of!r} needs more than {MAX_MODULUS} residues to check "
                 "exactly")
-    return _json_number_dfa(bool(integer), lo, hi, modulus)
+    dfa = _json_number_dfa(bool(integer), lo, hi, modulus)
+    return _canonical_number(dfa) if canonical else dfa
+
+
+@lru_cache(maxsize=512)
+def _canonical_number(dfa: ByteDFA) -> ByteDFA:
+    return dfa_product(dfa, regex_to_dfa(_CANONICAL_NUMBER), "and")
 
 
 @lru_cache(maxsize=512)
@@ -964,5 +978,5 @@ def json_literal_dfa(value: object, canonical: bool = False) -> ByteDFA:
     if isinstance(value, str):
         return json_string_dfa(literals=[value], canonical=canonical)
     if isinstance(value, (int, float, Decimal)):
-        return json_number_dfa(integer=False, minimum=value, maximum=value)
+        return json_number_dfa(integer=False, minimum=value, maximum=value, canonical=canonical)
     raise TypeError(f"not a JSON scalar: {value!r}")
