@@ -12,7 +12,7 @@ Cases are ``<data>/maskbench/<subset>.jsonl.gz`` (one schema per line with test 
 * outcomes: an instance is accepted iff every token is consumed and the matcher ends accepting;
   valid rejected (false negative), invalid accepted (false positive), refused schemas.
 
-Settings: structgen ``JsonSchema(schema, property_order="any", whitespace="flexible")`` (format as
+Settings: structgen ``JsonSchema(schema, property_order="any", whitespace="flexible", spelling="any")`` (format as
 an assertion, no remote registry; ``--property-order schema`` gives the peers' key-order
 semantics); the peers with their defaults (see `peers.JsonSchemaPeer`:
 xgrammar ``compile_json_schema`` any_whitespace=True, strict_mode=True, schema property order;

@@ -105,7 +105,7 @@ def coverage_doc(suite: list[C.CaseResult], sample: list[C.CaseResult], model: s
         "",
         "## Method",
         "",
-        "For every schema: compile `JsonSchema(schema, property_order=\"any\", whitespace=\"flexible\")` once",
+        "For every schema: compile `JsonSchema(schema, property_order=\"any\", whitespace=\"flexible\", spelling=\"any\")` once",
         "(up to the first mask); for every instance, tokenize `json.dumps(instance)` with the tokenizer",
         f"({model}, no special tokens, checked to spell the text exactly) and feed the ids to a fresh",
         "`Matcher(...).consume(id)`: accepted iff every token is consumed and the matcher ends accepting.",

@@ -297,7 +297,8 @@ class StructgenSchemaEngine:
 
         try:
             return JsonSchema(schema, property_order=self._property_order, whitespace="flexible",
-                              format_assertion=format_assertion, registry=self._registry)
+                              spelling="any", format_assertion=format_assertion,
+                              registry=self._registry)
         except SchemaError as e:
             raise Refused(str(e), getattr(e, "keyword", None), e.pointer) from e
 
