@@ -279,8 +279,9 @@ class _StructgenMatcher:
 
 class StructgenSchemaEngine:
     """structgen under the settings of the conformance run: any property order (the suite's
-    instances come in any order) and flexible whitespace (``json.dumps`` writes ``", "`` and
-    ``": "``). `property_order="schema"` is the peers' semantics (a benchmark option)."""
+    instances come in any order), flexible whitespace (``json.dumps`` writes ``", "`` and
+    ``": "``) and every spelling of a value accepted (not only the canonical one generation
+    writes). `property_order="schema"` is the peers' semantics (a benchmark option)."""
 
     name = "structgen"
 
