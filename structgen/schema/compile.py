@@ -90,6 +90,7 @@ class Num:
     multiple_of: int | float | None = None
     negated: tuple["Num", ...] = ()
     pointer: str = field(default="", compare=False)
+    plain: bool = False  # draft 4's "integer": spelled without fraction or exponent (1.0 is not)
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,8 @@ class Normaliser:
         elif mult is None:
             mult = q.multiple_of
         return _settle_num(Num(p.integer or q.integer, lo, lo_excl, hi, hi_excl, mult,
-                               _dedupe(p.negated + q.negated), p.pointer or q.pointer))
+                               _dedupe(p.negated + q.negated), p.pointer or q.pointer,
+                               p.plain or q.plain))
 
     def _merge_str(self, p: Str, q: Str) -> Str | None:
         literals = p.literals if q.literals is None else (
@@ -648,6 +650,12 @@ _SINCE_2019 = {"dependentRequired", "dependentSchemas", "unevaluatedProperties",
 _SINCE_2020 = {"prefixItems", "$dynamicRef", "$dynamicAnchor"}
 
 
+# Draft 4 defines "integer" by spelling ("a JSON number without a fraction or exponent part"),
+# so 1.0 is not one there; read as this private type name (never seen in a real schema).
+_DRAFT4_INTEGER = "integer (draft 4)"
+_PLAIN_INTEGER = r"-?(?:0|[1-9][0-9]*)"
+
+
 def upgrade(loc: Location, dialect: str, resolver: Resolver) -> Location:
     """A draft 4/6/7/2019-09 schema object read as the 2020-12 keywords meaning the same
     (subschemas stay the same objects, so references and memoization are unaffected)."""
@@ -662,6 +670,10 @@ def upgrade(loc: Location, dialect: str, resolver: Resolver) -> Location:
     dropped = _NEWER[dialect] | _SINCE_2020 | (set() if dialect == "draft2019" else _SINCE_2019)
     out = {k: v for k, v in c.items() if k not in dropped}
     if dialect == "draft4":
+        types = out.get("type")
+        if types == "integer" or (isinstance(types, list) and "integer" in types):
+            out["type"] = (_DRAFT4_INTEGER if types == "integer" else
+                           [_DRAFT4_INTEGER if t == "integer" else t for t in types])
         for bound, excl in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
             if out.pop(excl, False) is True and bound in out:
                 out[excl] = out.pop(bound)
@@ -705,6 +717,7 @@ def _type_group(n: Normaliser, loc: Location, dropped: set) -> Node:
     types = loc.contents["type"]
     types = [types] if isinstance(types, str) else types
     make = {"null": Null(), "boolean": Bool(), "number": Num(), "integer": Num(integer=True),
+            _DRAFT4_INTEGER: Num(integer=True, plain=True),
             "string": Str(), "array": Arr((), ANY), "object": Obj()}
     return n.union(Node((make[t],)) for t in types)
 
@@ -1156,6 +1169,8 @@ class Emitter:
         if n.hi is not None:
             kwargs["exclusive_maximum" if n.hi_excl else "maximum"] = n.hi
         dfa = self._lexeme(json_number_dfa, kwargs, n.pointer)
+        if n.plain:
+            dfa = dfa_product(dfa, regex_to_dfa(_PLAIN_INTEGER), "and")
         for neg in n.negated:
             dfa = dfa_product(dfa, self.number_dfa(neg), "andnot")
         return dfa
