@@ -1,0 +1,79 @@
+"""Fresh-mask cost of grammar automata: masks of states never seen before, CPU time per mask.
+
+Each document gets a new `GrammarAutomaton` (per-state caches empty; caches keyed by terminal
+DFA, such as the per-lexeme splits, stay warm as they would in a long-running process), and the
+mask is computed before every token of its tokenization. This isolates the engine's work on new
+states, which `grammar_bench.py` mixes with compile time and cached masks. Used for the A/B
+figures in docs/benchmarks.md ("Since this run"): run it on two checkouts, alternating.
+
+    python bench/fresh_masks.py                       # SmolLM2: JSON documents, C-like, Python
+    python bench/fresh_masks.py --model gemma-3-270m --grammars json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import structgen
+from structgen.constraints.grammar import GrammarAutomaton
+
+GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
+JSON_DOCS = [
+    {"invoice": "INV-2024-0042", "date": "2024-03-15",
+     "customer": {"name": "Acme Corp", "email": "billing@acme.example", "vat": "DE123456789"},
+     "items": [{"sku": "A-100", "description": "Widget, large", "qty": 3, "price": 19.99},
+               {"sku": "B-7", "description": "Gadget", "qty": 1, "price": 250.0}],
+     "total": 309.97, "paid": False, "notes": None},
+    {"name": "Jane Doe", "title": "Senior Engineer", "phones": ["+1 555 0100", "+1 555 0199"],
+     "address": {"street": "12 Main St", "city": "Springfield", "zip": "12345"},
+     "tags": ["vip", "early-adopter"], "score": -12.5e3},
+]
+SENTENCES = {
+    "c_like": ["int f(int x) { if (x > 0) { return x * 2 + y; } while (i < 10) i = i + 1; }"],
+    "python_expr": ["sorted(d.keys(), key=lambda k: -k)[0] + [x ** 2, y % 2 == 0] if flag else {\"a\": (1, 2.5)}"],
+}
+
+
+def texts(grammar: str) -> list[str]:
+    if grammar == "json":  # compact and json.dumps spacing, twice (the second pass: warm splits)
+        return [json.dumps(d, separators=sep) for _ in range(2) for d in JSON_DOCS
+                for sep in ((",", ":"), (", ", ": "))]
+    return SENTENCES[grammar]
+
+
+def measure(model: structgen.LoadedModel, grammar: str) -> np.ndarray:
+    compiled = structgen.Grammar((GRAMMARS / f"{grammar}.lark").read_text()).compiled
+    times = []
+    for text in texts(grammar):
+        automaton = GrammarAutomaton(compiled, model.vocab)
+        state = automaton.start
+        for token in model.tokenizer.encode(text, add_special_tokens=False):
+            t = time.process_time()
+            automaton.mask(state)
+            times.append(time.process_time() - t)
+            state = automaton.advance(state, token)
+            if state is None:
+                raise SystemExit(f"{grammar}: the grammar rejects {text!r}")
+    return np.array(times) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="structgen.load_model name or path")
+    ap.add_argument("--grammars", default="json,c_like,python_expr")
+    args = ap.parse_args()
+    model = structgen.load_model(args.model, progress=False)
+    print(f"{model.name} ({model.vocab.width} tokens), CPU ms per fresh mask")
+    print("| grammar | masks | mean | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|")
+    for grammar in args.grammars.split(","):
+        ms = measure(model, grammar)
+        print(f"| {grammar} | {len(ms)} | {ms.mean():.2f} | {np.median(ms):.2f} | "
+              f"{np.percentile(ms, 90):.2f} | {np.percentile(ms, 99):.2f} | {ms.max():.1f} |")
+
+
+if __name__ == "__main__":
+    main()
