@@ -40,7 +40,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -136,18 +136,9 @@ class Worker:
 # ---------------------------------------------------------------------------
 
 
-def pct(xs: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 1]); nan for no data."""
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    k = (len(s) - 1) * q
-    f = int(k)
-    c = min(f + 1, len(s) - 1)
-    return s[f] + (s[c] - s[f]) * (k - f)
-
-
 def summarize(results: List[C.CaseResult]) -> Dict[str, Any]:
+    from regex_bench import pct  # linear-interpolated percentiles, shared by the benchmarks
+
     """Counts and timings of one engine over some cases."""
     status = Counter(r.status for r in results)
     valid = [i for r in results for i in r.instances if i.valid]

@@ -4,12 +4,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from structgen import GenerationResult, Regex, generate
 from structgen.automata.bytedfa import DEAD
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_thread")]
 
 CASES = [
     (r"\d{4}-\d{2}-\d{2}", "The date of the moon landing in ISO format is "),
@@ -22,15 +21,6 @@ CASES = [
     (r"-?\d{1,3}(\.\d{1,2})?", "Temperature: "),
 ]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Single-threaded forwards: on a loaded 2-core machine, torch's 2 threads contend and a
-    135M-parameter forward pass goes from ~0.1 s to ~1.7 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 MESSAGES = [{"role": "user", "content": "Give me one short answer."}]

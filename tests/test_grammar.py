@@ -26,6 +26,8 @@ import torch
 import grammar_oracle as oracle
 from structgen import GenerationError, Grammar, GrammarError, Matcher, generate
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 NAMES = ["arithmetic", "c_like", "json", "python_expr", "sqlite_select"]
 
@@ -55,14 +57,6 @@ def grammar(text: str) -> Grammar:
         g = _GRAMMAR_OBJECTS[text] = Grammar(text)
     return g
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Single-threaded forwards: the machine is shared (2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # Sample sentences (checked against the oracle by sample_prefixes); several contain non-ASCII

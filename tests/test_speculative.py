@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 import structgen
 from structgen import Grammar, Regex, generate
 from structgen.decoding.drafters import DraftContext, Drafter, Proposal
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("one_thread")]
 
 DOC = ("Invoice INV-2024-0042 from ACME Tools GmbH to Bright Ideas Ltd, dated 2024-03-15, "
        "total 1234.50 EUR.")
@@ -25,14 +24,6 @@ PROMPTS = {
 }
 DRAFTER_SETS = [("forced",), ("lookup",), ("model",), ("forced", "lookup", "model")]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Single-threaded forwards: on the shared 2-core machine threads only contend."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
