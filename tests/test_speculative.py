@@ -33,15 +33,11 @@ def json_grammar() -> Grammar:
 
 
 def _constraints(json_grammar: Grammar) -> dict[str, structgen.Constraint]:
-    out: dict[str, structgen.Constraint] = {"regex": INVOICE, "grammar": json_grammar}
-    schema_cls = getattr(structgen, "JsonSchema", None)
-    if schema_cls is not None:
-        out["schema"] = schema_cls({
-            "type": "object", "additionalProperties": False,
-            "required": ["name", "age", "city"],
-            "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
-                           "city": {"type": "string"}}})
-    return out
+    schema = structgen.JsonSchema({
+        "type": "object", "additionalProperties": False, "required": ["name", "age", "city"],
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+                       "city": {"type": "string"}}})
+    return {"regex": INVOICE, "grammar": json_grammar, "schema": schema}
 
 
 class StateProbe(Drafter):
@@ -62,10 +58,7 @@ class StateProbe(Drafter):
 @pytest.mark.parametrize("kind,prompt", [("regex", "invoice"), ("grammar", "invoice"),
                                          ("grammar", "person"), ("schema", "person")])
 def test_greedy_is_token_identical_for_every_drafter_set(smollm2, json_grammar, kind, prompt):
-    constraints = _constraints(json_grammar)
-    if kind not in constraints:
-        pytest.skip("structgen.JsonSchema is not available yet")
-    constraint = constraints[kind]
+    constraint = _constraints(json_grammar)[kind]
     messages = PROMPTS[prompt]
     plain = generate(smollm2, messages, constraint, max_tokens=32, speculative=False)
     assert not plain.stats.drafted
