@@ -83,22 +83,59 @@ class Drafter(ABC):
 
 
 class ForcedDrafter(Drafter):
-    """The canonical tokenization of the text the constraint forces next: no model call, and
-    accepted whenever the model agrees with its own tokenizer's split."""
+    """The text the constraint forces next, drafted without a model call.
+
+    A forced text can be tokenized several ways and the model need not pick its tokenizer's
+    split: SmolLM2 often writes `":"` as `":` + `"` in compact JSON, and a canonical draft is
+    then rejected at every key. The drafter therefore remembers, per forced text, the tokens
+    the model last emitted inside it and proposes those next time (nothing, when its first
+    token ran past the text); a text never seen gets the canonical tokenization
+    (`forced_tokens`). Verification stays lossless either way: only the guess changes.
+    """
 
     name = "forced"
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self._cache: dict[State, list[int]] = {}
+        self._cache: dict[State, tuple[bytes, list[int]]] = {}
+        self._habits: dict[bytes, list[int]] = {}  # forced text → the model's own split
+        self._tokens: list[int] = []  # prompt + committed output
+        self._pending: dict[int, bytes] = {}  # history position → forced text proposed there
+        self._token_bytes: Sequence[bytes] = ()
+
+    def start(self, prompt_ids: Sequence[int]) -> None:
+        self._tokens = list(prompt_ids)
+        self._pending = {}
+        self._habits = {}
+
+    def observe(self, token: int) -> None:
+        self._tokens.append(token)
+        for pos in [p for p in self._pending if p < len(self._tokens)]:
+            text = self._pending[pos]
+            emitted = self._tokens[pos:]
+            covered = b"".join(self._token_bytes[i] for i in emitted)
+            if text.startswith(covered) and len(covered) < len(text):
+                continue  # not settled yet
+            del self._pending[pos]
+            if covered.startswith(text):  # covered exactly, or the last token crossed its end
+                inside = emitted if covered == text else emitted[:-1]
+                self._habits[text] = inside  # possibly empty: the model never splits there
 
     def propose(self, ctx: DraftContext, k: int) -> Proposal:
         if ctx.automaton is None or ctx.state is DONE:
             return Proposal()
-        ids = self._cache.get(ctx.state)
-        if ids is None:
-            ids = self._cache[ctx.state] = forced_tokens(ctx.automaton, ctx.state, self.tokenizer)
-        return Proposal(ids[:k])
+        entry = self._cache.get(ctx.state)
+        if entry is None:
+            entry = self._cache[ctx.state] = (
+                ctx.automaton.forced_bytes(ctx.state),
+                forced_tokens(ctx.automaton, ctx.state, self.tokenizer))
+        text, ids = entry
+        if not ids:
+            return Proposal()
+        self._token_bytes = ctx.automaton.vocab.token_bytes
+        if len(ctx.history) >= len(self._tokens):  # a position the output may still reach
+            self._pending[len(ctx.history)] = text
+        return Proposal(self._habits.get(text, ids)[:k])
 
 
 class LookupDrafter(Drafter):
