@@ -2,7 +2,9 @@
 
 The schema is compiled once, at construction, into a context-free grammar whose terminals are
 exact byte DFAs (`structgen.schema.compile`); per vocabulary it becomes a `GrammarAutomaton`,
-so masks, forced tokens and budget plans work exactly as for `Grammar`.
+so masks, forced tokens and budget plans work as for `Grammar`, composed with a key tracker
+(`structgen.constraints.json_keys`) that keeps any object from holding the same key twice —
+what the grammar alone cannot say without one state per set of keys.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..schema.resolve import load_json
 from ..vocab.token_bytes import Vocabulary
 from .base import Constraint
 from .grammar import GrammarAutomaton
+from .json_keys import KeyTrackingAutomaton
 
 
 class JsonSchema(Constraint):
@@ -32,8 +35,8 @@ class JsonSchema(Constraint):
     - `property_order`: "schema" (default: named properties in the order the schema lists them,
       optional ones skippable, then additional properties — how models are prompted and how
       Pydantic serialises, and the grammar stays linear in the number of properties) or "any"
-      (any order, each key at most once: exact by tracking the set of keys present, refused
-      beyond 5000 such sets per object: 12 properties).
+      (any order; the grammar tracks which *required* keys are present, refused beyond 5000
+      such sets per object: 12 required properties, while optional ones are unlimited).
     - `spelling`: "canonical" (default: each value written one way — strings as
       `json.dumps(v, ensure_ascii=False)` escapes them, numbers in plain decimal without exponent,
       leading or trailing zeros — so keys and constants are forced text and a small model cannot
@@ -46,10 +49,11 @@ class JsonSchema(Constraint):
     - `registry`: a `referencing.Registry` holding remote schemas that `$ref` may use (nothing is
       ever fetched from the network).
 
-    Additional properties: a grammar cannot tell two additional keys apart, so the same
-    additional key repeated is not prevented (`json.loads` keeps the last; each value is checked
-    against the same schema) and `minProperties` is refused when it would need more than one
-    distinct additional key. Named properties never repeat.
+    No object ever holds the same key twice, in either property order and whatever the
+    spelling (`"a"` and `"\\u0061"` are one key): a key tracker composed with the grammar
+    (`structgen.constraints.json_keys`) refuses a repeated key, and any token after which only
+    keys already present could follow. So `minProperties` counts distinct keys, additional ones
+    included (a finite set of possible additional keys is counted exactly).
     """
 
     def __init__(self, schema: Any, *, whitespace: str = "compact",
@@ -81,8 +85,8 @@ class JsonSchema(Constraint):
                 f"whitespace={self.whitespace!r}, property_order={self.property_order!r}, "
                 f"spelling={self.spelling!r})")
 
-    def _build(self, vocab: Vocabulary) -> GrammarAutomaton:
-        return GrammarAutomaton(self.compiled, vocab)
+    def _build(self, vocab: Vocabulary) -> KeyTrackingAutomaton:
+        return KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab))
 
     def parse(self, text: str) -> Any:
         """The parsed JSON value, or a model instance when a Pydantic model was given."""

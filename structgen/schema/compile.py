@@ -1066,6 +1066,11 @@ class Emitter:
         self._misc_nts: dict[Hashable, int] = {}
         self._queue: list[tuple[int, Any]] = []
         self._extras_memo: dict[Hashable, int | None] = {}
+        # extra-entry nonterminal → its (key DFA, value node) regions, for counting distinct keys
+        self._extras_regions: dict[int, list[tuple[ByteDFA, Node]]] = {}
+        # (pointer, distinct keys needed, [(nonterminal, distinct keys it offers)]): checked once
+        # productivity is known (an entry whose value derives nothing offers no key)
+        self._pools: list[tuple[str, int, list[tuple[int, int]]]] = []
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1126,6 +1131,13 @@ class Emitter:
         remap = lambda s: s - _NT + n_t if s >= _NT else s  # noqa: E731
         rules = [(remap(lhs), tuple(remap(s) for s in rhs)) for lhs, rhs in self.rules]
         rules = _productive_rules(rules, n_t)
+        productive = {lhs for lhs, _ in rules}
+        for pointer, needed, offers in self._pools:
+            if sum(n for nt, n in offers if remap(nt) in productive) < needed:
+                raise UnsupportedSchemaError(
+                    "minProperties", "some of the optional or additional properties counted "
+                    "towards it can never be valid, so the count of distinct keys would not be "
+                    "exact", pointer)
         cfg = CFG(n_t, tuple(rules), remap(start), tuple(self.term_names),
                   tuple(self.nt_names))
         return CompiledGrammar(cfg, tuple(self.dfas), frozenset())
@@ -1408,12 +1420,18 @@ class Emitter:
         required = {k for k, _ in named if k in o.required}
         extras = self._extras(o, names_dfa)
         lo, hi = o.min_props, o.max_props
-        if extras is not None and lo - 1 > len(required):
-            raise UnsupportedSchemaError(
-                "minProperties", "counting distinct additional keys beyond one needs to tell "
-                "keys apart, which a grammar cannot (a repeated key would count twice)",
-                o.pointer)
         entries = {k: self._entry(k, v) for k, v in named}
+        # Keys never repeat (the key tracker, structgen.constraints.json_keys, refuses repeats),
+        # so minProperties beyond the required keys needs that many distinct other keys; where
+        # the grammar asks for another entry one must exist, or the output could get stuck.
+        needed = lo - len(required)
+        if needed > 0:
+            offers = [(entries[k], 1) for k, _ in named if k not in required]
+            offers += self._extra_offers(extras, needed, o.pointer)
+            if sum(n for _, n in offers) < needed:
+                return  # not enough distinct keys: no such object
+            if self.any_order:  # (in schema order, named keys are exact: only extras count)
+                self._pools.append((o.pointer, needed, offers))
         if not required and lo == 0:
             self._rule(nt, (open_, *self.ows, close))
         body = (self._any_order(named, required, entries, extras, lo, hi, o.pointer)
@@ -1476,8 +1494,17 @@ class Emitter:
             for dfa, value in regions:
                 term = self._term(("keys", _dfa_key(dfa)), "key", lambda d=dfa: d)
                 self._rule(nt, (term, *self.colon, self.value(value)))
+            self._extras_regions[nt] = regions
         return self._cached(("extras", tuple((_dfa_key(d), v) for d, v in regions)),
                             "extra-entry", build)
+
+    def _extra_offers(self, extras: int | None, needed: int, pointer: str
+                      ) -> list[tuple[int, int]]:
+        """(value nonterminal, distinct keys, at most `needed`) per additional-key region."""
+        if extras is None:
+            return []
+        return [(self.value(value), _distinct_keys(dfa, needed, pointer))
+                for dfa, value in self._extras_regions[extras]]
 
     def _in_order(self, named: list, required: set, entries: dict, extras: int | None,
                   lo: int, hi: int | None, pointer: str) -> int:
@@ -1511,52 +1538,67 @@ class Emitter:
                 continue
             if c >= 1 and c >= lo:
                 self._rule(nt, ())
-            if extras is not None and (hi is None or c + 1 <= hi):
-                more = None if hi is None else hi - c - 1
-                unit = self._cached(("unit-extra", extras), "next-extra",
-                                    lambda u: self._rule(u, (*self.comma, extras)))
-                if c + 1 >= lo:  # one distinct extra key reaches minProperties (see _object)
-                    self._rule(nt, (*sep, extras, self._up_to(unit, more)))
+            need = max(lo - c, 1)  # additional entries, each a distinct key (see _object)
+            if extras is None or (hi is not None and c + need > hi):
+                continue
+            if need > 1:
+                offers = self._extra_offers(extras, need, pointer)
+                if sum(n for _, n in offers) < need:
+                    continue
+                self._pools.append((pointer, need, offers))
+            more = None if hi is None else hi - c - need
+            unit = self._cached(("unit-extra", extras), "next-extra",
+                                lambda u: self._rule(u, (*self.comma, extras)))
+            self._rule(nt, (*sep, extras, *[unit] * (need - 1), self._up_to(unit, more)))
         return start
 
     def _any_order(self, named: list, required: set, entries: dict, extras: int | None,
                    lo: int, hi: int | None, pointer: str) -> int:
-        """Entries in any order, each named key at most once: states are (named keys present,
-        extra entries so far — capped), at least one entry."""
-        e_cap = 1 if hi is None else hi
+        """Entries in any order: states are (required keys present, entries so far — capped),
+        at least one entry. Optional named keys and additional keys are one choice that may
+        come back: a repeated key is refused by the key tracker (structgen.constraints.
+        json_keys), so entries are distinct keys and their count is the object's size."""
+        others = tuple(entries[k] for k, _ in named if k not in required)
+        if extras is not None:
+            others += (extras,)
+        other = None
+        if others:
+            def build(nt: int) -> None:
+                for e in others:
+                    self._rule(nt, (e,))
+            other = self._cached(("other-entry", others), "other-entry", build)
+        # entries are counted exactly up to maxProperties (never more than the named keys when
+        # there are no others); without it, up to max(minProperties, 1), then "that many or more"
+        limit = None if hi is None else hi if extras is not None else min(hi, len(named))
+        cap = max(lo, 1) if limit is None else limit
         states: dict[tuple[frozenset, int], int] = {}
         pending: list[tuple[frozenset, int]] = []
-        keys = [k for k, _ in named]
 
-        def state(present: frozenset, e: int) -> int:
-            if hi is None and present and len(present) >= lo:
-                e = 0  # extra entries no longer matter: neither for commas nor minProperties
-            key = (present, min(e, e_cap))
+        def state(present: frozenset, c: int) -> int:
+            key = (present, min(c, cap))
             if key not in states:
                 if len(states) >= MAX_SUBSET_STATES:
                     raise UnsupportedSchemaError(
                         "properties", f"any-order objects with these properties need more than "
-                        f"{MAX_SUBSET_STATES} states (sets of keys present); use "
-                        "property_order='schema'", pointer)
+                        f"{MAX_SUBSET_STATES} states (sets of required keys present, entry "
+                        "counts); use property_order='schema'", pointer)
                 states[key] = self._nt(f"props{len(present)}+{key[1]}")
                 pending.append(key)
             return states[key]
 
         start = state(frozenset(), 0)
         while pending:
-            present, e = pending.pop()
-            nt = states[(present, e)]
-            count = len(present) + e
-            sep = self.comma if count > 0 else ()
-            if count >= 1 and required <= present and len(present) + min(e, 1) >= lo:
+            present, c = pending.pop()
+            nt = states[(present, c)]
+            sep = self.comma if c > 0 else ()
+            if c >= 1 and len(present) == len(required) and c >= lo:
                 self._rule(nt, ())
-            if hi is not None and count >= hi:
+            if limit is not None and c >= limit:
                 continue
-            for k in keys:
-                if k not in present:
-                    self._rule(nt, (*sep, entries[k], state(present | {k}, e)))
-            if extras is not None:
-                self._rule(nt, (*sep, extras, state(present, e + 1)))
+            for k in sorted(required - present):
+                self._rule(nt, (*sep, entries[k], state(present | {k}, c + 1)))
+            if other is not None:
+                self._rule(nt, (*sep, other, state(present, c + 1)))
         return start
 
 
@@ -1600,6 +1642,46 @@ def _pattern_product(base: ByteDFA, patterns: Sequence[ByteDFA]
             if q != sinks[j + 1] and d.accepting[q]:
                 bits[i] |= 1 << j
     return np.array(rows, np.int32), accepting, bits
+
+
+MAX_KEY_SPELLINGS = 100_000  # spellings enumerated to count a finite set of additional keys
+
+
+def _distinct_keys(dfa: ByteDFA, cap: int, pointer: str) -> int:
+    """How many distinct keys (decoded) a key DFA (quoted JSON strings) accepts, up to `cap`."""
+    rows, accepting = dfa.rows, dfa.accepting
+    colour = [0] * dfa.n_states  # depth-first search for a cycle: 1 on the path, 2 done
+    stack = [(dfa.initial, 0)]
+    colour[dfa.initial] = 1
+    while stack:
+        s, b = stack[-1]
+        while b < 256 and rows[s][b] < 0:
+            b += 1
+        if b == 256:
+            colour[s] = 2
+            stack.pop()
+            continue
+        stack[-1] = (s, b + 1)
+        t = rows[s][b]
+        if colour[t] == 1:
+            return cap  # a cycle in a trimmed DFA: infinitely many strings, so keys
+        if colour[t] == 0:
+            colour[t] = 1
+            stack.append((t, 0))
+    keys: set[str] = set()
+    spelled = 0
+    todo = [(dfa.initial, b"")]
+    while todo and len(keys) < cap:
+        s, text = todo.pop()
+        if accepting[s]:
+            keys.add(json.loads(text))
+            spelled += 1
+            if spelled > MAX_KEY_SPELLINGS:
+                raise UnsupportedSchemaError(
+                    "minProperties", f"counting the distinct additional keys needs more than "
+                    f"{MAX_KEY_SPELLINGS} spellings enumerated", pointer)
+        todo += [(t, text + bytes((b,))) for b, t in enumerate(rows[s]) if t >= 0]
+    return min(len(keys), cap)
 
 
 def _dfa_key(dfa: ByteDFA) -> Hashable:

@@ -1,0 +1,287 @@
+"""Duplicate keys refused by the key tracker (structgen.constraints.json_keys), checked against
+independent oracles.
+
+1. The tracker alone: `feed` refuses a text exactly when `json.loads` with a pairs hook sees a
+   repeated key in some object (hypothesis: random pair lists, random escapes and splits).
+2. Masks of small finite schemas in any property order (and schema order with additional
+   keys): the allowed tokens after a prefix are exactly the tokens t such that prefix + bytes(t)
+   is a prefix of some valid document — the documents enumerated from candidate values filtered
+   by jsonschema, written in every key order the setting allows — and EOS exactly at complete
+   ones. Every reachable state's completion is a valid document without repeated keys, and its
+   forced bytes start every valid continuation.
+3. Compilation: more than 12 properties in any order compile (subsets of required keys only),
+   minProperties counts distinct additional keys, and what stays refused is named.
+4. SmolLM2 writes a 16-property any-order object: it validates and repeats no key.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_json_schema import canonical_dumps, spelling_units, spells_prefix, valid
+
+from structgen import JsonSchema, UnsupportedSchemaError, generate
+from structgen.constraints.json_keys import TRACK_START, feed
+
+
+# --- 1. the tracker ------------------------------------------------------------------------
+
+def _has_repeat(text: str) -> bool:
+    repeated = False
+
+    def hook(pairs: list) -> dict:
+        nonlocal repeated
+        keys = [k for k, _ in pairs]
+        repeated |= len(keys) != len(set(keys))
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=hook)
+    return repeated
+
+
+def _spell_key(key: str, rng: random.Random) -> str:
+    """A JSON string for `key`, each character literal or \\u-escaped at random."""
+    out = []
+    for ch in key:
+        escaped = json.dumps(ch, ensure_ascii=False)[1:-1]
+        out.append(f"\\u{ord(ch):04{'x' if rng.random() < 0.5 else 'X'}}"
+                   if rng.random() < 0.4 else escaped)
+    return '"' + "".join(out) + '"'
+
+
+def _write(value: Any, rng: random.Random) -> str:
+    """JSON text of nested pair lists (("obj", pairs) / lists / scalars), keys spelled at random."""
+    if isinstance(value, tuple):
+        body = ",".join(f"{_spell_key(k, rng)}:{_write(v, rng)}" for k, v in value[1])
+        return "{" + body + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_write(v, rng) for v in value) + "]"
+    return json.dumps(value)
+
+
+KEYS = st.sampled_from(["a", "b", "é", "a\"", "\\", "{,}", ""])
+SCALARS = st.one_of(st.none(), st.integers(-5, 5), st.sampled_from(["x", "a", "}\",{", "\\\""]))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.tuples(st.just("obj"), st.lists(st.tuples(KEYS, inner), max_size=4))), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES, st.integers(0, 2**32), st.lists(st.integers(1, 7), max_size=40))
+def test_tracker_refuses_exactly_repeated_keys(value, seed, cuts):
+    text = _write(value, random.Random(seed))
+    data = text.encode()
+    track, i = TRACK_START, 0
+    for n in cuts + [len(data)]:  # fed in random chunks: the result must not depend on them
+        if track is None or i >= len(data):
+            break
+        track = feed(track, data[i : i + n])
+        i += n
+    assert (track is None) == _has_repeat(text), text
+    if track is not None:
+        assert track == (TRACK_START[0], 0, b"")  # back at the top level, outside strings
+
+
+# --- 2. masks against enumerated documents -------------------------------------------------
+
+ATOMS = [None, True, False, 1, "x"]
+
+
+def _documents(schema: dict, keys: list[str], order: str, max_keys: int) -> list[Any]:
+    """Valid values of `schema` over objects with keys from `keys` (values from ATOMS, or one
+    level of nesting when the schema is an array of such objects), each as one dict per
+    allowed key order."""
+    dicts = [dict(zip(ks, vs)) for n in range(max_keys + 1)
+             for ks in itertools.combinations(keys, n)
+             for vs in itertools.product(ATOMS, repeat=n)]
+    named = list(schema.get("properties", {}))
+    out = []
+    for d in dicts:
+        if not valid(schema, d):
+            continue
+        if order == "any":
+            out += [dict((k, d[k]) for k in p) for p in itertools.permutations(d)]
+        else:  # schema order: named keys in schema order, then additional keys in any order
+            first = [k for k in named if k in d]
+            out += [dict((k, d[k]) for k in first + list(p))
+                    for p in itertools.permutations([k for k in d if k not in named])]
+    return out
+
+
+ANY_ORDER = [
+    ("required-and-optional", {
+        "type": "object", "properties": {"a": {"enum": [1, None]}, "b": {"enum": [None, "x"]},
+                                         "c": {"type": "boolean"}},
+        "required": ["a"], "additionalProperties": False}, ["a", "b", "c"], 3),
+    ("shared-prefixes", {  # "na" present: only "nam"… continue it
+        "type": "object", "properties": {"na": {"type": "null"}, "nam": {"type": "null"},
+                                         "name": {"type": "null"}},
+        "minProperties": 2, "additionalProperties": False}, ["na", "nam", "name"], 3),
+    ("finite-additional", {  # additional keys x1, x2: minProperties needs both with "a"
+        "type": "object", "properties": {"a": {"type": "null"}},
+        "patternProperties": {"^x[12]$": {"type": "boolean"}}, "additionalProperties": False,
+        "minProperties": 2, "maxProperties": 3}, ["a", "x1", "x2", "x3"], 3),
+    ("names-enum", {  # propertyNames: every key one of three, any of them additional
+        "type": "object", "propertyNames": {"enum": ["p", "q", "r"]},
+        "additionalProperties": {"const": 1}, "minProperties": 2}, ["p", "q", "r", "s"], 3),
+]
+
+
+def _oracle(texts: set[bytes]) -> tuple[set[bytes], set[bytes]]:
+    prefixes = {t[:i] for t in texts for i in range(len(t) + 1)}
+    return prefixes, texts
+
+
+def _check_masks(automaton: Any, vocab: Any, texts: set[bytes], rng: random.Random,
+                 n_prefixes: int) -> None:
+    prefixes, complete = _oracle(texts)
+    eos = set(vocab.eos_ids)
+    contents = [(i, b) for i, b in enumerate(vocab.token_bytes) if b and i not in vocab.special_ids]
+    for prefix in rng.sample(sorted(prefixes), min(n_prefixes, len(prefixes))):
+        state = automaton._advance_bytes(automaton.start, prefix)
+        assert state is not None, prefix
+        allowed = set(automaton.allowed_ids(state).tolist())
+        mask = automaton.mask(state)
+        assert set(mask.nonzero().flatten().tolist()) == allowed
+        assert bool(allowed & eos) == (prefix in complete), prefix
+        expected = {i for i, b in contents if prefix + b in prefixes}
+        assert allowed - eos == expected, (prefix, sorted(
+            vocab.token_bytes[i] for i in (allowed - eos) ^ expected)[:10])
+        for i in rng.sample(sorted(expected), min(5, len(expected))):  # advance agrees
+            assert automaton.advance(state, i) is not None
+        done = prefix + (automaton.completion_bytes(state) or b"")
+        assert done in complete, (prefix, done)
+        forced = automaton.forced_bytes(state)
+        assert all(t.startswith(prefix + forced) for t in complete if t.startswith(prefix))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name,schema,keys,max_keys", ANY_ORDER, ids=[c[0] for c in ANY_ORDER])
+def test_any_order_masks_match_documents(name, schema, keys, max_keys, smollm2_vocab):
+    values = _documents(schema, keys, "any", max_keys)
+    assert values
+    texts = {canonical_dumps(v).encode() for v in values}
+    automaton = JsonSchema(schema, property_order="any").compile(smollm2_vocab)
+    _check_masks(automaton, smollm2_vocab, texts, random.Random(name), 60)
+    nested = {"type": "array", "items": schema, "maxItems": 2}  # objects side by side
+    texts = {b"[]"} | {canonical_dumps([v]).encode() for v in values} | {
+        canonical_dumps([u, v]).encode() for u in values for v in values}
+    automaton = JsonSchema(nested, property_order="any").compile(smollm2_vocab)
+    _check_masks(automaton, smollm2_vocab, texts, random.Random(name), 30)
+
+
+@pytest.mark.model
+def test_any_spelling_masks_match_documents(smollm2_vocab):
+    """spelling='any': keys may be \\u-escaped, and an escaped repeat is still a repeat."""
+    schema = {"type": "object", "properties": {"ab": {"const": None}, "b": {"const": True}},
+              "additionalProperties": False}
+    values = _documents(schema, ["ab", "b"], "any", 2) + [{}]
+    units = [spelling_units(v) for v in values]
+    automaton = JsonSchema(schema, property_order="any", spelling="any").compile(smollm2_vocab)
+    vocab = smollm2_vocab
+    eos = set(vocab.eos_ids)
+    rng = random.Random(0)
+    contents = [i for i, b in enumerate(vocab.token_bytes) if b and i not in vocab.special_ids]
+    for _ in range(25):
+        value = rng.choice(values)
+        text = _write(("obj", list(value.items())), rng).encode()
+        prefix = text[: rng.randrange(len(text) + 1)]
+        state = automaton._advance_bytes(automaton.start, prefix)
+        assert state is not None, prefix
+        allowed = set(automaton.allowed_ids(state).tolist())
+        assert bool(allowed & eos) == any(spells_prefix(prefix, u)[1] for u in units)
+        for t in set(rng.sample(contents, 2000)) | (allowed - eos):
+            expected = any(spells_prefix(prefix + vocab.token_bytes[t], u)[0] for u in units)
+            assert (t in allowed) == expected, (prefix, vocab.token_bytes[t])
+    for text in (b'{"ab":null,"\\u0061b":null}', b'{"b":true,"\\u0062":true}',
+                 b'{"a\\u0062":null,"ab":null}'):
+        assert automaton._advance_bytes(automaton.start, text) is None
+
+
+@pytest.mark.model
+def test_schema_order_additional_keys_do_not_repeat(smollm2_vocab):
+    schema = {"type": "object", "properties": {"a": {"type": "null"}},
+              "propertyNames": {"enum": ["a", "p", "q"]}, "additionalProperties": {"const": 1},
+              "minProperties": 2}
+    values = _documents(schema, ["a", "p", "q"], "schema", 3)
+    texts = {canonical_dumps(v).encode() for v in values}
+    automaton = JsonSchema(schema).compile(smollm2_vocab)
+    _check_masks(automaton, smollm2_vocab, texts, random.Random(1), 40)
+    assert automaton._advance_bytes(automaton.start, b'{"p":1,"p":1}') is None
+
+
+# --- 3. compilation ------------------------------------------------------------------------
+
+def _wide(n: int, required: int) -> dict:
+    return {"type": "object", "properties": {f"k{i:02d}": {"type": "integer"} for i in range(n)},
+            "required": [f"k{i:02d}" for i in range(required)], "additionalProperties": False}
+
+
+@pytest.mark.model
+def test_many_properties_in_any_order(smollm2_vocab):
+    schema = _wide(30, 3)
+    constraint = JsonSchema(schema, property_order="any")  # 30 keys: 2^30 key sets before
+    automaton = constraint.compile(smollm2_vocab)
+    rng = random.Random(0)
+    for _ in range(20):
+        keys = [f"k{i:02d}" for i in rng.sample(range(30), rng.randrange(31))]
+        value = {k: 1 for k in keys}
+        text = json.dumps(value, separators=(",", ":")).encode()
+        state = automaton._advance_bytes(automaton.start, text)
+        assert (state is not None and automaton.is_accepting(state)) == valid(schema, value)
+        if keys:  # the same object with one key written twice
+            twice = text[:-1] + b',"' + keys[0].encode() + b'":1}'
+            assert automaton._advance_bytes(automaton.start, twice) is None
+    full = "{" + ",".join(f'"k{i:02d}":{i}' for i in range(30))
+    state = automaton._advance_bytes(automaton.start, full.encode())
+    assert automaton._advance_bytes(state, b",") is None  # every key present: only "}"
+    assert automaton.completion_bytes(state) == b"}"
+
+
+def test_required_subsets_still_bounded():
+    with pytest.raises(UnsupportedSchemaError) as e:
+        JsonSchema(_wide(14, 13), property_order="any")
+    assert e.value.keyword == "properties"
+
+
+@pytest.mark.model
+def test_min_properties_counts_distinct_additional_keys(smollm2_vocab):
+    schema = {"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 3}
+    for order in ("schema", "any"):
+        automaton = JsonSchema(schema, property_order=order).compile(smollm2_vocab)
+        state = automaton._advance_bytes(automaton.start, b'{"a":1,"b":2')
+        assert automaton._advance_bytes(state, b"}") is None
+        assert automaton._advance_bytes(state, b',"a"') is None
+        done = b'{"a":1,"b":2' + automaton.completion_bytes(state)
+        value = json.loads(done)
+        assert valid(schema, value) and not _has_repeat(done.decode())
+    few = {"type": "object", "properties": {"a": {}}, "additionalProperties": False,
+           "minProperties": 2}  # only one key can exist: no object, so no document
+    automaton = JsonSchema({"anyOf": [few, {"type": "null"}]}).compile(smollm2_vocab)
+    assert automaton._advance_bytes(automaton.start, b"{") is None
+
+
+# --- 4. generation -------------------------------------------------------------------------
+
+@pytest.mark.model
+@pytest.mark.usefixtures("one_thread")
+def test_generation_many_properties_any_order(smollm2):
+    fields = ["name", "city", "country", "street", "zip", "phone", "email", "age", "height",
+              "weight", "job", "company", "hobby", "pet", "color", "food"]
+    schema = {"type": "object",
+              "properties": {f: ({"type": "integer", "minimum": 0, "maximum": 300}
+                                 if f in ("age", "height", "weight")
+                                 else {"type": "string", "maxLength": 12}) for f in fields},
+              "required": ["name", "age"], "minProperties": 6, "additionalProperties": False}
+    constraint = JsonSchema(schema, property_order="any")
+    for prompt in ("A person as JSON.", "JSON profile of a chef in Lyon, many fields:"):
+        result = generate(smollm2, [{"role": "user", "content": prompt}], constraint,
+                          max_tokens=120)
+        assert result.finished, result.text
+        assert valid(schema, result.value), result.text
+        assert not _has_repeat(result.text), result.text
