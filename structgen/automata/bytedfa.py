@@ -64,43 +64,71 @@ class ByteDFA:
         return bytes(out)
 
 
-def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
-    """Drop states that cannot reach acceptance and renumber the rest from `initial` (BFS)."""
+def shortest_to_accept(transitions: np.ndarray, accepting: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes to acceptance, first byte of such a shortest path) per state; -1 where acceptance
+    is unreachable (or, for `step`, where the state accepts).
+
+    Breadth-first backwards from the accepting states, one numpy step per distance: schema
+    compiles trim and complete hundreds of key DFAs, and a Python loop over every (state, byte)
+    edge cost more than the rest of the compile. Ties go to the earliest-reached successor and
+    then the smallest byte, as a plain FIFO search would pick them.
+    """
     n = transitions.shape[0]
-    # co-reachability: reverse BFS from accepting states
-    live = accepting.copy()
-    frontier = list(np.flatnonzero(accepting))
-    preds: list[list[int]] = [[] for _ in range(n)]
-    src, _ = np.nonzero(transitions >= 0)
-    dst = transitions[transitions >= 0]
-    for s, t in zip(src.tolist(), dst.tolist()):
-        preds[t].append(s)
-    while frontier:
-        t = frontier.pop()
-        for s in preds[t]:
-            if not live[s]:
-                live[s] = True
-                frontier.append(s)
+    src, byte = np.nonzero(transitions >= 0)  # row-major: by source, then byte
+    dst = transitions[src, byte]
+    by_dst = np.argsort(dst, kind="stable")
+    src, byte = src[by_dst], byte[by_dst]
+    bounds = np.searchsorted(dst[by_dst], np.arange(n + 1))
+    dist = np.full(n, -1, np.int64)
+    step = np.full(n, -1, np.int64)
+    frontier = np.flatnonzero(accepting)
+    dist[frontier] = 0
+    d = 0
+    while frontier.size:
+        d += 1
+        idx = _ranges(bounds[frontier], bounds[frontier + 1])
+        s, b = src[idx], byte[idx]
+        fresh = dist[s] < 0
+        s, b = s[fresh], b[fresh]
+        first = np.sort(np.unique(s, return_index=True)[1])
+        frontier = s[first]
+        dist[frontier] = d
+        step[frontier] = b[first]
+    return dist, step
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenation of range(starts[i], ends[i]) for every i, in order."""
+    counts = ends - starts
+    offsets = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return np.arange(int(counts.sum())) + offsets
+
+
+def trim(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+    """Drop states that cannot reach acceptance and renumber the rest from `initial`, in
+    breadth-first order (by state, then byte; one numpy step per level)."""
+    n = transitions.shape[0]
+    live = shortest_to_accept(transitions, accepting)[0] >= 0
     if not live[initial]:
         return ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)
-    # forward BFS renumbering over live states only
-    order = [initial]
-    index = {initial: 0}
-    k = 0
-    while k < len(order):
-        s = order[k]
-        k += 1
-        for t in transitions[s]:
-            t = int(t)
-            if t >= 0 and live[t] and t not in index:
-                index[t] = len(order)
-                order.append(t)
+    seen = np.zeros(n, bool)
+    seen[initial] = True
+    order = [np.array([initial])]
+    frontier = order[0]
+    while frontier.size:
+        t = transitions[frontier].ravel()
+        t = t[t >= 0]
+        t = t[live[t] & ~seen[t]]
+        frontier = t[np.sort(np.unique(t, return_index=True)[1])]
+        seen[frontier] = True
+        order.append(frontier)
+    states = np.concatenate(order)
     remap = np.full(n + 1, DEAD, np.int32)
-    for s, i in index.items():
-        remap[s] = i
-    old = transitions[order]
+    remap[states] = np.arange(len(states), dtype=np.int32)
+    old = transitions[states]
     new = remap[np.where(old >= 0, old, n)]
-    return ByteDFA(new.astype(np.int32), accepting[order].copy(), 0)
+    return ByteDFA(new.astype(np.int32), accepting[states].copy(), 0)
 
 
 # --- characters → UTF-8 byte ranges -------------------------------------------------------

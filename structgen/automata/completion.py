@@ -7,11 +7,10 @@ part is a shortest derivation over Earley items (see `parser_completion`).
 from __future__ import annotations
 
 import weakref
-from collections import deque
 
 import numpy as np
 
-from .bytedfa import ByteDFA
+from .bytedfa import ByteDFA, shortest_to_accept
 from .earley import CFG, ParserState
 
 _DFA_TABLES: "weakref.WeakKeyDictionary[ByteDFA, tuple[np.ndarray, np.ndarray]]" = (
@@ -23,24 +22,7 @@ def _dfa_tables(dfa: ByteDFA) -> tuple[np.ndarray, np.ndarray]:
     """(distance to acceptance, first byte of a shortest completion) for every state."""
     tables = _DFA_TABLES.get(dfa)
     if tables is None:
-        n = dfa.n_states
-        dist = np.full(n, -1, np.int64)
-        step = np.full(n, -1, np.int64)
-        preds: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        for s, row in enumerate(dfa.rows):
-            for b, t in enumerate(row):
-                if t >= 0:
-                    preds[t].append((s, b))
-        queue = deque(int(s) for s in np.flatnonzero(dfa.accepting))
-        dist[list(queue)] = 0
-        while queue:
-            t = queue.popleft()
-            for s, b in preds[t]:
-                if dist[s] < 0:
-                    dist[s] = dist[t] + 1
-                    step[s] = b
-                    queue.append(s)
-        tables = _DFA_TABLES[dfa] = (dist, step)
+        tables = _DFA_TABLES[dfa] = shortest_to_accept(dfa.transitions, dfa.accepting)
     return tables
 
 
