@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from structgen import Grammar
+from structgen.constraints.grammar import GrammarAutomaton
 
 pytestmark = pytest.mark.model
 JSON = (Path(__file__).resolve().parent.parent / "grammars" / "json.lark").read_text()
@@ -38,22 +39,29 @@ def test_masks_survive_cache_drops(smollm2) -> None:
     ("json.lark", '{"name": "Ada",\n "tags": ["x", 1.5e3, true], "n": {"a": [null, {}]}}'),
     ("c_like.lark", "int f(int x) { return x * 2 + y; }"),
     ("arithmetic.lark", "(1 + 2.5) * -3 / 4^2"),
+    ("python_expr.lark", "f(x, key=lambda k: -k)[0]"),
+    ("sqlite_select.lark", "SELECT a FROM t WHERE b"),
 ])
-@pytest.mark.parametrize("max_leaving_trie", [0, 4096])
-def test_shape_split_equals_full_walk(smollm2, grammar, text, max_leaving_trie) -> None:
-    """Masks built from shared per-shape parts (tokens inside a lexeme, plus leaving tokens
-    walked per state — by their own trie or below their first bytes) equal a plain trie walk."""
+def test_shape_split_equals_full_walk(smollm2, grammar, text) -> None:
+    """Masks built from shared per-shape parts (tokens inside a lexeme, plus leaving tokens —
+    walked per state over their own trie, or decided one byte further down the trie, in the
+    view of their next byte) equal a plain trie walk, however deep the views go."""
     source = (Path(__file__).resolve().parent.parent / "grammars" / grammar).read_text()
-    automaton = Grammar(source).compile(smollm2.vocab)
-    automaton.MAX_LEAVING_TRIE = max_leaving_trie
-    state = automaton.start
+    compiled = Grammar(source).compiled
+    reference = GrammarAutomaton(compiled, smollm2.vocab)
+    automata = []
+    for deeper_min, max_prefix in [(1, 99), (32, 3), (10**9, 0)]:
+        automaton = GrammarAutomaton(compiled, smollm2.vocab)
+        automaton.DEEPER_MIN, automaton.DEEPER_MAX_PREFIX = deeper_min, max_prefix
+        automata.append(automaton)
+    eos = list(smollm2.vocab.eos_ids)
+    states = [a.start for a in [reference, *automata]]
     for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
-        expected, _ = automaton.trie.walk(automaton, automaton._id(state))
-        got = automaton.allowed_ids(state)
-        got = got[~np.isin(got, list(smollm2.vocab.eos_ids))]
-        assert len(np.unique(got)) == len(got)  # the parts are disjoint
-        assert np.array_equal(np.sort(got), np.sort(expected))
-        mask = automaton.mask(state).numpy()
-        assert np.array_equal(np.flatnonzero(mask), np.sort(automaton.allowed_ids(state)))
-        state = automaton.advance(state, token)
-        assert state is not None
+        expected = np.sort(reference.trie.walk(reference, reference._id(states[0]))[0])
+        for automaton, state in zip(automata, states[1:]):
+            got = automaton.allowed_ids(state)
+            assert np.array_equal(np.sort(got[~np.isin(got, eos)]), expected)
+            mask = automaton.mask(state).numpy()
+            assert np.array_equal(np.flatnonzero(mask), np.sort(got))
+        states = [a.advance(state, token) for a, state in zip([reference, *automata], states)]
+        assert None not in states

@@ -18,7 +18,11 @@ that lexeme's terminal was expected where it began and its DFA state can still f
 tokens do so depends only on the (terminal, DFA state) pairs — the state's *shape* — not on the
 Earley sets, so it is computed once per pair and shared by every state of that shape. Only the
 tokens that leave a lexeme after it could end (`",` or `1}` in JSON) need the parser: they are
-walked from the state itself, over a small trie of just those tokens.
+walked from the state itself, over a small trie of just those tokens. Where many of them share
+their next byte (whitespace leaves into almost anything; an identifier that may end at every
+byte leaves into every keyword), the same split is applied one byte down the trie, to the
+*view* of the tokens starting with that byte, from the one state after it: ` name` then stays
+inside the identifier that starts after the space, and is allowed without a walk.
 """
 from __future__ import annotations
 
@@ -77,74 +81,144 @@ def _gc_paused() -> Iterator[None]:
 
 class _LexemeWalk:
     """Walk source for one terminal DFA that also remembers whether the lexeme could have
-    ended after at least one byte. State = 2 * dfa_state + escaped, with dfa_state n = dead;
-    (dead, escaped) continues forever — the token left the lexeme and needs the parser."""
+    ended with a token's next byte starting another lexeme (a byte in `starts`, the grammar's
+    first bytes). State = 3 * dfa_state + phase: 0 before any byte, 1 after some, 2 once it
+    could have ended so; dfa_state n = dead. (dead, 2) continues forever: the token left the
+    lexeme and needs the parser. A token that dies without that never had a way out."""
 
-    def __init__(self, dfa: ByteDFA) -> None:
+    def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = dfa.n_states
         nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
-        escaped = np.concatenate([dfa.accepting, [False]])[nxt]  # entered an accepting state
-        table = np.empty((2 * n + 2, 256), np.int64)
-        table[0 : 2 * n : 2] = 2 * nxt + escaped  # not escaped yet
-        table[1 : 2 * n : 2] = 2 * nxt + 1  # escaped stays escaped
-        table[2 * n] = 2 * n  # dead, not escaped: the sink
-        table[2 * n + 1] = 2 * n + 1
+        could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
+        table = np.empty((3 * n + 3, 256), np.int64)
+        table[0 : 3 * n : 3] = 3 * nxt + 1
+        table[1 : 3 * n : 3] = 3 * nxt + 1 + could_end
+        table[2 : 3 * n : 3] = 3 * nxt + 2
+        table[3 * n : 3 * n + 2] = 3 * n + 1  # dead, no way out: the sink
+        table[3 * n + 2] = 3 * n + 2
         self.n = n
-        self.sink = 2 * n
+        self.sink = 3 * n + 1
         self._table = table.ravel()
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
         return self._table[states * 256 + data]
 
 
-# Per terminal DFA and vocabulary: (tokens staying inside the lexeme from DFA state s, tokens
-# that may leave it). Keyed weakly by the DFA object so grammars sharing terminals share them.
+@dataclass(eq=False)
+class _View:
+    """The tokens that start with `prefix` and go on past it, as a trie of their bytes after
+    the prefix. Below a trie node, a state's allowed tokens are a mask of their own over this
+    view (from the state after the prefix), so masks can recurse into the subtrees holding most
+    of a shape's leaving tokens (`_ShapeSplit.deeper`). Splits of a view are computed over its
+    own tokens (`ids`, sorted; "local" indices index it), not the whole vocabulary."""
+
+    prefix: bytes
+    key: tuple[str, bytes]  # (vocabulary fingerprint, prefix): names the view in split caches
+    trie: TokenTrie
+    ids: np.ndarray  # int64, sorted: the view's token ids
+    next_byte: np.ndarray  # int64, per local index: the first byte after the prefix
+    children: dict[int, "_View"]
+
+    @classmethod
+    def of(cls, prefix: bytes, key: str, trie: TokenTrie) -> "_View":
+        tokens, firsts = [], []
+        if trie.levels:
+            top = trie.levels[0].byte
+            below = np.arange(len(top))  # each node's ancestor among the first bytes
+            for d, level in enumerate(trie.levels):
+                below = below[level.parent] if d else below
+                tokens.append(level.tokens)
+                firsts.append(top[below[level.token_node]])
+        ids = np.concatenate(tokens) if tokens else np.empty(0, np.int64)
+        order = np.argsort(ids)
+        next_byte = np.concatenate(firsts)[order] if firsts else np.empty(0, np.int64)
+        return cls(prefix, (key, prefix), trie, ids[order], next_byte, {})
+
+    def local(self, ids: np.ndarray) -> np.ndarray:
+        """Local indices of these ids of the view."""
+        return np.searchsorted(self.ids, ids)
+
+    def child(self, b: int) -> "_View":
+        """The view of prefix + b (built on first use, kept with its parent)."""
+        view = self.children.get(b)
+        if view is None:
+            view = self.children[b] = _View.of(self.prefix + bytes([b]), self.key[0],
+                                               self.trie.below(b))
+        return view
+
+
+_ROOT_VIEWS: dict[str, _View] = {}
+
+
+def _root_view(vocab: Vocabulary) -> _View:
+    """The whole vocabulary (specials left out) as the view of the empty prefix."""
+    view = _ROOT_VIEWS.get(vocab.fingerprint)
+    if view is None:
+        view = _ROOT_VIEWS[vocab.fingerprint] = _View.of(b"", vocab.fingerprint, trie_for(vocab))
+    return view
+
+
+# Per terminal DFA, view and DFA state: (tokens staying inside the lexeme, tokens that may leave
+# it), as local indices of the view. Keyed weakly by the DFA object so grammars sharing
+# terminals share them.
 _LEXEME_SPLITS: "weakref.WeakKeyDictionary[ByteDFA, dict]" = weakref.WeakKeyDictionary()
 
 
-def _lexeme_split(dfa: ByteDFA, state: int, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """(ids read entirely inside `dfa` from `state`, ids that die in it after it could accept)."""
+def _lexeme_split(dfa: ByteDFA, state: int, view: _View,
+                  starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens whose bytes after the view's prefix are read entirely inside `dfa` from
+    `state`, tokens that die in it after it could end before a byte in `starts`), as local
+    indices of the view."""
     per_dfa = _LEXEME_SPLITS.get(dfa)
     if per_dfa is None:
-        per_dfa = _LEXEME_SPLITS[dfa] = {"walk": _LexemeWalk(dfa)}
-    key = (vocab.fingerprint, state)
+        per_dfa = _LEXEME_SPLITS[dfa] = {}
+    first = starts.tobytes()
+    source = per_dfa.get(first)
+    if source is None:
+        source = per_dfa[first] = _LexemeWalk(dfa, starts)
+    key = (first, view.key, state)
     split = per_dfa.get(key)
     if split is None:
-        source = per_dfa["walk"]
-        ids, ends = trie_for(vocab).walk(source, 2 * state)
-        inside = ends // 2 < source.n
-        split = per_dfa[key] = (ids[inside], ids[~inside])
+        ids, ends = view.trie.walk(source, 3 * state)
+        inside = ends // 3 < source.n
+        split = per_dfa[key] = (view.local(ids[inside]), view.local(ids[~inside]))
     return split
 
 
-_FIRST_BYTES: dict[str, np.ndarray] = {}
+_LEAVING_TRIES: dict[tuple[tuple[str, bytes], bytes], TokenTrie] = {}
+_LEAVING_TRIES_MAX = 4096
 
 
-def _first_bytes(vocab: Vocabulary) -> np.ndarray:
-    """First byte of every token (-1 for empty ones), per vocabulary."""
-    first = _FIRST_BYTES.get(vocab.fingerprint)
-    if first is None:
-        first = np.full(vocab.width, -1, np.int64)
-        first[: len(vocab.token_bytes)] = [b[0] if b else -1 for b in vocab.token_bytes]
-        first = _FIRST_BYTES[vocab.fingerprint] = first
-    return first
+def _leaving_trie(vocab: Vocabulary, view: _View, ids: np.ndarray) -> TokenTrie:
+    """The trie of these tokens of `view` (their bytes after its prefix). Shared: automata of
+    one grammar (and grammars sharing terminals) meet the same leaving sets."""
+    key = (view.key, ids.tobytes())
+    trie = _LEAVING_TRIES.get(key)
+    if trie is None:
+        if len(_LEAVING_TRIES) >= _LEAVING_TRIES_MAX:
+            _LEAVING_TRIES.clear()
+        cut = len(view.prefix)
+        only = ids.tolist()
+        trie = _LEAVING_TRIES[key] = TokenTrie({i: vocab.token_bytes[i][cut:] for i in only},
+                                               only=only)
+    return trie
 
 
 @dataclass(frozen=True, eq=False)
 class _ShapeSplit:
-    """Mask parts shared by all states of one shape. `inside` ids are allowed outright; the
-    leaving tokens are checked per state, either as their own small trie (`leaving`) or, when
-    there are many (whitespace leaves into almost anything), by walking the whole trie below
-    the first bytes they start with (`first`) — then `inside` omits the tokens below those."""
+    """Mask parts shared by all states of one shape, within one view. `inside` ids are allowed
+    outright. The leaving tokens are checked per state: those whose next byte is in `deeper`
+    (many of them: whitespace leaves into almost anything) in the view of prefix + that byte,
+    from the state after it; the others by walking their own small trie (`leaving`)."""
 
-    inside: np.ndarray
+    inside: np.ndarray  # int64 token ids
     leaving: TokenTrie | None
-    first: np.ndarray | None  # bool (256,)
+    deeper: tuple[int, ...]
     width: int
 
     @cached_property
-    def inside_mask(self) -> np.ndarray:
-        """`inside` as a bool row of the logits width: masks start from a copy of it."""
+    def inside_row(self) -> np.ndarray:
+        """`inside` as a bool row of the logits width: masks start from (or OR in) it."""
         row = np.zeros(self.width, bool)
         row[self.inside] = True
         return row
@@ -190,11 +264,16 @@ class GrammarAutomaton(TokenAutomaton):
     """
 
     max_states = 200_000
-    #: Shapes with more leaving tokens than this walk the main trie below their first bytes
-    #: instead of building a trie of their own.
-    MAX_LEAVING_TRIE = 4096
-    #: Shape splits kept before that cache is dropped (they are rebuilt on demand).
-    max_shapes = 20_000
+    #: Leaving tokens of a shape that share their next byte are decided in the view of that
+    #: byte (one step down the trie) when there are at least this many of them; fewer are
+    #: walked over the shape's own trie of leaving tokens.
+    DEEPER_MIN = 32
+    #: ... down to views of prefixes this long; deeper leaving tokens are walked (a chain of
+    #: views one byte at a time costs more than walking runs such as bounded whitespace).
+    DEEPER_MAX_PREFIX = 3
+    #: Bytes of shape splits (inside ids, plus a bool row of the logits width for large ones)
+    #: kept before that cache is dropped (they are rebuilt on demand from per-lexeme splits).
+    split_cache_bytes = 256 * 2**20
     #: Fills of up to this many (byte, alternative) pairs run in plain Python.
     SMALL_FILL = 256
 
@@ -209,8 +288,14 @@ class GrammarAutomaton(TokenAutomaton):
         self.completions = ParserCompletions(
             grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
         )
-        self._shape_splits: dict[tuple[tuple[int, int], ...], _ShapeSplit] = {}
-        self._walked: dict[State, tuple[_ShapeSplit, np.ndarray]] = {}
+        self.root = _root_view(vocab)
+        # The bytes a lexeme can start with: where a token leaves a lexeme, the next one starts.
+        self._starts = np.zeros(256, bool)
+        for dfa in self.dfas:
+            self._starts |= dfa.transitions[dfa.initial] >= 0
+        self._shape_splits: dict[tuple, _ShapeSplit] = {}
+        self._split_bytes = 0
+        self._walked: dict[State, tuple[tuple[_ShapeSplit, ...], tuple[np.ndarray, ...]]] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -377,39 +462,64 @@ class GrammarAutomaton(TokenAutomaton):
     def is_accepting(self, state: State) -> bool:
         return self._accepting_id(self._id(state))
 
-    def _parts(self, state: State) -> tuple[_ShapeSplit, np.ndarray]:
-        """The state's shape split and the leaving tokens allowed here (walked, then cached)."""
+    def _parts(self, state: State) -> tuple[tuple[_ShapeSplit, ...], tuple[np.ndarray, ...]]:
+        """The state's allowed content tokens as shape splits (whose inside rows are allowed)
+        and walked leaving-token ids, computed once per state."""
         parts = self._walked.get(state)
         if parts is None:
             t0 = time.perf_counter()
             k = self._id(state)
-            with _gc_paused():  # the walk allocates many long-lived cached objects: a
-                split = self._shape_split(k)  # collection would re-traverse the heap for nothing
-                if split.leaving is not None:
-                    walked = split.leaving.walk(self, k)[0]
-                else:
-                    walked = self.trie.walk(self, k, split.first)[0]
+            splits: list[_ShapeSplit] = []
+            walked: list[np.ndarray] = []
+            # The walk allocates many long-lived cached objects: a collection during it would
+            # only re-traverse the heap.
+            with _gc_paused():
+                self._allowed_below(k, self.root, splits, walked)
             if len(self._walked) >= self.max_states:
                 self._walked.clear()
-            parts = self._walked[state] = (split, walked)
+            parts = self._walked[state] = (tuple(splits), tuple(w for w in walked if len(w)))
             self.profile.total += time.perf_counter() - t0
             self.profile.masks += 1
         return parts
 
+    def _allowed_below(self, k: int, view: _View, splits: list[_ShapeSplit],
+                       walked: list[np.ndarray]) -> None:
+        """Collect the tokens of `view` allowed from state k (the state after its prefix):
+        the shape's inside tokens, its few leaving tokens walked from k, and the rest of the
+        leaving tokens recursively, one byte further down, from the state after that byte."""
+        split = self._shape_split(k, view)
+        splits.append(split)
+        if split.leaving is not None:
+            walked.append(split.leaving.walk(self, k)[0])
+        for b in split.deeper:
+            nxt = self._next(k, b)
+            if nxt != DEAD:
+                self._allowed_below(nxt, view.child(b), splits, walked)
+
+    def _allowed_row(self, state: State) -> np.ndarray:
+        """The allowed content tokens as a bool row of the logits width (a fresh array)."""
+        splits, walked = self._parts(state)
+        row = splits[0].inside_row.copy()
+        for split in splits[1:]:
+            if 16 * len(split.inside) > self.vocab.width:
+                row |= split.inside_row
+            elif len(split.inside):
+                row[split.inside] = True
+        for ids in walked:
+            row[ids] = True
+        return row
+
     def _content_ids(self, state: State) -> np.ndarray:
-        split, walked = self._parts(state)
-        return np.concatenate([split.inside, walked])
+        return np.flatnonzero(self._allowed_row(state))
 
     def mask(self, state: State) -> torch.Tensor:
-        """As `TokenAutomaton.mask`, built from a copy of the shape's inside row (cheaper than
+        """As `TokenAutomaton.mask`, built from the shape splits' inside rows (cheaper than
         scattering every allowed id on large vocabularies)."""
         m = self._masks.get(state)
         if m is None:
             if state is DONE:
                 return super().mask(state)
-            split, walked = self._parts(state)
-            row = split.inside_mask.copy()
-            row[walked] = True
+            row = self._allowed_row(state)
             if self.is_accepting(state):
                 row[self._eos] = True
             m = self._keep_mask(state, torch.from_numpy(row))
@@ -418,8 +528,9 @@ class GrammarAutomaton(TokenAutomaton):
     def only_eos(self, state: State) -> bool:
         if state is DONE:
             return False
-        split, walked = self._parts(state)
-        return not len(split.inside) and not len(walked) and self.is_accepting(state)
+        splits, walked = self._parts(state)
+        return (not any(len(split.inside) for split in splits) and not walked
+                and self.is_accepting(state))
 
     def clear_caches(self) -> None:
         super().clear_caches()
@@ -433,32 +544,34 @@ class GrammarAutomaton(TokenAutomaton):
             pairs.update((t, self.dfas[t].initial) for t in here.expected | self.grammar.ignore)
         return tuple(sorted(pairs))
 
-    def _shape_split(self, k: int) -> _ShapeSplit:
+    def _shape_split(self, k: int, view: _View) -> _ShapeSplit:
+        """The split of `view` by state k's shape (cached per shape and view)."""
         shape = self._shape(k)
-        split = self._shape_splits.get(shape)
+        key = (shape, view.key)
+        split = self._shape_splits.get(key)
         if split is None:
-            if len(self._shape_splits) >= self.max_shapes:
+            if self._split_bytes > self.split_cache_bytes:
                 self._shape_splits.clear()
-            parts = [_lexeme_split(self.dfas[t], s, self.vocab) for t, s in shape]
-            if len(parts) == 1:
-                inside, leaving = parts[0]
-            else:  # bool scatters: much cheaper than sorting/hashing id arrays
-                is_inside = np.zeros(self.vocab.width, bool)
-                is_leaving = np.zeros(self.vocab.width, bool)
-                for p_inside, p_leaving in parts:
-                    is_inside[p_inside] = True
-                    is_leaving[p_leaving] = True
-                inside = np.flatnonzero(is_inside)
-                leaving = np.flatnonzero(is_leaving & ~is_inside)
-            if len(leaving) <= self.MAX_LEAVING_TRIE:
-                sub = TokenTrie(self.vocab.token_bytes, only=leaving.tolist())
-                split = _ShapeSplit(inside, sub, None, self.vocab.width)
-            else:
-                first_byte = _first_bytes(self.vocab)
-                first = np.zeros(256, bool)
-                first[first_byte[leaving]] = True
-                split = _ShapeSplit(inside[~first[first_byte[inside]]], None, first, self.vocab.width)
-            self._shape_splits[shape] = split
+                self._split_bytes = 0
+            n = len(view.ids)
+            is_inside = np.zeros(n, bool)  # bool scatters: much cheaper than sorting or
+            is_leaving = np.zeros(n, bool)  # hashing index arrays
+            for t, s in shape:
+                p_inside, p_leaving = _lexeme_split(self.dfas[t], s, view, self._starts)
+                is_inside[p_inside] = True
+                is_leaving[p_leaving] = True
+            leaving = np.flatnonzero(is_leaving & ~is_inside)
+            nb = view.next_byte[leaving]
+            deeper = np.flatnonzero(np.bincount(nb, minlength=256) >= max(self.DEEPER_MIN, 1))
+            if len(view.prefix) >= self.DEEPER_MAX_PREFIX:
+                deeper = deeper[:0]
+            if len(deeper):
+                leaving = leaving[~np.isin(nb, deeper)]
+            trie = _leaving_trie(self.vocab, view, view.ids[leaving]) if len(leaving) else None
+            split = _ShapeSplit(view.ids[np.flatnonzero(is_inside)], trie, tuple(deeper.tolist()),
+                                self.vocab.width)
+            self._shape_splits[key] = split
+            self._split_bytes += split.inside.nbytes + self.vocab.width  # (its row, if built)
         return split
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:

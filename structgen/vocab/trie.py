@@ -281,6 +281,44 @@ class TokenTrie:
             np.cumsum(np.bincount(src, minlength=k), out=offsets[1:])
         return BatchWalk(ids, offsets, ends, dropped, work)
 
+    def below(self, byte: int) -> "TokenTrie":
+        """The trie of the tokens that start with `byte` and go on past it, keyed by their
+        bytes after it (ids unchanged). Sliced out of this trie's arrays, no sorting: the
+        descendants of one node are a contiguous range at every level."""
+        sub = object.__new__(TokenTrie)
+        sub.levels = []
+        first = self.levels[0] if self.levels else None
+        j = int(np.searchsorted(first.byte, byte)) if first is not None else 0
+        if first is None or j >= len(first.byte) or first.byte[j] != byte:
+            sub.max_len, sub.n_tokens, sub.n_nodes = 0, 0, 0
+            return sub
+        lo, hi = int(first.child_start[j]), int(first.child_start[j] + first.child_count[j])
+        parent_lo = j
+        for level in self.levels[1:]:
+            if lo >= hi:
+                break
+            t_lo = int(level.token_start[lo])
+            t_hi = int(level.token_start[hi - 1] + level.token_count[hi - 1])
+            c_lo = int(level.child_start[lo])
+            c_hi = int(level.child_start[hi - 1] + level.child_count[hi - 1])
+            # the first level's parent is the new root (index 0)
+            parent = level.parent[lo:hi] - parent_lo if sub.levels else np.zeros(hi - lo, np.int64)
+            sub.levels.append(TrieLevel(
+                byte=level.byte[lo:hi],
+                parent=parent,
+                child_start=level.child_start[lo:hi] - c_lo,
+                child_count=level.child_count[lo:hi],
+                token_start=level.token_start[lo:hi] - t_lo,
+                token_count=level.token_count[lo:hi],
+                tokens=level.tokens[t_lo:t_hi],
+                token_node=level.token_node[t_lo:t_hi] - lo,
+            ))
+            parent_lo, lo, hi = lo, c_lo, c_hi
+        sub.max_len = len(sub.levels)
+        sub.n_tokens = sum(len(level.tokens) for level in sub.levels)
+        sub.n_nodes = sum(len(level.byte) for level in sub.levels)
+        return sub
+
     def has_extension(self, prefix: bytes) -> bool:
         """Whether some token's bytes strictly extend `prefix` (used to back off forced text)."""
         if not prefix or len(prefix) >= self.max_len:
