@@ -1483,10 +1483,13 @@ class Emitter:
                 by_value.setdefault(value, []).append(mask)
         if base.is_empty():
             return None
-        table, accepting, bits = _pattern_product(base, pattern_dfas)
-        regions = [(dfa, value) for value, masks in by_value.items()
-                   for dfa in (trim(table, accepting & np.isin(bits, masks), 0),)
-                   if not dfa.is_empty()]
+        if pattern_dfas:
+            table, accepting, bits = _pattern_product(base, pattern_dfas)
+            regions = [(dfa, value) for value, masks in by_value.items()
+                       for dfa in (trim(table, accepting & np.isin(bits, masks), 0),)
+                       if not dfa.is_empty()]
+        else:  # no patterns: one region, the (already trimmed) key DFA itself
+            regions = [(base, value) for value in by_value]
         if not regions:
             return None
 
