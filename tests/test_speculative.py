@@ -152,8 +152,6 @@ def test_drafter_arguments_are_checked(smollm2):
         generate(smollm2, "x", max_tokens=2, drafters=("model",))
     with pytest.raises(ValueError, match="contradicts"):
         generate(smollm2, "x", max_tokens=2, speculative=False, draft_model=smollm2)
-    with pytest.raises(TypeError, match="batched generation"):
-        generate(smollm2, ["first prompt", "second prompt"], max_tokens=2)
     # a bare transformers causal LM works as draft model too
     direct = generate(smollm2, "Count: 1, 2, 3,", max_tokens=6, draft_model=smollm2.model,
                       drafters=("model",))

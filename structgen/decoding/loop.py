@@ -121,8 +121,8 @@ DEFAULT_DRAFTERS = ("forced", "lookup")
 
 def generate(
     model: Any,
-    prompt: str | Sequence[Message],
-    constraint: Constraint | None = None,
+    prompt: str | Sequence[Message] | Sequence[str | Sequence[Message]],
+    constraint: Constraint | Sequence[Constraint | None] | None = None,
     *,
     max_tokens: int = 256,
     temperature: float = 0.0,
@@ -132,13 +132,18 @@ def generate(
     speculative: bool | None = None,
     draft_model: Any = None,
     drafters: Sequence[DrafterSpec] | None = None,
-) -> GenerationResult:
+) -> GenerationResult | list[GenerationResult]:
     """Generate from a `LoadedModel` (see `structgen.load_model`), optionally constrained.
 
     Speculative decoding (draft, then verify in one forward pass) is on unless `speculative` is
     False: `drafters` names the drafters in the order they extend a draft ("forced", "lookup",
     "model" or `Drafter` instances; default forced + lookup, plus "model" when `draft_model` is
     given). Output law is unchanged (greedy: token-identical), so it is on by default.
+
+    A list of prompts (strings or message lists) is decoded as one batch (`batch.py`) and gives
+    a list of results in order; `constraint` is then one constraint for every row or a list
+    with one per row. Row i decodes exactly as `generate` of prompt i alone with
+    `seed + i` (greedy: token-identical).
     """
     if isinstance(model, str):
         from ..models import load_model
@@ -146,27 +151,65 @@ def generate(
         model = load_model(model)
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    if not isinstance(prompt, str) and any(not isinstance(m, dict) for m in prompt):
-        raise TypeError("one prompt per call: batched generation (a list of prompts) is not "
-                        "supported; call generate once per prompt")
     params = SamplingParams(temperature, top_p, top_k)
-    vocab = model.vocab
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    stats = GenerationStats()
+    if _is_batch(prompt):
+        from .batch import generate_batch
+
+        prompts = list(prompt)
+        if constraint is None or isinstance(constraint, Constraint):
+            constraints = [constraint] * len(prompts)
+        else:
+            constraints = list(constraint)
+            if len(constraints) != len(prompts):
+                raise ValueError(f"{len(constraints)} constraints for {len(prompts)} prompts")
+        return generate_batch(model, prompts, constraints, max_tokens=max_tokens, params=params,
+                              seed=seed, speculative=speculative, draft_model=draft_model,
+                              drafters=drafters)
+    if constraint is not None and not isinstance(constraint, Constraint):
+        raise TypeError("a list of constraints needs a list of prompts (one constraint per prompt)")
     start_time = time.perf_counter()
-
-    automaton = constraint.compile(vocab) if constraint is not None else None
-    free_mask = torch.zeros(vocab.width, dtype=torch.bool)
-    free_mask[: len(model.tokenizer)] = True
-
-    planned = automaton is not None and _check_budget(automaton, max_tokens)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    setup = _Setup(model, constraint, max_tokens)
     active = _make_drafters(model, speculative, draft_model, drafters)
     prompt_ids = encode_prompt(model.tokenizer, prompt)
-    stats.prompt_tokens = len(prompt_ids)
+    stats = GenerationStats(prompt_tokens=len(prompt_ids))
     forward = _Forward(model.model, stats)
-    tokens, reason = decode(forward, automaton, prompt_ids, vocab.eos_ids, free_mask, params,
-                            generator, max_tokens, planned, active, stats)
+    tokens, reason = decode(forward, setup.automaton, prompt_ids, model.vocab.eos_ids,
+                            setup.free_mask, params, generator, max_tokens, setup.planned, active,
+                            stats)
+    return _result(model.vocab, constraint, tokens, reason, stats, start_time)
 
+
+def _is_batch(prompt: Any) -> bool:
+    """A list of prompts, as opposed to one prompt (a string or a list of message dicts)."""
+    if isinstance(prompt, str):
+        return False
+    items = list(prompt)
+    if not items:
+        raise ValueError("empty prompt: give a string, a list of messages or a list of prompts")
+    if all(isinstance(m, dict) for m in items):
+        return False
+    if any(isinstance(m, dict) for m in items):
+        raise TypeError("a prompt list mixes message dicts with other items: give one list of "
+                        "messages, or a list of prompts (strings or lists of messages)")
+    return True
+
+
+class _Setup:
+    """What one constraint needs before decoding: its token automaton, whether the budget can
+    be planned (`_check_budget`), and the mask of every real token for unconstrained rows."""
+
+    def __init__(self, model: Any, constraint: Constraint | None, max_tokens: int) -> None:
+        vocab = model.vocab
+        self.automaton = constraint.compile(vocab) if constraint is not None else None
+        self.free_mask = torch.zeros(vocab.width, dtype=torch.bool)
+        self.free_mask[: len(model.tokenizer)] = True
+        self.planned = self.automaton is not None and _check_budget(self.automaton, max_tokens)
+
+
+def _result(vocab: Any, constraint: Constraint | None, tokens: list[int], reason: str,
+            stats: GenerationStats, start_time: float) -> GenerationResult:
+    """The result of one finished row: text, finish state, parsed value, timing."""
     stats.new_tokens = len(tokens)
     stats.seconds = time.perf_counter() - start_time
     text = vocab.decode(tokens).decode("utf-8", errors="replace")
@@ -206,6 +249,109 @@ def _make_drafters(model: Any, speculative: bool | None, draft_model: Any,
     return out
 
 
+class _Row:
+    """One output under construction: its constraint state, emitted tokens, drafters, draft
+    lengths and the tokens not yet in the model's cache (`feed`). The single-prompt loop
+    (`decode`) and the batched loop (`batch.py`) drive it the same way: `stop`, `draft`, one
+    forward pass over `feed + draft`, then `verify` with that pass's logits."""
+
+    def __init__(self, automaton: TokenAutomaton | None, prompt_ids: Sequence[int],
+                 eos_ids: frozenset[int], free_mask: torch.Tensor, params: SamplingParams,
+                 generator: torch.Generator | None, max_tokens: int, planned: bool,
+                 drafters: Sequence[Drafter], stats: GenerationStats) -> None:
+        self.automaton = automaton
+        self.eos_ids = eos_ids
+        self.free_mask = free_mask
+        self.params = params
+        self.generator = generator
+        self.max_tokens = max_tokens
+        self.planned = planned
+        self.drafters = drafters
+        self.stats = stats
+        self.state = automaton.start if automaton is not None else None
+        self.tokens: list[int] = []
+        self.history = list(prompt_ids)  # prompt + output, for drafters
+        self.feed = list(prompt_ids)  # tokens not yet in the cache
+        self.lengths = DraftLength()
+        self.reason: str | None = None  # set when the output has ended
+        self._draft: tuple[list[int], list[torch.Tensor] | None, list[str],
+                           tuple[int, torch.Tensor] | None] = ([], None, [], None)
+        for drafter in drafters:
+            drafter.start(prompt_ids)
+
+    def stop(self) -> str | None:
+        """The finish reason if the output must end before the next token, else None."""
+        t = time.perf_counter()
+        final = self.automaton is not None and self.automaton.only_eos(self.state)  # computes the mask
+        self.stats.mask_seconds += time.perf_counter() - t
+        if final:
+            return "complete"
+        if len(self.tokens) >= self.max_tokens:
+            accepting = self.automaton is not None and self.automaton.is_accepting(self.state)
+            return "budget" if accepting else "max_tokens"
+        return None
+
+    def draft(self) -> list[int]:
+        """The draft to verify after `feed` in the next pass (kept for `verify`)."""
+        room = self.max_tokens - len(self.tokens) - 1  # the last position is verified without a draft
+        self._draft = _draft(self.drafters, self.lengths, self.history, self.automaton, self.state,
+                             self.params, self.generator, self.free_mask, self.eos_ids, room,
+                             self.stats)
+        return self._draft[0]
+
+    def verify(self, rows: torch.Tensor) -> int:
+        """Emit tokens from the logits of the pass over `feed + draft` (`rows`: its last
+        len(draft) + 1 positions); returns how many draft tokens were accepted.
+
+        Each position is verified (`verify_token`) under the mask of the constraint state the
+        draft reaches there; the first token that differs from the draft ends the pass and
+        becomes the next `feed`. Only emitted tokens advance `state`. Sets `reason` when the
+        output ended here.
+        """
+        draft, qs, sources, rejected = self._draft
+        automaton, stats = self.automaton, self.stats
+        self.feed = []
+        accepted = 0
+        for i in range(len(draft) + 1):
+            if i > 0:
+                self.reason = self.stop()
+                if self.reason is not None:
+                    break
+            t = time.perf_counter()
+            mask = automaton.mask(self.state) if automaton is not None else self.free_mask
+            stats.mask_seconds += time.perf_counter() - t
+            if not bool(mask.any()):
+                raise GenerationError(f"the constraint allows no token after {len(self.tokens)} tokens")
+            if i < len(draft):
+                guess, q = draft[i], (qs[i] if qs is not None else None)
+            else:
+                guess, q = rejected if rejected is not None else (None, None)
+            token = verify_token(rows[i], mask, self.params, self.generator, guess, q)
+            if self.planned:
+                token, state_after = _within_budget(automaton, self.state, token, mask, rows[i],
+                                                    self.params, self.generator,
+                                                    self.max_tokens - len(self.tokens) - 1)
+            elif automaton is not None and token not in self.eos_ids:
+                state_after = automaton.advance(self.state, token)
+            else:
+                state_after = self.state
+            hit = i < len(draft) and token == draft[i]
+            accepted += hit
+            if token in self.eos_ids:
+                self.reason = "eos"
+                break
+            self.state = state_after
+            self.tokens.append(token)
+            self.history.append(token)
+            for drafter in self.drafters:
+                drafter.observe(token)
+            if not hit:
+                self.feed = [token]
+                break
+        _score_drafters(self.lengths, sources, accepted, stats)
+        return accepted
+
+
 def decode(
     scorer: Scorer,
     automaton: TokenAutomaton | None,
@@ -219,84 +365,26 @@ def decode(
     drafters: Sequence[Drafter],
     stats: GenerationStats,
 ) -> tuple[list[int], str]:
-    """The decode loop: (generated tokens without EOS, finish reason).
+    """The decode loop of one prompt: (generated tokens without EOS, finish reason).
 
-    Each pass feeds the last emitted token plus a draft and verifies the draft position by
-    position (`verify_token`), each position masked by the constraint state the draft reaches
-    there; the first position whose token differs from the draft ends the pass, and the cache
-    is cropped to the accepted tokens. Without drafters this is plain one-token-per-pass
-    decoding. Only emitted tokens advance `state`.
+    Each pass feeds the last emitted token plus a draft; after verification the cache is
+    cropped to the accepted tokens. Without drafters this is plain one-token-per-pass decoding.
     """
-    state = automaton.start if automaton is not None else None
-    tokens: list[int] = []
-    history = list(prompt_ids)  # prompt + output, for drafters
-    feed = list(prompt_ids)  # tokens not yet in the cache
-    lengths = DraftLength()
-    for drafter in drafters:
-        drafter.start(prompt_ids)
-
-    def stop() -> str | None:
-        t = time.perf_counter()
-        final = automaton is not None and automaton.only_eos(state)  # computes the mask
-        stats.mask_seconds += time.perf_counter() - t
-        if final:
-            return "complete"
-        if len(tokens) >= max_tokens:
-            return "budget" if automaton is not None and automaton.is_accepting(state) else "max_tokens"
-        return None
-
+    row = _Row(automaton, prompt_ids, eos_ids, free_mask, params, generator, max_tokens, planned,
+               drafters, stats)
     while True:
-        reason = stop()
+        reason = row.stop()
         if reason is not None:
-            return tokens, reason
-        room = max_tokens - len(tokens) - 1  # the last position is verified without a draft
-        draft, qs, sources, rejected = _draft(drafters, lengths, history, automaton, state,
-                                              params, generator, free_mask, eos_ids, room, stats)
+            return row.tokens, reason
+        draft = row.draft()
         t = time.perf_counter()
-        rows = scorer(feed + draft, len(draft) + 1)
-        if len(feed) == 1:  # the prompt pass says nothing about the cost of a verify pass
-            lengths.observe_pass(len(draft) + 1, time.perf_counter() - t)
+        logits = scorer(row.feed + draft, len(draft) + 1)
+        if len(row.feed) == 1:  # the prompt pass says nothing about the cost of a verify pass
+            row.lengths.observe_pass(len(draft) + 1, time.perf_counter() - t)
         kept = scorer.length - len(draft)  # cache length without the draft
-        feed = []
-        accepted = 0
-        for i in range(len(draft) + 1):
-            if i > 0:
-                reason = stop()
-                if reason is not None:
-                    break
-            t = time.perf_counter()
-            mask = automaton.mask(state) if automaton is not None else free_mask
-            stats.mask_seconds += time.perf_counter() - t
-            if not bool(mask.any()):
-                raise GenerationError(f"the constraint allows no token after {len(tokens)} tokens")
-            if i < len(draft):
-                guess, q = draft[i], (qs[i] if qs is not None else None)
-            else:
-                guess, q = rejected if rejected is not None else (None, None)
-            token = verify_token(rows[i], mask, params, generator, guess, q)
-            if planned:
-                token, state_after = _within_budget(automaton, state, token, mask, rows[i], params,
-                                                    generator, max_tokens - len(tokens) - 1)
-            elif automaton is not None and token not in eos_ids:
-                state_after = automaton.advance(state, token)
-            else:
-                state_after = state
-            hit = i < len(draft) and token == draft[i]
-            accepted += hit
-            if token in eos_ids:
-                reason = "eos"
-                break
-            state = state_after
-            tokens.append(token)
-            history.append(token)
-            for drafter in drafters:
-                drafter.observe(token)
-            if not hit:
-                feed = [token]
-                break
-        _score_drafters(lengths, sources, accepted, stats)
-        if reason is not None:
-            return tokens, reason
+        accepted = row.verify(logits)
+        if row.reason is not None:
+            return row.tokens, row.reason
         scorer.crop(kept + accepted)
 
 
