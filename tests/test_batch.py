@@ -68,12 +68,12 @@ def test_greedy_rows_equal_rows_alone(smollm2, json_grammar, kind):
     """With and without speculation (single-row speculation is itself token-identical to
     plain decoding, tests/test_speculative.py)."""
     constraint = {"regex": SHORT, "grammar": json_grammar, "schema": PERSON_SCHEMA}[kind]
-    alone = _alone(smollm2, PROMPTS, constraint, max_tokens=20, speculative=False)
+    alone = _alone(smollm2, PROMPTS, constraint, max_tokens=28, speculative=False)
     assert len({r.stats.prompt_tokens for r in alone}) == len(PROMPTS)  # left padding at work
-    plain = generate(smollm2, PROMPTS, constraint, max_tokens=20, speculative=False)
+    plain = generate(smollm2, PROMPTS, constraint, max_tokens=28, speculative=False)
     _assert_rows_equal(plain, alone)
     assert all(not r.stats.drafted for r in plain)
-    spec = generate(smollm2, PROMPTS, constraint, max_tokens=20)
+    spec = generate(smollm2, PROMPTS, constraint, max_tokens=28)
     _assert_rows_equal(spec, alone)
     if kind != "grammar":  # text forced at the start: drafted with the prompt, before any timing
         assert all(r.stats.drafted.get("forced", 0) > 0 for r in spec)
@@ -105,7 +105,7 @@ def test_budget_and_eos(smollm2):
 def test_mixed_constraints_and_unconstrained(smollm2, json_grammar):
     prompts = [*PROMPTS, "Text: the cat sat on the mat.\nSame text again: the cat"]
     constraints = [PERSON_SCHEMA, SHORT, json_grammar, None]
-    batch = _same_as_alone(smollm2, prompts, constraints, max_tokens=20)
+    batch = _same_as_alone(smollm2, prompts, constraints, max_tokens=28)
     assert batch[0].finished and set(batch[0].value) == {"name", "age", "city"}
     assert batch[3].stats.accepted.get("lookup", 0) > 0  # the repeated sentence is copied
 
@@ -136,9 +136,10 @@ def test_repacked_cache_changes_nothing(smollm2, monkeypatch):
     assert repacks
 
 
-def _row_logits(model, ids: list[int]) -> torch.Tensor:
+def _last_logits(model, ids: list[int], n: int) -> torch.Tensor:
+    """Logits of the last `n` positions of `ids` fed in one contiguous pass (no cache)."""
     with torch.inference_mode():
-        return model(input_ids=torch.tensor([ids])).logits[0].float()
+        return model(input_ids=torch.tensor([ids]), logits_to_keep=n).logits[0].float()
 
 
 @pytest.mark.parametrize("name,length,attention", [("smollm2", 40, "sdpa"), ("smollm2", 40, "eager"),
@@ -159,23 +160,26 @@ def test_forward_with_gaps_equals_contiguous_rows(request, monkeypatch, name, le
     forward = _BatchForward(lm.model, 2)
     done, got = [0, 0], [[], []]
     for step in range(4):
-        inputs = []
+        inputs, keep = [], []
         for r in range(2):
             real, junk = plan[r][step]
             inputs.append(rows[r][done[r]:done[r] + real]
                           + torch.randint(100, vocab, (junk,), generator=gen).tolist())
-        logits = forward(inputs, done, [len(x) for x in inputs])
+            keep.append(min(real, 3) + junk)  # logits of the last (at most 3) real tokens
+        logits = forward(inputs, done, keep)
         for r in range(2):
             real, junk = plan[r][step]
-            got[r].append((done[r], logits[r][:real]))
+            compared = keep[r] - junk
+            got[r].append((done[r] + real - compared, logits[r][:compared]))
             forward.reject(r, junk)
             done[r] += real
         forward.tidy()
     assert done == [length, 7]
     for r in range(2):
-        full = _row_logits(lm.model, rows[r])
+        first = got[r][0][0]
+        full = _last_logits(lm.model, rows[r], len(rows[r]) - first)
         for start, logits in got[r]:
-            want = full[start:start + len(logits)]
+            want = full[start - first:start - first + len(logits)]
             assert torch.allclose(logits, want, atol=2e-4, rtol=1e-4), (name, r, start)
             assert torch.equal(logits.argmax(-1), want.argmax(-1))
 
