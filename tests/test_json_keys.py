@@ -175,6 +175,40 @@ def test_any_order_masks_match_documents(name, schema, keys, max_keys, smollm2_v
     _check_masks(automaton, smollm2_vocab, texts, random.Random(name), 30)
 
 
+def _spaced(text: str) -> set[bytes]:
+    """Every spelling of a compact JSON text with one optional space at each place the
+    grammar allows whitespace (either side of punctuation, both ends)."""
+    gaps, in_string, escaped = {0, len(text)}, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            in_string = escaped or ch != '"'
+            escaped = not escaped and ch == "\\"
+        elif ch == '"':
+            in_string = True
+        elif ch in "{}[],:":
+            gaps |= {i, i + 1}
+    gaps_sorted = sorted(gaps)
+    out = set()
+    for choice in itertools.product((False, True), repeat=len(gaps_sorted)):
+        parts, last = [], 0
+        for gap, space in zip(gaps_sorted, choice):
+            parts.append(text[last:gap] + (" " if space else ""))
+            last = gap
+        out.add(("".join(parts) + text[last:]).encode())
+    return out
+
+
+@pytest.mark.model
+def test_whitespace_after_commas_masks_match_documents(smollm2_vocab):
+    """Whitespace runs between keys (one verdict per comma, whatever the whitespace)."""
+    schema = {"type": "object", "properties": {"a": {"const": 1}, "ab": {"const": True}},
+              "additionalProperties": False}  # after both keys, no comma whatever the spaces
+    values = _documents(schema, ["a", "ab"], "any", 2)
+    texts = set().union(*(_spaced(canonical_dumps(v)) for v in values))
+    automaton = JsonSchema(schema, property_order="any", whitespace=" ").compile(smollm2_vocab)
+    _check_masks(automaton, smollm2_vocab, texts, random.Random(2), 40)
+
+
 @pytest.mark.model
 def test_any_spelling_masks_match_documents(smollm2_vocab):
     """spelling='any': keys may be \\u-escaped, and an escaped repeat is still a repeat."""

@@ -19,14 +19,16 @@ fresh key exists (a missing required key, or enough distinct optional/additional
 
 Masks are the grammar's mask minus the refused tokens, which are found among few candidates:
 tokens that can reach a key position or close a key from the current scanner mode, and inside
-key strings only those that keep spelling a present key (a walk of the token trie over that
-DFA). A state with no candidate costs one dictionary lookup more than the grammar's mask.
+key strings only those that keep spelling a present key (found by a search along that DFA over
+the sorted vocabulary). A state with no candidate costs one dictionary lookup more than the
+grammar's mask.
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from bisect import bisect_left
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +36,6 @@ import torch
 from ..automata.bytedfa import DEAD, ByteDFA
 from ..schema.lexemes import json_string_dfa
 from ..vocab.token_bytes import Vocabulary
-from ..vocab.trie import trie_for
 from .base import DONE, State, TokenAutomaton
 
 # Scanner modes: outside strings (a string here is a value / a key), inside a value string
@@ -49,8 +50,11 @@ _STRING_SPECIAL = re.compile(rb'["\\]')
 _STRUCTURAL = re.compile(rb'["{}\[\],:]')
 _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _WHITESPACE = b" \t\n\r"
-# Bytes a witness search tries first: a closing quote (the shortest key), then ASCII, then the rest.
-_PROBE_ORDER = [_QUOTE] + [b for b in range(0x20, 0x100) if b != _QUOTE]
+
+
+def _probe_rank(b: int) -> int:
+    """Order of witness bytes: a closing quote first (the shortest key), escapes last."""
+    return -1 if b == _QUOTE else 256 if b == _BACKSLASH else b
 
 
 def decode_key(raw: bytes) -> str:
@@ -166,6 +170,40 @@ class _VocabTables:
         self._marked = [i for i in content if b'"' in vocab.token_bytes[i]
                         or b"," in vocab.token_bytes[i]]
         self._reaching: dict[int, np.ndarray] = {}
+        self.ids_of: dict[bytes, list[int]] = {}
+        for i in content:
+            self.ids_of.setdefault(vocab.token_bytes[i], []).append(i)
+        self.sorted_tokens = sorted(self.ids_of)
+        # whitespace then an opening quote: how tokens may start a key after a comma
+        self.quote_heads = sorted({w[: len(w) - len(w.lstrip(_WHITESPACE)) + 1]
+                                   for w in self.ids_of if w.lstrip(_WHITESPACE)[:1] == b'"'})
+
+    def spelled_along(self, kd: "_KeysDFA", d: int) -> tuple[list[int], list[int]]:
+        """(ids, keys-DFA state after each) of the tokens `kd` reads from state d without
+        dying — from `pre`, only those reaching the opening quote (whitespace alone leaves a
+        key position as it was) — by a depth-first search along the DFA, pruned where no token
+        extends the bytes."""
+        ids: list[int] = []
+        ends: list[int] = []
+        words, n = self.sorted_tokens, len(self.sorted_tokens)
+        todo = [(b"", d)]
+        if d == kd.pre:
+            todo = [(head, kd.after_quote) for head in self.quote_heads]
+            for head in self.quote_heads:
+                ids += self.ids_of.get(head, [])
+                ends += [kd.after_quote] * len(self.ids_of.get(head, []))
+        while todo:
+            prefix, q = todo.pop()
+            for b, q2 in kd.moves(q):
+                word = prefix + bytes((b,))
+                j = bisect_left(words, word)
+                if j == n or not words[j].startswith(word):
+                    continue
+                if words[j] == word:
+                    ids += self.ids_of[word]
+                    ends += [q2] * len(self.ids_of[word])
+                todo.append((word, q2))
+        return ids, ends
 
     def reaching(self, mode: int) -> np.ndarray:
         """Ids that may close a key or end in a key position when read from `mode` (VALUE,
@@ -181,9 +219,9 @@ _TABLES: dict[str, _VocabTables] = {}
 
 
 class _KeysDFA:
-    """All JSON spellings (quotes included) of a set of keys, as a trie-walk source: a state
-    is alive while the bytes read could still spell one of the keys. State `pre` reads the
-    whitespace and the opening quote before a key."""
+    """All JSON spellings (quotes included) of a set of keys: a state is alive while the bytes
+    read could still spell one of the keys. State `pre` reads the whitespace and the opening
+    quote before a key; `sink` is dead."""
 
     def __init__(self, keys: frozenset[str]) -> None:
         dfa = json_string_dfa(literals=sorted(keys))
@@ -197,8 +235,23 @@ class _KeysDFA:
         self._table = np.vstack([table, pre, np.full((1, 256), self.sink, np.int64)]).ravel()
         self.after_quote = dfa.rows[dfa.initial][_QUOTE]
 
-    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self._table[states * 256 + data]
+        self._moves: dict[int, list[tuple[int, int]]] = {}
+        self.alive: dict[int, frozenset[int]] = {}
+
+    def moves(self, q: int) -> list[tuple[int, int]]:
+        """(byte, next state) of the bytes state q reads (`pre` included)."""
+        out = self._moves.get(q)
+        if out is None:
+            row = self._table[q * 256 : (q + 1) * 256]
+            read = np.flatnonzero(row != self.sink)
+            out = self._moves[q] = list(zip(read.tolist(), row[read].tolist()))
+        return out
+
+    def alive_bytes(self, q: int) -> frozenset[int]:
+        out = self.alive.get(q)
+        if out is None:
+            out = self.alive[q] = frozenset(b for b, _ in self.moves(q))
+        return out
 
     def state_of(self, partial: bytes) -> int:
         """State inside a key string whose bytes so far are `partial` (DEAD: no key spelled)."""
@@ -215,9 +268,13 @@ class KeyTrackingAutomaton(TokenAutomaton):
     #: Bound on each per-state memo (dropped wholesale when full, like the grammar's caches).
     max_memo = 100_000
 
-    def __init__(self, grammar: TokenAutomaton) -> None:
+    def __init__(self, grammar: TokenAutomaton, terminal_dfas: Sequence[ByteDFA]) -> None:
+        """`grammar`: a `GrammarAutomaton` of JSON texts whose states are sets of (terminal,
+        DFA state, origin) lexemes, `terminal_dfas` its terminals' DFAs."""
         super().__init__(grammar.vocab)
         self.grammar = grammar
+        self._dfas = terminal_dfas
+        self._outs: dict[tuple[int, int], frozenset[int]] = {}
         tables = _TABLES.get(grammar.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
@@ -272,43 +329,75 @@ class KeyTrackingAutomaton(TokenAutomaton):
         if memo_key in self._witnesses:
             return self._witnesses[memo_key]
         kd = self._keys_dfa(keys)
-        d = kd.pre if mode == KEY else kd.state_of(partial)
-        found = b"" if d == DEAD else self._search(g, d, kd, set())
+        if mode == KEY:
+            found = self._before_key(g, kd, set())
+        else:
+            d = kd.state_of(partial)
+            found = b"" if d == DEAD else self._in_key(g, d, kd)
         if len(self._witnesses) >= self.max_memo:
             self._witnesses.clear()
         self._witnesses[memo_key] = found
         return found
 
-    def _search(self, g: State, d: int, kd: _KeysDFA, seen: set) -> bytes | None:
-        """Depth-first witness search from grammar state g and keys-DFA state d (both alive)."""
-        advance = self.grammar._advance_bytes
-        if d == kd.pre:
-            for b in (_QUOTE, *_WHITESPACE):
-                g2 = advance(g, bytes((b,)))
-                if g2 is not None:
-                    nd = kd.after_quote if b == _QUOTE else kd.pre
-                    if (g2, nd) not in seen:
-                        seen.add((g2, nd))
-                        rest = self._search(g2, nd, kd, seen)
-                        if rest is not None:
-                            return bytes((b,)) + rest
-            return None
-        row = kd.dfa.rows[d]
-        for b in _PROBE_ORDER:  # a byte leaving every present key's spelling is a witness
-            if row[b] < 0 and advance(g, bytes((b,))) is not None:
-                return bytes((b,))
-        accepting = kd.dfa.accepting
-        for b in _PROBE_ORDER:
-            nd = row[b]
-            if nd < 0 or accepting[nd]:  # accepting: the closing quote of a present key
+    def _before_key(self, g: State, kd: _KeysDFA, seen: set) -> bytes | None:
+        """Witness from a key position before the key's opening quote (whitespace may come)."""
+        for b in (_QUOTE, *_WHITESPACE):
+            g2 = self.grammar._advance_bytes(g, bytes((b,)))
+            if g2 is None:
                 continue
-            g2 = advance(g, bytes((b,)))
-            if g2 is not None and (g2, nd) not in seen:
-                seen.add((g2, nd))
-                rest = self._search(g2, nd, kd, seen)
-                if rest is not None:
-                    return bytes((b,)) + rest
+            if b == _QUOTE:
+                rest = self._in_key(g2, kd.after_quote, kd)
+            elif g2 in seen:
+                continue
+            else:
+                seen.add(g2)
+                rest = self._before_key(g2, kd, seen)
+            if rest is not None:
+                return bytes((b,)) + rest
         return None
+
+    def _in_key(self, g: State, d: int, kd: _KeysDFA) -> bytes | None:
+        """Witness inside a key string: a search over the key terminals' DFAs (the lexemes of
+        grammar state g, all key strings here) jointly with the present keys' DFA state d.
+        A key lexeme that completes was expected where it started, so the grammar accepts it."""
+        return self._in_key_lexemes(frozenset((t, s) for t, s, _ in g if t >= 0), d, kd)
+
+    def _in_key_lexemes(self, lexemes: frozenset[tuple[int, int]], d: int, kd: _KeysDFA
+                        ) -> bytes | None:
+        memo_key = (lexemes, d, kd)
+        if memo_key in self._witnesses:
+            return self._witnesses[memo_key]
+        rows, accepting = kd.dfa.rows, kd.dfa.accepting
+        seen = {(lexemes, d)}
+        todo: list[tuple[frozenset, int, bytes]] = [(lexemes, d, b"")]
+        found = None
+        while todo and found is None:
+            lexemes, d, path = todo.pop()
+            alive = kd.alive_bytes(d)
+            leaving = set().union(*(self._out_bytes(t, s) - alive for t, s in lexemes))
+            if leaving:  # a byte that stops spelling every present key (or closes a new one)
+                found = path + bytes((min(leaving, key=_probe_rank),))
+                break
+            steps: dict[int, set[tuple[int, int]]] = {}
+            for t, s in lexemes:
+                row = self._dfas[t].rows[s]
+                for b in self._out_bytes(t, s):
+                    steps.setdefault(b, set()).add((t, row[b]))
+            row = rows[d]
+            for b in sorted(steps, key=_probe_rank, reverse=True):  # best byte popped first
+                nd, nxt = row[b], frozenset(steps[b])
+                if not accepting[nd] and (nxt, nd) not in seen:
+                    seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
+                    todo.append((nxt, nd, path + bytes((b,))))
+        self._witnesses[memo_key] = found
+        return found
+
+    def _out_bytes(self, t: int, s: int) -> frozenset[int]:
+        out = self._outs.get((t, s))
+        if out is None:
+            row = self._dfas[t].rows[s]
+            out = self._outs[(t, s)] = frozenset(b for b in range(256) if row[b] >= 0)
+        return out
 
     # masks ----------------------------------------------------------------------------------
 
@@ -322,24 +411,68 @@ class KeyTrackingAutomaton(TokenAutomaton):
         allowed = self.grammar.mask(g).numpy()
         t = self._tables
         keys = stack[1] if stack else None
+        refused: list[int] = []
         if mode in (KEY, KSTR, KESC):
-            parts = [t.two_quotes if mode == KEY else t.one_quote]
+            cand = t.two_quotes if mode == KEY else t.one_quote
             if keys:  # tokens ending where a present key could still be spelled
                 kd = self._keys_dfa(keys)
                 d = kd.pre if mode == KEY else kd.state_of(partial)
                 if d != DEAD:
-                    parts.append(trie_for(self.vocab).walk(kd, d)[0])
-            cand = np.unique(np.concatenate(parts))
+                    found, after = t.spelled_along(kd, d)
+                    ids, ends = np.array(found, np.int64), np.array(after, np.int64)
+                    keep = allowed[ids]
+                    ids, ends = ids[keep], ends[keep]
+                    if mode == KEY:
+                        cand = np.union1d(cand, ids)
+                    else:
+                        refused += self._inside_key(g, kd, ids, ends)
         else:
             cand = t.reaching(mode)
         cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
-        bad = np.array([i for i in cand.tolist() if self._advance_bytes(state, tb[i]) is None],
-                       np.int64)
+        after_comma: dict[Track, bool] = {}
+        for i in cand.tolist():  # allowed by the grammar: only the tracker's verdict is needed
+            data = tb[i]
+            end = feed(track, data)
+            if end is None:
+                refused.append(i)
+            elif _at_key(end):
+                # Tokens ending after the same comma (with more or less whitespace) share one
+                # verdict: whitespace does not change which keys may follow.
+                ok = after_comma.get(end) if end[1] == KEY else None
+                if ok is None:
+                    g2 = self.grammar._advance_bytes(g, data)
+                    ok = g2 is not None and self._witness(g2, end) is not None
+                    if end[1] == KEY:
+                        after_comma[end] = ok
+                if not ok:
+                    refused.append(i)
+        bad = np.unique(np.array(refused, np.int64))
         if len(self._removed) >= self.max_memo:
             self._removed.clear()
         self._removed[state] = bad
         return bad
+
+    def _inside_key(self, g: State, kd: _KeysDFA, ids: np.ndarray, ends: np.ndarray
+                    ) -> list[int]:
+        """Of tokens read inside a key string (grammar state g) that keep spelling a present
+        key (keys-DFA states `ends` after them), those after which no fresh key can follow:
+        decided on the key terminals' DFAs alone — no lexeme ends inside a string, so the
+        parser has nothing to do until the closing quote."""
+        accepting = kd.dfa.accepting
+        lexemes = [(t, s) for t, s, _ in g if t >= 0]
+        tb = self.vocab.token_bytes
+        out = []
+        for i, e in zip(ids.tolist(), ends.tolist()):
+            if accepting[e]:  # closes a present key
+                out.append(i)
+                continue
+            data = tb[i]
+            after = frozenset((t, s2) for t, s in lexemes
+                              for s2 in (self._dfas[t].walk(s, data),) if s2 != DEAD)
+            if self._in_key_lexemes(after, e, kd) is None:
+                out.append(i)
+        return out
 
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its
@@ -353,9 +486,9 @@ class KeyTrackingAutomaton(TokenAutomaton):
         bad = self._refused(state)
         if not len(bad):
             return base
-        m = base.clone()
-        m[torch.from_numpy(bad)] = False
-        return self._keep_mask(state, m)
+        row = base.numpy().copy()
+        row[bad] = False
+        return self._keep_mask(state, torch.from_numpy(row))
 
     def allowed_ids(self, state: State) -> np.ndarray:
         if state is DONE:

@@ -86,7 +86,8 @@ class JsonSchema(Constraint):
                 f"spelling={self.spelling!r})")
 
     def _build(self, vocab: Vocabulary) -> KeyTrackingAutomaton:
-        return KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab))
+        return KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab),
+                                    self.compiled.terminal_dfas)
 
     def parse(self, text: str) -> Any:
         """The parsed JSON value, or a model instance when a Pydantic model was given."""
