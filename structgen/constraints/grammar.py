@@ -266,8 +266,10 @@ class GrammarAutomaton(TokenAutomaton):
     max_states = 200_000
     #: Leaving tokens of a shape that share their next byte are decided in the view of that
     #: byte (one step down the trie) when there are at least this many of them; fewer are
-    #: walked over the shape's own trie of leaving tokens.
-    DEEPER_MIN = 32
+    #: walked over the shape's own trie of leaving tokens. None: 32, or one per 2048 tokens of
+    #: the vocabulary if that is more (a view costs about the same whatever the vocabulary,
+    #: while leaving tokens grow with it: Gemma-3's 262k tokens are best served by ~128).
+    DEEPER_MIN: int | None = None
     #: ... down to views of prefixes this long; deeper leaving tokens are walked (a chain of
     #: views one byte at a time costs more than walking runs such as bounded whitespace).
     DEEPER_MAX_PREFIX = 3
@@ -562,7 +564,10 @@ class GrammarAutomaton(TokenAutomaton):
                 is_leaving[p_leaving] = True
             leaving = np.flatnonzero(is_leaving & ~is_inside)
             nb = view.next_byte[leaving]
-            deeper = np.flatnonzero(np.bincount(nb, minlength=256) >= max(self.DEEPER_MIN, 1))
+            least = self.DEEPER_MIN
+            if least is None:
+                least = max(32, self.vocab.width // 2048)
+            deeper = np.flatnonzero(np.bincount(nb, minlength=256) >= max(least, 1))
             if len(view.prefix) >= self.DEEPER_MAX_PREFIX:
                 deeper = deeper[:0]
             if len(deeper):
