@@ -1,12 +1,14 @@
 """Fresh-mask cost of grammar automata: masks of states never seen before, CPU time per mask.
 
 Each document gets a new `GrammarAutomaton` (per-state caches empty; caches keyed by terminal
-DFA, such as the per-lexeme splits, stay warm as they would in a long-running process), and the
+DFA or vocabulary, such as the per-lexeme splits and the vocabulary's views, stay warm as they
+would in a long-running process), and the
 mask is computed before every token of its tokenization. This isolates the engine's work on new
 states, which `grammar_bench.py` mixes with compile time and cached masks. Used for the A/B
-figures in docs/benchmarks.md ("Since this run"): run it on two checkouts, alternating.
+figures in docs/benchmarks.md ("Since this run"): run it on two checkouts, alternating
+(`PYTHONPATH=<other checkout> python bench/fresh_masks.py` runs this script on its package).
 
-    python bench/fresh_masks.py                       # SmolLM2: JSON documents, C-like, Python
+    python bench/fresh_masks.py                       # SmolLM2: JSON, C-like, Python, SQL
     python bench/fresh_masks.py --model gemma-3-270m --grammars json
 """
 from __future__ import annotations
@@ -35,6 +37,9 @@ JSON_DOCS = [
 SENTENCES = {
     "c_like": ["int f(int x) { if (x > 0) { return x * 2 + y; } while (i < 10) i = i + 1; }"],
     "python_expr": ["sorted(d.keys(), key=lambda k: -k)[0] + [x ** 2, y % 2 == 0] if flag else {\"a\": (1, 2.5)}"],
+    "sqlite_select": ["SELECT T1.name, COUNT(*) AS n FROM singer AS T1 JOIN concert AS T2 "
+                      "ON T1.id = T2.singer_id WHERE T2.year > 2014 AND T1.country IN "
+                      "('France', 'Japan') GROUP BY T1.name HAVING n >= 2 ORDER BY n DESC LIMIT 5;"],
 }
 
 
@@ -64,7 +69,7 @@ def measure(model: structgen.LoadedModel, grammar: str) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="structgen.load_model name or path")
-    ap.add_argument("--grammars", default="json,c_like,python_expr")
+    ap.add_argument("--grammars", default="json,c_like,python_expr,sqlite_select")
     args = ap.parse_args()
     model = structgen.load_model(args.model, progress=False)
     print(f"{model.name} ({model.vocab.width} tokens), CPU ms per fresh mask")

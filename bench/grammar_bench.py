@@ -87,17 +87,9 @@ WARMUP_GRAMMAR = 'start: "warm" NUM "up"\nNUM: /[0-9]+/\n'
 
 # (engine, grammar) -> (sentences, passes) that engine takes part in; the rest run without it.
 # Keeps the run to minutes and the machine alive; lift with --cap ENGINE:GRAMMAR=N[:P].
-#  * structgen on sqlite_select: grammar states explode under the dynamic lexer (the reserved-
-#    word-complement IDENT x case-insensitive keywords x every split point of an identifier):
-#    before the max_states bound (c9a76b4) the mask after `SELECT name FROM` alone interned ~2
-#    million states (~14 s, ~4 GB on SmolLM2) and the sentences exhausted 24 GB; with it memory
-#    stays ~2 GB but the caches are dropped over and over and single masks take 4-13 s (50 s for
-#    `select count(*) as n, country from singer group by country having n >= 2;`). Compile
-#    (Grammar + start mask) is still measured.
 #  * xgrammar on sqlite_select: 0.3-2 s per mask (every mask, nothing cached between steps);
 #    on c_like ~0.1 s per mask, so one pass only (its masks cost the same on every pass).
 DEFAULT_CAPS: Dict[Tuple[str, str], Tuple[int, int]] = {
-    ("structgen", "sqlite_select"): (0, 0),
     ("xgrammar", "sqlite_select"): (1, 1),
     ("xgrammar", "c_like"): (99, 1),
 }
