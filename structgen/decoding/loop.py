@@ -142,8 +142,8 @@ def generate(
 
     A list of prompts (strings or message lists) is decoded as one batch (`batch.py`) and gives
     a list of results in order; `constraint` is then one constraint for every row or a list
-    with one per row. Row i decodes exactly as `generate` of prompt i alone with
-    `seed + i` (greedy: token-identical).
+    with one per row. Row i decodes as prompt i alone would with `seed + i` (its own generator):
+    greedy, token-identical; sampling, the same law.
     """
     if isinstance(model, str):
         from ..models import load_model
@@ -152,10 +152,12 @@ def generate(
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     params = SamplingParams(temperature, top_p, top_k)
+    if not isinstance(prompt, str):
+        prompt = list(prompt)  # once: an iterator would be spent by the checks below
     if _is_batch(prompt):
         from .batch import generate_batch
 
-        prompts = list(prompt)
+        prompts = prompt
         if constraint is None or isinstance(constraint, Constraint):
             constraints = [constraint] * len(prompts)
         else:
@@ -180,16 +182,15 @@ def generate(
     return _result(model.vocab, constraint, tokens, reason, stats, start_time)
 
 
-def _is_batch(prompt: Any) -> bool:
+def _is_batch(prompt: str | list[Any]) -> bool:
     """A list of prompts, as opposed to one prompt (a string or a list of message dicts)."""
     if isinstance(prompt, str):
         return False
-    items = list(prompt)
-    if not items:
+    if not prompt:
         raise ValueError("empty prompt: give a string, a list of messages or a list of prompts")
-    if all(isinstance(m, dict) for m in items):
+    if all(isinstance(m, dict) for m in prompt):
         return False
-    if any(isinstance(m, dict) for m in items):
+    if any(isinstance(m, dict) for m in prompt):
         raise TypeError("a prompt list mixes message dicts with other items: give one list of "
                         "messages, or a list of prompts (strings or lists of messages)")
     return True
