@@ -484,8 +484,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
             return m
         base = self.grammar.mask(state[0])
         bad = self._refused(state)
-        if not len(bad):
-            return base
+        if not len(bad):  # kept by reference: a repeated state costs one lookup
+            return self._keep_mask(state, base)
         row = base.numpy().copy()
         row[bad] = False
         return self._keep_mask(state, torch.from_numpy(row))

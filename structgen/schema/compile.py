@@ -1071,6 +1071,7 @@ class Emitter:
         # (pointer, distinct keys needed, [(nonterminal, distinct keys it offers)]): checked once
         # productivity is known (an entry whose value derives nothing offers no key)
         self._pools: list[tuple[str, int, list[tuple[int, int]]]] = []
+        self._offers_memo: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1506,8 +1507,12 @@ class Emitter:
         """(value nonterminal, distinct keys, at most `needed`) per additional-key region."""
         if extras is None:
             return []
-        return [(self.value(value), _distinct_keys(dfa, needed, pointer))
+        offers = self._offers_memo.get((extras, needed))
+        if offers is None:
+            offers = self._offers_memo[(extras, needed)] = [
+                (self.value(value), _distinct_keys(dfa, needed, pointer))
                 for dfa, value in self._extras_regions[extras]]
+        return offers
 
     def _in_order(self, named: list, required: set, entries: dict, extras: int | None,
                   lo: int, hi: int | None, pointer: str) -> int:
