@@ -118,6 +118,7 @@ class _View:
     ids: np.ndarray  # int64, sorted: the view's token ids
     next_byte: np.ndarray  # int64, per local index: the first byte after the prefix
     children: dict[int, "_View"]
+    position: np.ndarray | None = None  # id -> local index, for the root view (most lookups)
 
     @classmethod
     def of(cls, prefix: bytes, key: str, trie: TokenTrie) -> "_View":
@@ -136,6 +137,8 @@ class _View:
 
     def local(self, ids: np.ndarray) -> np.ndarray:
         """Local indices of these ids of the view."""
+        if self.position is not None:
+            return self.position[ids]
         return np.searchsorted(self.ids, ids)
 
     def child(self, b: int) -> "_View":
@@ -154,7 +157,10 @@ def _root_view(vocab: Vocabulary) -> _View:
     """The whole vocabulary (specials left out) as the view of the empty prefix."""
     view = _ROOT_VIEWS.get(vocab.fingerprint)
     if view is None:
-        view = _ROOT_VIEWS[vocab.fingerprint] = _View.of(b"", vocab.fingerprint, trie_for(vocab))
+        view = _View.of(b"", vocab.fingerprint, trie_for(vocab))
+        view.position = np.full(vocab.width, -1, np.int64)
+        view.position[view.ids] = np.arange(len(view.ids))
+        _ROOT_VIEWS[vocab.fingerprint] = view
     return view
 
 
