@@ -122,6 +122,8 @@ class _View:
 
     @classmethod
     def of(cls, prefix: bytes, key: str, trie: TokenTrie) -> "_View":
+        """The view of `trie` (the bytes after `prefix`), with each token's next byte: the byte
+        of its ancestor on the trie's first level."""
         tokens, firsts = [], []
         if trie.levels:
             top = trie.levels[0].byte
