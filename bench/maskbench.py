@@ -28,6 +28,7 @@ Usage::
     .venv/bin/python bench/maskbench.py [--subsets Github_easy,Kubernetes] [--limit N] [--seed S]
         [--model gemma-3-270m] [--engines structgen,llguidance,xgrammar]
         [--json out.json] [--plot docs/img/maskbench.png]
+    .venv/bin/python bench/maskbench.py --compare before.json after.json   # A/B of two versions
 """
 from __future__ import annotations
 
@@ -294,6 +295,28 @@ def plot(results: Dict[str, List[C.CaseResult]], engines: List[str], path: str, 
 # ---------------------------------------------------------------------------
 
 
+def compare(before: Path, after: Path, engine: str = "structgen") -> str:
+    """Two `--json` runs of one engine (an A/B of two versions) on the schemas both compiled:
+    outcomes of each run, then TTFM and mask percentiles over those schemas only — a version
+    that compiles more schemas is not charged for their (often larger) documents."""
+    from regex_bench import pct
+
+    runs = [{(c["source"], c["description"]): c for c in json.loads(p.read_text())["cases"][engine]}
+            for p in (before, after)]
+    both = [k for k in runs[0] if runs[0][k]["status"] == "compiled"
+            and runs[1].get(k, {}).get("status") == "compiled"]
+    lines = [f"| {engine} | compiled | refused | TTFM p50 / p90 ms | mask p50 / p90 / p99 µs "
+             f"({len(both)} schemas both compiled) |", "|---|---:|---:|---|---|"]
+    for name, run in zip(("before", "after"), runs):
+        status = Counter(c["status"] for c in run.values())
+        ttfm = sorted(run[k]["ttfm_s"] * 1e3 for k in both)
+        masks = sorted(t for k in both for t in run[k]["mask_s"])  # µs in the JSON
+        lines.append(f"| {name} | {status['compiled']} | {status['refused']} | "
+                     f"{_f(pct(ttfm, .5))} / {_f(pct(ttfm, .9))} | "
+                     f"{_f(pct(masks, .5))} / {_f(pct(masks, .9))} / {_f(pct(masks, .99))} |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
@@ -311,7 +334,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "the peers enforce schema order)")
     ap.add_argument("--json", type=Path, help="write every case result (with mask times) here")
     ap.add_argument("--plot", help="PNG: per-mask time CDF and outcomes per engine")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                    help="no run: compare two --json files of structgen (an A/B of two versions)")
     args = ap.parse_args(argv)
+    if args.compare:
+        print(compare(*args.compare))
+        return 0
 
     import structgen
     from peers import available_engines
