@@ -103,11 +103,11 @@ def test_budget_and_eos(smollm2):
 
 
 def test_mixed_constraints_and_unconstrained(smollm2, json_grammar):
-    prompts = [*PROMPTS, "Text: the cat sat on the mat.\nSame text again: the cat"]
-    constraints = [PERSON_SCHEMA, SHORT, json_grammar, None]
+    prompts = [PROMPTS[0], PROMPTS[1], "Text: the cat sat on the mat.\nSame text again: the cat"]
+    constraints = [PERSON_SCHEMA, json_grammar, None]
     batch = _same_as_alone(smollm2, prompts, constraints, max_tokens=28)
     assert batch[0].finished and set(batch[0].value) == {"name", "age", "city"}
-    assert batch[3].stats.accepted.get("lookup", 0) > 0  # the repeated sentence is copied
+    assert batch[2].stats.accepted.get("lookup", 0) > 0  # the repeated sentence is copied
 
 
 def test_draft_model_rows(smollm2):
@@ -132,7 +132,7 @@ def test_repacked_cache_changes_nothing(smollm2, monkeypatch):
 
     monkeypatch.setattr(_BatchForward, "repack_below", 1.01)
     monkeypatch.setattr(_BatchForward, "_repack", counted)
-    _same_as_alone(smollm2, PROMPTS, SHORT, max_tokens=20)
+    _same_as_alone(smollm2, PROMPTS[:2], SHORT, max_tokens=20)
     assert repacks
 
 
