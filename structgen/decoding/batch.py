@@ -30,6 +30,7 @@ from .drafters import Drafter
 from .loop import (DrafterSpec, GenerationResult, GenerationStats, Message, _make_drafters,
                    _result, _Row, _Setup, encode_prompt)
 from .sampling import SamplingParams
+from .scoring import LogitRows, OutputHead
 
 SUPPORTED_LAYERS = {"full_attention", "sliding_attention"}
 
@@ -61,6 +62,7 @@ class _BatchForward:
         self.cache = DynamicCache()  # full layers only: sliding layers would evict slots by count
         self.pos = torch.zeros((rows, 0), dtype=torch.long)  # position of each cache slot
         self.valid = torch.zeros((rows, 0), dtype=torch.bool)  # whether a slot belongs to its row
+        self.head = OutputHead.of(model)
 
     @property
     def slots(self) -> int:
@@ -68,7 +70,7 @@ class _BatchForward:
 
     @torch.inference_mode()
     def __call__(self, inputs: Sequence[Sequence[int]], starts: Sequence[int],
-                 keep: Sequence[int]) -> list[torch.Tensor]:
+                 keep: Sequence[int]) -> list[torch.Tensor | LogitRows]:
         """Feed `inputs[b]` to row b at positions from `starts[b]`; float32 logits (on CPU) of
         each row's last `keep[b]` inputs, shape (keep[b], V). Inputs are left-padded to the
         longest, so every row's real tokens end the step."""
@@ -84,9 +86,15 @@ class _BatchForward:
             qvalid[b, width - n:] = True
         self.pos = torch.cat([self.pos, qpos], dim=1)
         self.valid = torch.cat([self.valid, qvalid], dim=1)
-        out = self.model(input_ids=ids.to(self.device), position_ids=qpos.to(self.device),
-                         attention_mask=self._masks(qpos, qvalid), past_key_values=self.cache,
-                         use_cache=True, logits_to_keep=max(keep))
+        args = dict(input_ids=ids.to(self.device), position_ids=qpos.to(self.device),
+                    attention_mask=self._masks(qpos, qvalid), past_key_values=self.cache,
+                    use_cache=True)
+        if self.head is not None:  # logits per position and mask, as in the single-row loop
+            out = self.model.get_decoder()(**args)
+            self.cache = out.past_key_values
+            hidden = out.last_hidden_state
+            return [LogitRows(hidden[b, width - k:], self.head) for b, k in enumerate(keep)]
+        out = self.model(**args, logits_to_keep=max(keep))
         self.cache = out.past_key_values
         logits = out.logits.float().cpu()
         return [logits[b, logits.shape[1] - k:] for b, k in enumerate(keep)]

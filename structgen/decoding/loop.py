@@ -16,6 +16,7 @@ from ..errors import GenerationError
 from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, ModelDrafter,
                        Scorer)
 from .sampling import SamplingParams, choose
+from .scoring import LogitRows, OutputHead
 from .speculative import DraftLength, verify_token
 
 Message = dict[str, str]
@@ -84,6 +85,7 @@ class _Forward:
         self.stats = stats
         self.length = 0
         self.cache = self._fresh()
+        self.head = OutputHead.of(model)  # None: full logits from the model's own forward
 
     def _fresh(self) -> Any:
         from transformers import DynamicCache
@@ -91,15 +93,22 @@ class _Forward:
         return DynamicCache(config=self.model.config)
 
     @torch.inference_mode()
-    def __call__(self, ids: Sequence[int], n: int = 1) -> torch.Tensor:
-        """Logits (float32, on CPU) of the last `n` positions after feeding `ids`, shape (n, V)."""
+    def __call__(self, ids: Sequence[int], n: int = 1) -> torch.Tensor | LogitRows:
+        """Logits of the last `n` positions after feeding `ids`, (n, V): float32 on CPU, or
+        `LogitRows` computing them per position and mask when the model's head allows it."""
         t = time.perf_counter()
         x = torch.tensor([list(ids)], device=self.device)
-        out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
-                         logits_to_keep=n)
+        if self.head is not None:
+            out = self.model.get_decoder()(input_ids=x, past_key_values=self.cache,
+                                           use_cache=True)
+            logits: torch.Tensor | LogitRows = LogitRows(out.last_hidden_state[0, -n:],
+                                                         self.head)
+        else:
+            out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
+                             logits_to_keep=n)
+            logits = out.logits[0, -n:].float().cpu()
         self.cache = out.past_key_values
         self.length += len(ids)
-        logits = out.logits[0, -n:].float().cpu()
         if self.stats is not None:
             self.stats.forward_seconds += time.perf_counter() - t
             self.stats.forward_passes += 1
@@ -300,7 +309,7 @@ class _Row:
                              self.stats)
         return self._draft[0]
 
-    def verify(self, rows: torch.Tensor) -> int:
+    def verify(self, rows: torch.Tensor | LogitRows) -> int:
         """Emit tokens from the logits of the pass over `feed + draft` (`rows`: its last
         len(draft) + 1 positions); returns how many draft tokens were accepted.
 
@@ -327,9 +336,10 @@ class _Row:
                 guess, q = draft[i], (qs[i] if qs is not None else None)
             else:
                 guess, q = rejected if rejected is not None else (None, None)
-            token = verify_token(rows[i], mask, self.params, self.generator, guess, q)
+            logits = rows.masked(i, mask) if isinstance(rows, LogitRows) else rows[i]
+            token = verify_token(logits, mask, self.params, self.generator, guess, q)
             if self.planned:
-                token, state_after = _within_budget(automaton, self.state, token, mask, rows[i],
+                token, state_after = _within_budget(automaton, self.state, token, mask, logits,
                                                     self.params, self.generator,
                                                     self.max_tokens - len(self.tokens) - 1)
             elif automaton is not None and token not in self.eos_ids:
