@@ -234,9 +234,8 @@ class _KeysDFA:
         pre[0, _QUOTE] = dfa.rows[dfa.initial][_QUOTE]
         self._table = np.vstack([table, pre, np.full((1, 256), self.sink, np.int64)]).ravel()
         self.after_quote = dfa.rows[dfa.initial][_QUOTE]
-
         self._moves: dict[int, list[tuple[int, int]]] = {}
-        self.alive: dict[int, frozenset[int]] = {}
+        self._alive: dict[int, frozenset[int]] = {}
 
     def moves(self, q: int) -> list[tuple[int, int]]:
         """(byte, next state) of the bytes state q reads (`pre` included)."""
@@ -248,9 +247,9 @@ class _KeysDFA:
         return out
 
     def alive_bytes(self, q: int) -> frozenset[int]:
-        out = self.alive.get(q)
+        out = self._alive.get(q)
         if out is None:
-            out = self.alive[q] = frozenset(b for b, _ in self.moves(q))
+            out = self._alive[q] = frozenset(b for b, _ in self.moves(q))
         return out
 
     def state_of(self, partial: bytes) -> int:
@@ -371,7 +370,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         seen = {(lexemes, d)}
         todo: list[tuple[frozenset, int, bytes]] = [(lexemes, d, b"")]
         found = None
-        while todo and found is None:
+        while todo:
             lexemes, d, path = todo.pop()
             alive = kd.alive_bytes(d)
             leaving = set().union(*(self._out_bytes(t, s) - alive for t, s in lexemes))
