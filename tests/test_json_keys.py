@@ -11,7 +11,9 @@ independent oracles.
    forced bytes start every valid continuation.
 3. Compilation: more than 12 properties in any order compile (subsets of required keys only),
    minProperties counts distinct additional keys, and what stays refused is named.
-4. SmolLM2 writes a 16-property any-order object: it validates and repeats no key.
+   Random walks over the masks never get stuck, and their completions are valid.
+4. SmolLM2 writes a 16-property any-order object, and one with a budget too tight for the
+   minProperties it must reach: both validate and repeat no key.
 """
 from __future__ import annotations
 
@@ -249,6 +251,45 @@ def test_schema_order_additional_keys_do_not_repeat(smollm2_vocab):
     assert automaton._advance_bytes(automaton.start, b'{"p":1,"p":1}') is None
 
 
+RANDOM_WALKS = [
+    {"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 3},
+    {"type": "object", "properties": {"na": {"type": "null"}, "name": {"type": "null"}},
+     "patternProperties": {"^n[a-c]?$": {"type": "boolean"}}, "additionalProperties": False,
+     "minProperties": 3},
+    {"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "tags": {"type": "object", "propertyNames": {"maxLength": 1},
+                                            "additionalProperties": {"const": 0}}},
+        "required": ["id"]}},
+]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("index", range(len(RANDOM_WALKS)))
+def test_random_walks_never_get_stuck(index, smollm2_vocab):
+    """Tokens drawn at random from every mask: the state always allows something, and from
+    any point the completion is a valid document with no repeated key."""
+    schema = RANDOM_WALKS[index]
+    vocab = smollm2_vocab
+    eos = set(vocab.eos_ids)
+    for order in ("any", "schema"):
+        automaton = JsonSchema(schema, property_order=order).compile(vocab)
+        rng = random.Random(index)
+        for _ in range(6):
+            state, text = automaton.start, b""
+            for _ in range(40):
+                ids = [i for i in automaton.allowed_ids(state).tolist() if i not in eos]
+                if automaton.is_accepting(state) and (not ids or rng.random() < 0.2):
+                    break
+                assert ids, text  # live: something other than EOS when not accepting
+                tok = rng.choice(ids)
+                state = automaton.advance(state, tok)
+                assert state is not None
+                text += vocab.token_bytes[tok]
+            done = text + automaton.completion_bytes(state)
+            assert valid(schema, json.loads(done)) and not _has_repeat(done.decode()), done
+            assert automaton.tokens_to_complete(state) is not None
+
+
 # --- 3. compilation ------------------------------------------------------------------------
 
 def _wide(n: int, required: int) -> dict:
@@ -301,6 +342,17 @@ def test_min_properties_counts_distinct_additional_keys(smollm2_vocab):
 
 
 # --- 4. generation -------------------------------------------------------------------------
+
+@pytest.mark.model
+@pytest.mark.usefixtures("one_thread")
+def test_generation_budget_needs_distinct_keys(smollm2):
+    """A tight budget with minProperties over additional keys: the completion picks fresh keys."""
+    schema = {"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 4}
+    result = generate(smollm2, "Some JSON:", JsonSchema(schema, property_order="any"),
+                      max_tokens=20)
+    assert result.finished, result.text
+    assert valid(schema, result.value) and not _has_repeat(result.text), result.text
+
 
 @pytest.mark.model
 @pytest.mark.usefixtures("one_thread")
