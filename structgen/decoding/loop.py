@@ -15,7 +15,7 @@ from ..constraints.base import Constraint, State, TokenAutomaton
 from ..errors import GenerationError
 from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, ModelDrafter,
                        Scorer)
-from .sampling import SamplingParams, choose
+from .sampling import SamplingParams, choose, masked_logits
 from .scoring import LogitRows, OutputHead
 from .speculative import DraftLength, verify_token
 
@@ -506,15 +506,33 @@ def _within_budget(
     """Re-choose among the allowed tokens until one leaves a completion that fits in the
     `left_after` tokens still available. Sampling this way draws from the model's distribution
     restricted to the tokens that keep the output completable (rejections removed, renormalised);
-    the token the previous step planned with always passes, so this ends."""
+    the token the previous step planned with always passes, so this ends.
+
+    Greedy re-choices walk the allowed tokens once in descending logit order (the order
+    repeated argmaxes would visit them in, ties by id): near the end of a tight budget
+    thousands of tokens can be refused, and an argmax over the vocabulary per refusal was most
+    of such a step."""
+    order: list[int] | None = None
     while True:
         nxt = automaton.advance(state, token)
         need = automaton.tokens_to_complete(nxt)
         if need is not None and need <= left_after:
             return token, nxt
-        mask = mask.clone() if mask is automaton.mask(state) else mask
-        mask[token] = False
-        if not bool(mask.any()):  # only if caches were dropped mid-plan: follow the plan itself
-            token = automaton.plan_token(state)
-            return token, automaton.advance(state, token)
-        token = choose(logits, mask, params, generator)
+        if params.greedy:
+            if order is None:
+                ids = torch.nonzero(mask).squeeze(1)
+                ranked = torch.sort(masked_logits(logits, mask)[ids], descending=True, stable=True)
+                order = ids[ranked.indices].tolist()[::-1]  # a stack: best last
+            while order and order[-1] == token:
+                order.pop()
+            if order:
+                token = order.pop()
+                continue
+        else:
+            mask = mask.clone() if mask is automaton.mask(state) else mask
+            mask[token] = False
+            if bool(mask.any()):
+                token = choose(logits, mask, params, generator)
+                continue
+        token = automaton.plan_token(state)  # only if caches were dropped mid-plan
+        return token, automaton.advance(state, token)
