@@ -60,6 +60,7 @@ def test_shape_split_equals_full_walk(smollm2, grammar, text) -> None:
         expected = np.sort(reference.trie.walk(reference, reference._id(states[0]))[0])
         for automaton, state in zip(automata, states[1:]):
             got = automaton.allowed_ids(state)
+            assert len(np.unique(got)) == len(got)  # the parts (inside, leaving, views) are disjoint
             assert np.array_equal(np.sort(got[~np.isin(got, eos)]), expected)
             mask = automaton.mask(state).numpy()
             assert np.array_equal(np.flatnonzero(mask), np.sort(got))
