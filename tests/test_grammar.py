@@ -648,3 +648,47 @@ def test_rollback_restores_states(smollm2, name):
         m.rollback(len(recorded))
     m.rollback(len(recorded) - 1)
     assert m.state == m.automaton.start
+
+
+# --- Earley sets built from cached pieces equal the plain item walk ---------------------------
+
+def _mapped_items(state, index):
+    return sorted((r, d, index[o]) for r, d, o in state.items)
+
+
+@pytest.mark.parametrize("name", NAMES + sorted(HAND))
+def test_earley_pieces_equal_item_walk(name):
+    """Scans build sets from cached completion pieces (EarleyParser.fast); the same terminal
+    sequences parsed with the plain item walk give the same items (origins matched by position),
+    expected terminals and acceptance; unions of sets continue as their members together."""
+    from structgen.automata.earley import EarleyParser, ParserState
+    from structgen.automata.grammar import compile_lark
+
+    text = grammar_text(name) if name in NAMES else HAND[name][0]
+    cfg = compile_lark(text).cfg
+    fast, slow = EarleyParser(cfg), EarleyParser(cfg)
+    slow.fast = False
+    rng = random.Random(7)
+    for _ in range(40):
+        a, b = fast.initial, slow.initial
+        ia, ib = {a: 0}, {b: 0}
+        for step in range(1, 25):
+            assert a.expected == b.expected and a.accepting == b.accepting
+            assert _mapped_items(a, ia) == _mapped_items(b, ib)
+            if not a.expected:
+                break
+            t = rng.choice(sorted(a.expected))
+            if rng.random() < 0.3 and len(a.expected) > 1:  # a union of two successors
+                t2 = rng.choice(sorted(a.expected - {t}))
+                u = ParserState.union(fast, [a.scan(t), a.scan(t2)])
+                for t3 in range(cfg.n_terminals):
+                    both = [s.scan(t3) for s in (a.scan(t), a.scan(t2))]
+                    nxt = u.scan(t3)
+                    assert (nxt is None) == all(s is None for s in both)
+                    if nxt is not None:
+                        live = [s for s in both if s is not None]
+                        assert nxt.expected == frozenset().union(*(s.expected for s in live))
+                        assert nxt.accepting == any(s.accepting for s in live)
+                assert u.accepting == (a.scan(t).accepting or a.scan(t2).accepting)
+            a, b = a.scan(t), b.scan(t)
+            ia[a], ib[b] = step, step

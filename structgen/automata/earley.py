@@ -30,6 +30,10 @@ class CFG:
 class EarleyParser:
     """Grammar tables shared by all states of one grammar."""
 
+    #: Completions cached per (Earley set, nonterminal) nest at most this deep in one scan
+    #: (right-recursive chains completing at once); deeper scans take the plain item walk.
+    MAX_NESTING = 200
+
     def __init__(self, cfg: CFG) -> None:
         self.cfg = cfg
         self.n_terminals = cfg.n_terminals
@@ -40,6 +44,9 @@ class EarleyParser:
         self.by_lhs = {k: tuple(v) for k, v in by_lhs.items()}
         self.nullable = _nullable(cfg)
         self.closure_nts = self._closure_nonterminals()
+        # Cached completions assume no nonterminal derives itself through unit steps (A =>+ A);
+        # grammars with such cycles build every set with the plain item walk.
+        self.fast = not self._unit_cycles()
         self._predictions: dict[frozenset[int], Prediction] = {}
         self.initial = ParserState(self, [(r, 0, None) for r in self.by_lhs.get(cfg.start, ())])
 
@@ -64,6 +71,26 @@ class EarleyParser:
             out[nt] = frozenset(seen)
         return out
 
+    def _unit_cycles(self) -> bool:
+        """Whether some nonterminal derives itself alone (A -> ... B ... with the rest
+        nullable, B =>* A)."""
+        unit: dict[int, set[int]] = {}
+        for lhs, rhs in self.rules:
+            for i, sym in enumerate(rhs):
+                if sym >= self.n_terminals and all(
+                        s in self.nullable for j, s in enumerate(rhs) if j != i):
+                    unit.setdefault(lhs, set()).add(sym)
+        for nt in unit:
+            seen, todo = set(), list(unit[nt])
+            while todo:
+                x = todo.pop()
+                if x == nt:
+                    return True
+                if x not in seen:
+                    seen.add(x)
+                    todo.extend(unit.get(x, ()))
+        return False
+
     def prediction(self, nts: frozenset[int]) -> "Prediction":
         """The items an Earley set predicts for these nonterminals (origin: the set itself)."""
         pred = self._predictions.get(nts)
@@ -77,10 +104,11 @@ class Prediction:
     which depends only on the nonterminals predicted, so sets share it: building a set only
     walks its kernel (items carried over from earlier sets)."""
 
-    __slots__ = ("items", "waiting", "expected", "by_terminal")
+    __slots__ = ("nts", "items", "waiting", "expected", "by_terminal")
 
     def __init__(self, parser: EarleyParser, nts: frozenset[int]) -> None:
         rules, nullable, nt = parser.rules, parser.nullable, parser.n_terminals
+        self.nts = nts
         items: list[tuple[int, int]] = []
         waiting: dict[int, list[tuple[int, int]]] = {}
         by_terminal: dict[int, list[tuple[int, int]]] = {}
@@ -107,28 +135,66 @@ class Prediction:
 Item = tuple[int, int, "ParserState | None"]  # (rule, dot, origin); origin None = this set
 
 
+class _Piece:
+    """Items of an Earley set with origins in earlier sets, indexed once: sets are unions of
+    pieces, and pieces are shared (the completions of one nonterminal begun in one set are the
+    same in every later set that completes it)."""
+
+    __slots__ = ("items", "waiting", "by_terminal", "expected", "predicted", "accepting")
+
+    def __init__(self, parser: EarleyParser, items) -> None:
+        rules, nt, closure = parser.rules, parser.n_terminals, parser.closure_nts
+        start = parser.cfg.start
+        root = parser.__dict__.get("initial")
+        waiting: dict[int, list[tuple[int, int, ParserState]]] = {}
+        by_terminal: dict[int, list[tuple[int, int, ParserState]]] = {}
+        predicted: set[int] = set()
+        accepting = False
+        for item in items:
+            rule, dot, origin = item
+            lhs, rhs = rules[rule]
+            if dot < len(rhs):
+                sym = rhs[dot]
+                if sym >= nt:
+                    waiting.setdefault(sym, []).append(item)
+                    predicted |= closure[sym]
+                else:
+                    by_terminal.setdefault(sym, []).append((rule, dot + 1, origin))
+            elif lhs == start and origin is root and root is not None:
+                accepting = True
+        self.items = frozenset(items)
+        self.waiting = waiting
+        self.by_terminal = by_terminal
+        self.expected = frozenset(by_terminal)
+        self.predicted = frozenset(predicted)
+        self.accepting = accepting
+
+
+class _TooDeep(Exception):
+    pass
+
+
 class ParserState:
     """One Earley set. `expected` holds the terminals that may come next.
 
-    Items are kept in two parts: those derived from the kernel (any origin, walked when the
-    set is built) and the shared `Prediction` (origin: this set), materialized on demand.
+    Items are kept in two parts: those derived from the kernel (any origin), as a union of
+    shared pieces, and the shared `Prediction` (origin: this set), materialized on demand.
+    Scanning builds a set from cached pieces: each kernel item's own piece (the item and the
+    items past nullable symbols after it) and, where it completes, the completion of its
+    left-hand side in its origin set, cached there per nonterminal.
     """
 
-    __slots__ = ("parser", "kernel_items", "kernel_waiting", "prediction", "expected",
-                 "accepting", "_scans", "_by_terminal", "_items", "_waiting", "__weakref__")
+    __slots__ = ("parser", "pieces", "prediction", "expected", "accepting", "_scans",
+                 "_waiting_for", "_items", "_waiting", "_completions", "_item_pieces",
+                 "__weakref__")
     # `_scans` memoizes successors weakly: a history someone still holds maps to one object,
     # while sets nothing refers to any more (explored, not taken) can be freed.
 
     def __init__(self, parser: EarleyParser, kernel: Sequence[Item]) -> None:
-        self.parser = parser
-        self._scans: weakref.WeakValueDictionary[int, ParserState] = weakref.WeakValueDictionary()
-        self._by_terminal: dict[int, list[Item]] | None = None
-        self._items: frozenset[tuple[int, int, ParserState]] | None = None
-        self._waiting: dict[int, list[tuple[int, int, ParserState]]] | None = None
+        """The set closing `kernel` (origin None: the set itself) with the plain item walk."""
         rules, nullable, nt = parser.rules, parser.nullable, parser.n_terminals
         closure = parser.closure_nts
         items: set[tuple[int, int, ParserState]] = set()
-        waiting: dict[int, list[tuple[int, int, ParserState]]] = {}
         predicted: set[int] = set()
         agenda = [(r, d, self if o is None else o) for r, d, o in kernel]
         while agenda:
@@ -141,7 +207,6 @@ class ParserState:
             if dot < len(rhs):
                 sym = rhs[dot]
                 if sym >= nt:
-                    waiting.setdefault(sym, []).append(item)
                     if sym not in predicted:
                         predicted |= closure[sym]
                     if sym in nullable:  # Aycock–Horspool: step over nullable symbols at once
@@ -151,15 +216,7 @@ class ParserState:
                 continue  # nullable completions inside this set are handled above
             for r2, d2, o2 in origin.waiting_for(lhs):
                 agenda.append((r2, d2 + 1, o2))
-        self.kernel_items = items
-        self.kernel_waiting = waiting
-        self.prediction = pred = parser.prediction(frozenset(predicted))
-        self.expected = pred.expected.union(
-            rhs[dot]
-            for rule, dot, _ in items
-            for rhs in (rules[rule][1],)
-            if dot < len(rhs) and rhs[dot] < nt
-        )
+        self._setup(parser, (_Piece(parser, items),), frozenset(predicted))
         start = parser.cfg.start
         root = parser.__dict__.get("initial", self)  # while building the initial state: itself
         # Only the initial set can hold a finished start item whose origin is itself, and
@@ -169,25 +226,100 @@ class ParserState:
             for rule, dot, origin in (self.items if root is self else items)
         )
 
+    def _setup(self, parser: EarleyParser, pieces: tuple[_Piece, ...],
+               predicted: frozenset[int]) -> None:
+        self.parser = parser
+        self.pieces = pieces
+        self._scans: weakref.WeakValueDictionary[int, ParserState] = weakref.WeakValueDictionary()
+        self._waiting_for: dict[int, list[tuple[int, int, ParserState]]] = {}
+        self._items: frozenset[tuple[int, int, ParserState]] | None = None
+        self._waiting: dict[int, list[tuple[int, int, ParserState]]] | None = None
+        self._completions: dict[int, tuple[_Piece, ...]] = {}
+        self._item_pieces: dict[tuple[int, int], tuple[_Piece, ...]] = {}
+        self.prediction = pred = parser.prediction(predicted)
+        if len(pieces) == 1:
+            self.expected = pred.expected | pieces[0].expected
+        else:
+            self.expected = pred.expected.union(*(p.expected for p in pieces))
+
+    @classmethod
+    def _of_pieces(cls, parser: EarleyParser, pieces: tuple[_Piece, ...],
+                   accepting: bool | None = None) -> "ParserState":
+        self = object.__new__(cls)
+        if len(pieces) == 1:
+            predicted = pieces[0].predicted
+        else:
+            predicted = frozenset().union(*(p.predicted for p in pieces))
+        self._setup(parser, pieces, predicted)
+        self.accepting = any(p.accepting for p in pieces) if accepting is None else accepting
+        return self
+
+    @classmethod
+    def union(cls, parser: EarleyParser, sets: Sequence["ParserState"]) -> "ParserState":
+        """One set standing for several at the same position: its continuations are theirs
+        together (items keep their origins; the predictions are redone in the union)."""
+        pieces = tuple(dict.fromkeys(p for s in sets for p in s.pieces))
+        return cls._of_pieces(parser, pieces, any(s.accepting for s in sets))
+
     def waiting_for(self, sym: int) -> list[tuple[int, int, ParserState]]:
         """Items of this set whose dot is before nonterminal `sym`."""
-        out = self.kernel_waiting.get(sym, [])
-        predicted = self.prediction.waiting.get(sym)
-        if predicted:
-            out = out + [(r, d, self) for r, d in predicted]
+        out = self._waiting_for.get(sym)
+        if out is None:
+            out = []
+            for piece in self.pieces:
+                got = piece.waiting.get(sym)
+                if got:
+                    out.extend(got)
+            predicted = self.prediction.waiting.get(sym)
+            if predicted:
+                out.extend((r, d, self) for r, d in predicted)
+            if len(self.pieces) > 1:
+                out = list(dict.fromkeys(out))
+            self._waiting_for[sym] = out
         return out
+
+    def _pieces_of(self, rule: int, dot: int, depth: int) -> tuple[_Piece, ...]:
+        """The pieces a later set gets from item (rule, dot, self): the item, the items past
+        the nullable symbols after it, and the completion of the rule's left-hand side here
+        if it can be complete."""
+        got = self._item_pieces.get((rule, dot))
+        if got is None:
+            parser = self.parser
+            lhs, rhs = parser.rules[rule]
+            own = [(rule, dot, self)]
+            while dot < len(rhs) and rhs[dot] >= parser.n_terminals and rhs[dot] in parser.nullable:
+                dot += 1
+                own.append((rule, dot, self))
+            got = (_Piece(parser, own),)
+            if dot == len(rhs):
+                got += self._completion(lhs, depth + 1)
+            self._item_pieces[(rule, own[0][1])] = got
+        return got
+
+    def _completion(self, sym: int, depth: int) -> tuple[_Piece, ...]:
+        """The pieces a later set gets from completing `sym` begun here."""
+        got = self._completions.get(sym)
+        if got is None:
+            if depth > self.parser.MAX_NESTING:
+                raise _TooDeep
+            out: dict[_Piece, None] = {}
+            for r, d, o in self.waiting_for(sym):
+                for piece in o._pieces_of(r, d + 1, depth):
+                    out[piece] = None
+            got = self._completions[sym] = tuple(out)
+        return got
 
     @property
     def items(self) -> frozenset[tuple[int, int, ParserState]]:
         if self._items is None:
-            self._items = frozenset(self.kernel_items).union(
+            self._items = frozenset().union(*(p.items for p in self.pieces)).union(
                 (r, d, self) for r, d in self.prediction.items)
         return self._items
 
     @property
     def waiting(self) -> dict[int, list[tuple[int, int, ParserState]]]:
         if self._waiting is None:
-            syms = set(self.kernel_waiting) | set(self.prediction.waiting)
+            syms = set(self.prediction.waiting).union(*(p.waiting for p in self.pieces))
             self._waiting = {sym: self.waiting_for(sym) for sym in syms}
         return self._waiting
 
@@ -197,19 +329,26 @@ class ParserState:
             return None
         nxt = self._scans.get(terminal)
         if nxt is None:
-            if self._by_terminal is None:  # index once: items grouped by the terminal they await
-                rules = self.parser.rules
-                by_terminal: dict[int, list[Item]] = {}
-                for rule, dot, origin in self.kernel_items:
-                    rhs = rules[rule][1]
-                    if dot < len(rhs) and rhs[dot] < self.parser.n_terminals:
-                        by_terminal.setdefault(rhs[dot], []).append((rule, dot + 1, origin))
-                self._by_terminal = by_terminal
-            kernel = self._by_terminal.get(terminal, [])
-            predicted = self.prediction.by_terminal.get(terminal, ())
-            if predicted:
-                kernel = kernel + [(r, d, self) for r, d in predicted]
-            nxt = self._scans[terminal] = ParserState(self.parser, kernel)
+            kernel: dict[tuple[int, int, ParserState], None] = {}
+            for piece in self.pieces:
+                got = piece.by_terminal.get(terminal)
+                if got:
+                    kernel.update(dict.fromkeys(got))
+            for r, d in self.prediction.by_terminal.get(terminal, ()):
+                kernel[(r, d, self)] = None
+            nxt = None
+            if self.parser.fast:
+                try:
+                    pieces: dict[_Piece, None] = {}
+                    for r, d, o in kernel:
+                        for piece in o._pieces_of(r, d, 0):
+                            pieces[piece] = None
+                    nxt = ParserState._of_pieces(self.parser, tuple(pieces))
+                except _TooDeep:
+                    nxt = None
+            if nxt is None:
+                nxt = ParserState(self.parser, list(kernel))
+            self._scans[terminal] = nxt
         return nxt
 
     def __repr__(self) -> str:

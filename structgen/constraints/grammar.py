@@ -234,10 +234,27 @@ class _ShapeSplit:
 
 @dataclass(eq=False)
 class _Alternatives:
-    """The lexemes that may read a state's next byte: (terminal, origin) tags, DFA rows."""
+    """The lexemes that may read a state's next byte: those in progress (terminal, DFA row,
+    origin), and, where some lexeme may end, those starting at the Earley set `here`
+    (`starts[b]`: the (terminal, DFA state) pairs that start with byte b, shared by all sets
+    expecting the same terminals)."""
 
-    tags: list[tuple[int, ParserState]]
-    rows: list[list[int]]
+    progress: list[tuple[int, list[int], ParserState]]
+    here: ParserState | None
+    starts: list[tuple[tuple[int, int], ...]] | None
+    starting: tuple[int, ...]  # the terminals starting at `here`, sorted
+    dfas: tuple[ByteDFA, ...]
+
+    @cached_property
+    def tags(self) -> list[tuple[int, ParserState]]:
+        """(terminal, origin) of every alternative: in progress, then starting."""
+        return [(t, o) for t, _, o in self.progress] + [(t, self.here) for t in self.starting]
+
+    @cached_property
+    def rows(self) -> list[list[int]]:
+        """The DFA row of every alternative (as `tags`)."""
+        return [row for _, row, _ in self.progress] + [
+            self.dfas[t].rows[self.dfas[t].initial] for t in self.starting]
 
     @cached_property
     def matrix(self) -> np.ndarray:
@@ -303,6 +320,8 @@ class GrammarAutomaton(TokenAutomaton):
         self._starts = np.zeros(256, bool)
         for dfa in self.dfas:
             self._starts |= dfa.transitions[dfa.initial] >= 0
+        self._accepting = [set(np.flatnonzero(d.accepting).tolist()) for d in self.dfas]
+        self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], list]] = {}
         self._shape_splits: dict[tuple, _ShapeSplit] = {}
         self._split_bytes = 0
         self._walked: dict[State, tuple[tuple[_ShapeSplit, ...], tuple[np.ndarray, ...]]] = {}
@@ -314,6 +333,7 @@ class GrammarAutomaton(TokenAutomaton):
         self._here: list[ParserState | None | bool] = [None]
         self._alts: dict[int, _Alternatives] = {}
         self._merged: dict[frozenset, ParserState] = {}
+        self._here_of: dict[frozenset, ParserState | None] = {}
         # Rows of expanded states only (most interned states are never expanded), packed:
         # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
         self._slot = np.full(64, -1, np.int64)
@@ -348,10 +368,16 @@ class GrammarAutomaton(TokenAutomaton):
         here = self._here[k]
         if here is False:
             t0 = time.perf_counter()
+            acc = self._accepting
             finished = frozenset(
                 (t, origin) for t, s, origin in self._lexemes[k]
-                if t == BOUNDARY or self.dfas[t].accepting[s]
+                if t == BOUNDARY or s in acc[t]
             )
+            here = self._here_of.get(finished, False)
+            if here is not False:
+                self._here[k] = here
+                self.profile.parser += time.perf_counter() - t0
+                return here
             sets = []
             for t, origin in finished:
                 if t == BOUNDARY or t in self.grammar.ignore:
@@ -367,13 +393,10 @@ class GrammarAutomaton(TokenAutomaton):
                 key = frozenset(sets)
                 here = self._merged.get(key)
                 if here is None:
-                    # Items begun in one of the merged sets begin in the merged one: all of
-                    # them sit at this same position (up to ignored text).
-                    merged = set(sets)
-                    kernel = list({(r, d, None if o in merged else o)
-                                   for s in sets for r, d, o in s.items})
-                    here = self._merged[key] = ParserState(self.parser, kernel)
-            self._here[k] = here
+                    # All of them sit at this same position (up to ignored text): their union
+                    # continues as any of them does.
+                    here = self._merged[key] = ParserState.union(self.parser, sets)
+            self._here[k] = self._here_of[finished] = here
             self.profile.parser += time.perf_counter() - t0
         return here
 
@@ -382,39 +405,51 @@ class GrammarAutomaton(TokenAutomaton):
         starting here if some lexeme can end here — with their DFA rows (cached per state)."""
         alts = self._alts.get(k)
         if alts is None:
-            tags: list[tuple[int, ParserState]] = []
-            rows: list[list[int]] = []
-            for t, s, origin in self._lexemes[k]:
-                if t != BOUNDARY:
-                    tags.append((t, origin))
-                    rows.append(self.dfas[t].rows[s])
+            dfas = self.dfas
+            progress = [(t, dfas[t].rows[s], origin) for t, s, origin in self._lexemes[k]
+                        if t != BOUNDARY]
             here = self._ends_here(k)
+            starting: tuple[int, ...] = ()
+            starts = None
             if here is not None:
-                for t in sorted(here.expected | self.grammar.ignore):
-                    tags.append((t, here))
-                    rows.append(self.dfas[t].rows[self.dfas[t].initial])
-            alts = self._alts[k] = _Alternatives(tags, rows)
+                starting, starts = self._start_table(here.expected | self.grammar.ignore)
+            alts = self._alts[k] = _Alternatives(progress, here, starts, starting, dfas)
         return alts
+
+    def _start_table(self, terminals: frozenset[int]) -> tuple[tuple[int, ...], list]:
+        """(the terminals sorted, per byte the (terminal, DFA state) pairs starting with it)."""
+        got = self._start_tables.get(terminals)
+        if got is None:
+            per_byte: list[list[tuple[int, int]]] = [[] for _ in range(256)]
+            for t in sorted(terminals):
+                dfa = self.dfas[t]
+                row = dfa.transitions[dfa.initial]
+                for b in np.flatnonzero(row >= 0).tolist():
+                    per_byte[b].append((t, int(row[b])))
+            got = self._start_tables[terminals] = (
+                tuple(sorted(terminals)), [tuple(x) for x in per_byte])
+        return got
 
     def _fill(self, k: int, data: np.ndarray) -> None:
         """Compute and store the transitions of state k on the (distinct) bytes `data`."""
         t0 = time.perf_counter()
         alts = self._alternatives(k)
         slot = self._slot_of(k)
-        tags, rows = alts.tags, alts.rows
-        if not rows:
+        progress, starts = alts.progress, alts.starts
+        if not progress and starts is None:
             targets: np.ndarray | list[int] = np.full(len(data), DEAD, np.int32)
-        elif len(data) * len(rows) <= self.SMALL_FILL:  # plain Python beats numpy's overheads
-            seen: dict[tuple[int, ...], int] = {}
+        elif len(data) * (len(progress) + 8) <= self.SMALL_FILL:  # plain Python beats numpy
+            here = alts.here
+            intern = self._intern
             targets = []
             for b in data.tolist():
-                col = tuple(row[b] for row in rows)
-                nid = seen.get(col)
-                if nid is None:
-                    nid = seen[col] = self._intern(
-                        frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
-                targets.append(nid)
+                lex = [(t, row[b], o) for t, row, o in progress if row[b] >= 0]
+                if starts is not None:
+                    for t, s in starts[b]:
+                        lex.append((t, s, here))
+                targets.append(intern(frozenset(lex)))
         else:
+            tags = alts.tags
             columns, inverse = _distinct_columns(alts.matrix[:, data])
             ids = [self._intern(frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
                    for col in columns.T.tolist()]
