@@ -544,3 +544,81 @@ def _co_reachable(dfa) -> bool:
 ], ids=range(8))
 def test_dfas_are_trimmed(dfa) -> None:
     assert _co_reachable(dfa())
+
+
+# --- literal and excluded-literal fast paths ---------------------------------------------------
+
+def _same_language(a, b) -> bool:
+    from structgen.automata.bytedfa import dfa_product
+
+    return dfa_product(a, b, "andnot").is_empty() and dfa_product(b, a, "andnot").is_empty()
+
+
+def _general(literals, exclude, canonical):
+    """`_string_dfa` through the general construction (interegular FSM, `spelled_tables`)."""
+    from structgen.schema import lexemes as L
+
+    saved = L._literals_dfa, L._excluded_dfa
+    L._literals_dfa = L._excluded_dfa = lambda *a: None
+    try:
+        return L._string_dfa(None, 0, None, None, literals, exclude, False, canonical)
+    finally:
+        L._literals_dfa, L._excluded_dfa = saved
+
+
+_LITERAL_CHARS = 'ab"\\/\n\t\x01\x7fé€😀 Zz~\u2028'
+
+
+def _literal_sets(n: int, seed: int) -> list[tuple[str, ...]]:
+    rnd = random.Random(seed)
+    out = [("name",), ("a", "ab", "abc"), ("",), ("", "x"), ('q"uo\\te\n', "é", "😀x", "\x00\x1f"),
+           ("type", "title", "tags"), ("id", "name", "description", "created_at", "updated_at")]
+    for _ in range(n):
+        out.append(tuple(sorted({"".join(rnd.choice(_LITERAL_CHARS) for _ in range(rnd.randint(0, 5)))
+                                 for _ in range(rnd.randint(1, 4))})))
+    return out
+
+
+@pytest.mark.parametrize("canonical", [False, True])
+def test_literal_fast_path_equals_general_construction(canonical):
+    from structgen.schema.lexemes import _literals_dfa
+
+    for lits in _literal_sets(120, 1):
+        fast = _literals_dfa(lits, canonical)
+        assert fast is not None
+        assert _same_language(fast, _general(lits, (), canonical)), lits
+    assert not _same_language(_literals_dfa(("name",), canonical),
+                              _general(("namf",), (), canonical))  # the check can fail
+
+
+@pytest.mark.parametrize("canonical", [False, True])
+def test_excluded_fast_path_equals_general_construction(canonical):
+    from structgen.schema.lexemes import _excluded_dfa
+
+    for excl in _literal_sets(120, 2):
+        fast = _excluded_dfa(excl, canonical)
+        assert fast is not None
+        assert _same_language(fast, _general(None, excl, canonical)), excl
+        for w in excl:
+            assert not fast.accepts(json.dumps(w, ensure_ascii=False).encode())
+            assert not fast.accepts(json.dumps(w).encode())
+        assert fast.accepts(json.dumps("".join(excl) + "!", ensure_ascii=False).encode())
+
+
+def test_literal_fast_paths_leave_lone_surrogates_to_the_general_construction():
+    from structgen.schema.lexemes import _excluded_dfa, _literals_dfa
+
+    assert _literals_dfa(("a\ud800", "b"), False) is None
+    assert _excluded_dfa(("a\ud800",), False) is None
+    # through the public entry: the lone surrogate value has no spelling, "b" stays
+    dfa = json_string_dfa(literals=["a\ud800", "b"])
+    assert dfa.accepts(b'"b"') and not dfa.accepts(b'"a\\ud800"')
+    dfa = json_string_dfa(exclude=["a\ud800"])
+    assert dfa.accepts(b'"a"') and not dfa.accepts(b'"a\\ud800"')
+
+
+def test_literal_fast_path_filters_by_exclude_and_length():
+    dfa = json_string_dfa(literals=["a", "bb", "ccc", "dd"], exclude=["dd"], min_length=2,
+                          max_length=2)
+    assert [w for w in ("a", "bb", "ccc", "dd") if dfa.accepts(json.dumps(w).encode())] == ["bb"]
+    assert json_string_dfa(literals=["a"], exclude=["a"]).is_empty()

@@ -34,6 +34,7 @@ from ..automata.bytedfa import (
     DEAD,
     ByteDFA,
     ByteSetSequence,
+    _shape_template,
     complement_ranges,
     dfa_product,
     ranges_of,
@@ -518,6 +519,142 @@ def _quoted(tables: tuple[np.ndarray, np.ndarray] | None) -> ByteDFA:
 _EMPTY = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)
 
 
+def _literals_dfa(literals: Sequence[str], canonical: bool) -> ByteDFA | None:
+    """'"' + every spelling of one of `literals` + '"': the language of `_string_dfa`'s general
+    construction for the same literals, built directly (`_literals_table`); None where that
+    construction is needed: a character without a spelling (a lone surrogate), or more than
+    MAX_STRING_STATES states (it then refuses)."""
+    table = _literals_table(literals, canonical)
+    if table is None:
+        return None
+    accepting = np.zeros(table.shape[0], bool)
+    accepting[-1] = True
+    return ByteDFA(table, accepting, 0)
+
+
+def _literals_table(literals: Sequence[str], canonical: bool) -> np.ndarray | None:
+    """Transitions of `_literals_dfa` (initial state 0, the last state the only accepting one:
+    after the closing quote); see `json_literals_edges`."""
+    edges = json_literals_edges(literals, canonical)
+    if edges is None:
+        return None
+    n, rows, cols, vals = edges
+    table = np.full((n, 256), DEAD, np.int32)
+    table[rows, cols] = vals
+    return table
+
+
+def json_literals_edges(literals: Sequence[str], canonical: bool = False
+                        ) -> tuple[int, list[int], list[int], list[int]] | None:
+    """The DFA of every spelling of one of `literals`, quotes included (`json_string_dfa(
+    literals=...)`'s language), as (number of states, and the sources, bytes and targets of
+    its transitions): state 0 reads the opening quote, the last state (after the closing
+    quote) is the only accepting one, every state is live. Built from the values' character
+    trie with one spelling template per trie node (`spelled_tables`' templates, stamped in
+    Python: they are sparse). None where a character has no spelling (a lone surrogate), or
+    beyond MAX_STRING_STATES states."""
+    children: list[dict[str, int]] = [{}]
+    finals = []
+    for v in literals:
+        node = 0
+        for ch in v:
+            kids = children[node]
+            nxt = kids.get(ch)
+            if nxt is None:
+                nxt = kids[ch] = len(children)
+                children.append({})
+            node = nxt
+        finals.append(node)
+    n = len(children)
+    # state 0 reads the opening quote, 1..n are the trie nodes, then each node's partial
+    # spelling states in node order, and last the state after the closing quote
+    rows: list[int] = [0]
+    cols: list[int] = [_QUOTE]
+    vals: list[int] = [1]
+    base = n + 1  # global state of the current node's local row 1
+    for k, kids in enumerate(children):
+        chars = tuple(sorted(kids))
+        entries = _node_entries(chars, canonical)
+        if entries is None:
+            return None
+        size, local = entries
+        for r, c, v in local:
+            rows.append(k + 1 if r == 0 else base + r - 1)
+            cols.append(c)
+            vals.append(base + v - 1 if v >= 1 else kids[chars[-2 - v]] + 1)
+        base += size - 1
+    total = base  # the closing quote's state
+    if total + 1 > MAX_STRING_STATES:
+        return None
+    for node in finals:
+        rows.append(node + 1)
+        cols.append(_QUOTE)
+        vals.append(total)
+    return total + 1, rows, cols, vals
+
+
+def _excluded_dfa(exclude: Sequence[str], canonical: bool) -> ByteDFA | None:
+    """Every JSON string except the spellings of `exclude`: the difference of the any-string
+    DFA A and the excluded values' DFA K (`_literals_dfa`, K ⊆ A), without a product search.
+
+    Reading a spelling prefix that K still follows, A is in one state determined by K's
+    state (found along K's edges; where it would not be, None: the general construction is
+    used), so the difference is K's states (less its closing-quote state: an excluded value
+    is complete) each completed by A's row — a byte K does not read leaves the excluded
+    values for good and continues in a copy of A — then that copy of A. None also where
+    `_literals_dfa` is."""
+    kt = _literals_table(exclude, canonical)
+    if kt is None:
+        return None
+    a_dfa = json_string_dfa(canonical=canonical)
+    at = a_dfa.transitions
+    n_k = kt.shape[0] - 1  # K's last state is after the closing quote (see _literals_dfa)
+    a_rows = a_dfa.rows
+    src, byte = np.nonzero(kt >= 0)  # K's edges, by source state
+    out: list[list[tuple[int, int]]] = [[] for _ in range(n_k + 1)]
+    for k, b, k2 in zip(src.tolist(), byte.tolist(), kt[src, byte].tolist()):
+        out[k].append((b, k2))
+    a_of = [DEAD] * (n_k + 1)
+    a_of[0] = a_dfa.initial
+    todo = [0]
+    while todo:  # A's state for each of K's states, along K's edges
+        k = todo.pop()
+        a_row = a_rows[a_of[k]]
+        for b, k2 in out[k]:
+            a2 = a_row[b]
+            if a2 < 0:
+                return None  # (cannot happen: K ⊆ A)
+            if a_of[k2] == DEAD:
+                a_of[k2] = a2
+                todo.append(k2)
+            elif a_of[k2] != a2:
+                return None
+    a_idx = np.array(a_of[:n_k], np.int64)
+    table = np.empty((n_k + at.shape[0], 256), np.int32)
+    table[n_k:] = np.where(at >= 0, at + n_k, DEAD)
+    table[:n_k] = table[n_k + a_idx]
+    inside = kt[:n_k] >= 0
+    table[:n_k][inside] = np.where(kt[:n_k][inside] == n_k, DEAD, kt[:n_k][inside])
+    accepting = np.concatenate([a_dfa.accepting[a_idx],  # (K accepts only after its quote)
+                                a_dfa.accepting])
+    return ByteDFA(table, accepting, 0)
+
+
+@lru_cache(maxsize=4096)
+def _node_entries(chars: tuple[str, ...], canonical: bool
+                  ) -> tuple[int, tuple[tuple[int, int, int], ...]] | None:
+    """(rows, non-dead (row, byte, entry) triples) of the spelling template of a state whose
+    edges read `chars` (see `bytedfa._spelling_template`); None when a character has no
+    spelling."""
+    spell = json_char_spellings_canonical if canonical else json_char_spellings
+    shape = tuple(((ord(c), ord(c)),) for c in chars)
+    if not all(spell(r) for r in shape):
+        return None
+    tpl = _shape_template(shape, spell)
+    r, c = np.nonzero(tpl != DEAD)
+    return tpl.shape[0], tuple(zip(r.tolist(), c.tolist(), tpl[r, c].tolist()))
+
+
 def json_string_dfa(*, pattern: str | None = None, min_length: int = 0,
                     max_length: int | None = None, format: str | None = None,
                     literals: Sequence[str] | None = None, exclude: Sequence[str] = (),
@@ -555,6 +692,19 @@ def _json_string_dfa(pattern: str | None, min_length: int, max_length: int | Non
 def _string_dfa(pattern: str | None, min_length: int, max_length: int | None,
                 format: str | None, literals: tuple[str, ...] | None,
                 exclude: tuple[str, ...], compact: bool, canonical: bool) -> ByteDFA:
+    if literals is not None and pattern is None and format is None:
+        # keys and enums: a trie of the values, spelled directly (no regex machinery)
+        kept = [v for v in literals if v not in exclude and min_length <= len(v)
+                and (max_length is None or len(v) <= max_length)]
+        fast = _literals_dfa(kept, canonical) if kept else _EMPTY
+        if fast is not None:
+            return fast
+    if (exclude and literals is None and pattern is None and format is None and min_length == 0
+            and max_length is None):
+        # any key but the named ones (additional properties)
+        fast = _excluded_dfa(exclude, canonical)
+        if fast is not None:
+            return fast
     fsms: list[FSM] = []
     if pattern is not None:
         fsms.append(pattern_fsm(pattern))
