@@ -618,3 +618,70 @@ def test_lexeme_refusals_are_located_and_droppable():
     assert e.value.keyword == "pattern" and e.value.pointer == "/properties/a/pattern"
     lenient = JsonSchema(schema, lenient=True)
     assert len(lenient.warnings) == 1 and "/properties/a/pattern" in lenient.warnings[0]
+
+
+# --- metaschema validation without jsonschema on valid 2020-12 schemas ------------------------
+
+_META_VALUES = [None, True, False, 0, -1, 1.5, 2.0, -0.0, float("inf"), 10**30, "x", "", "#", "a#b",
+                "_a", "1a", "a\n", "array", "integer", [], [1], ["string"], ["string", "string"],
+                ["integer", "null"], [[]], {}, {"type": 5}, {"a": True}, {"a": ["x"]},
+                {"a": ["x", "x"]}]
+_META_KEYWORDS = [
+    "$id", "$schema", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary",
+    "$comment", "$defs", "prefixItems", "items", "contains", "additionalProperties", "properties",
+    "patternProperties", "dependentSchemas", "propertyNames", "if", "then", "else", "allOf",
+    "anyOf", "oneOf", "not", "unevaluatedItems", "unevaluatedProperties", "type", "const", "enum",
+    "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+    "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+    "maxProperties", "minProperties", "required", "dependentRequired", "title", "description",
+    "default", "deprecated", "readOnly", "writeOnly", "examples", "format", "contentEncoding",
+    "contentMediaType", "contentSchema", "definitions", "dependencies", "$recursiveAnchor",
+    "$recursiveRef", "unknownKeyword"]
+
+
+def _mutants(n: int, seed: int) -> Iterator[Any]:
+    """Schemas with 1–2 keyword values replaced by arbitrary JSON (often invalid ones)."""
+    rnd = random.Random(seed)
+    bases = [{"type": "object", "properties": {"a": {"type": "string", "minLength": 1},
+                                               "b": {"items": {"enum": [1, 2]}}},
+              "required": ["a"], "$defs": {"x": {"anyOf": [{"type": "integer"}, True]}}},
+             {"allOf": [{"$ref": "#/$defs/x"}], "dependencies": {"a": ["b"], "c": {}}},
+             {"prefixItems": [{}, False], "contains": {"const": 1}, "$anchor": "a"}]
+    for _ in range(n):
+        schema = copy.deepcopy(rnd.choice(bases))
+        subs: list[dict] = []
+        stack: list[Any] = [schema]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                subs.append(v)
+                stack.extend(v.values())
+            elif isinstance(v, list):
+                stack.extend(v)
+        for _ in range(rnd.randint(1, 2)):
+            rnd.choice(subs)[rnd.choice(_META_KEYWORDS)] = copy.deepcopy(rnd.choice(_META_VALUES))
+        yield schema
+
+
+def test_metaschema_fast_check_is_never_more_lenient():
+    """`valid_2020_12` (which lets check_schema skip jsonschema) says True only for schemas
+    jsonschema's metaschema validation accepts — and does for the valid ones here."""
+    from structgen.schema.resolve import valid_2020_12
+
+    meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+    both = 0
+    for schema in _mutants(3000, 0):
+        valid_meta = meta.is_valid(schema)
+        assert valid_2020_12(schema) == valid_meta, schema
+        both += valid_meta
+    assert both > 200  # the mutants include valid schemas
+
+
+def test_invalid_schema_message_is_the_validators():
+    schema = {"properties": {"a": {"minLength": -1}}}
+    meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+    error = jsonschema.exceptions.best_match(meta.iter_errors(schema))
+    with pytest.raises(SchemaError) as e:
+        JsonSchema(schema)
+    assert str(e.value).startswith(f"invalid schema: {error.message}")
+    assert e.value.pointer == "/properties/a/minLength"

@@ -9,6 +9,7 @@ fetched — it is refused unless the caller registered it (structgen never touch
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urldefrag, urljoin
@@ -67,15 +68,184 @@ def dialect_of(schema: Any) -> str:
 
 def check_schema(schema: Any) -> None:
     """Validate against the metaschema of the schema's draft; SchemaError with the validator's
-    message and the pointer of the offending subschema."""
+    message and the pointer of the offending subschema.
+
+    A 2020-12 schema that `valid_2020_12` proves valid skips `jsonschema` (whose `$dynamicRef`
+    resolution costs milliseconds on every schema); any other goes through it, so every refusal
+    and its message are the validator's."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaError(f"a schema must be an object or a boolean, not {type(schema).__name__}")
     dialect_of(schema)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator = cls(cls.META_SCHEMA)
+    if cls is jsonschema.Draft202012Validator and valid_2020_12(schema):
+        return
+    validator = _META_VALIDATORS.get(cls)
+    if validator is None:
+        validator = _META_VALIDATORS[cls] = cls(cls.META_SCHEMA)
     error = jsonschema.exceptions.best_match(validator.iter_errors(schema))
     if error is not None:
         raise SchemaError(f"invalid schema: {error.message}", pointer_of(error.absolute_path))
+
+
+_META_VALIDATORS: dict[Any, Any] = {}
+
+
+# --- the draft 2020-12 metaschema, as code ---------------------------------------------------
+#
+# The metaschema (jsonschema_specifications' draft202012/metaschema.json and its vocabularies
+# core, applicator, unevaluated, validation, meta-data, format-annotation, content) applies to
+# every subschema in a schema position the same way (`$dynamicRef: "#meta"` resolves to the
+# metaschema itself), and each keyword it names constrains only that keyword's value: so a
+# schema is valid iff each (sub)schema is an object or a boolean and each keyword value below
+# passes its check, with subschema positions checked in turn. Formats are annotations there
+# (not asserted by `jsonschema`'s metaschema validation either). Checks are never more
+# lenient than the metaschema (types as `jsonschema`'s 2020-12 type checker reads them, numbers
+# only int/float); where unsure they answer False and `jsonschema` decides.
+
+_SIMPLE_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
+_ANCHOR = "^[A-Za-z_][-A-Za-z0-9._]*$"  # core's anchorString, read with re.search as jsonschema does
+_ID = "^[^#]*#?$"  # core's $id pattern
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_nonnegative_integer(v: Any) -> bool:
+    integer = ((isinstance(v, int) and not isinstance(v, bool))
+               or (isinstance(v, float) and v.is_integer()))
+    return integer and v >= 0
+
+
+def _is_string_array(v: Any) -> bool:  # validation's stringArray: unique strings
+    return isinstance(v, list) and all(isinstance(x, str) for x in v) and len(set(v)) == len(v)
+
+
+def _check_type(v: Any, todo: list) -> bool:
+    if isinstance(v, str):
+        return v in _SIMPLE_TYPES
+    return (isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and x in _SIMPLE_TYPES
+                                                        for x in v) and len(set(v)) == len(v))
+
+
+def _check_schema_value(v: Any, todo: list) -> bool:
+    todo.append(v)
+    return True
+
+
+def _check_schema_map(v: Any, todo: list) -> bool:
+    if not isinstance(v, dict):
+        return False
+    todo.extend(v.values())
+    return True
+
+
+def _check_schema_array(v: Any, todo: list) -> bool:
+    if not isinstance(v, list) or not v:
+        return False
+    todo.extend(v)
+    return True
+
+
+def _check_dependencies(v: Any, todo: list) -> bool:  # anyOf: a schema or a stringArray
+    if not isinstance(v, dict):
+        return False
+    todo.extend(x for x in v.values() if not _is_string_array(x))
+    return True
+
+
+_KEYWORD_CHECKS: dict[str, Any] = {
+    # core
+    "$id": lambda v, todo: isinstance(v, str) and re.search(_ID, v) is not None,
+    "$schema": lambda v, todo: isinstance(v, str),
+    "$ref": lambda v, todo: isinstance(v, str),
+    "$anchor": lambda v, todo: isinstance(v, str) and re.search(_ANCHOR, v) is not None,
+    "$dynamicRef": lambda v, todo: isinstance(v, str),
+    "$dynamicAnchor": lambda v, todo: isinstance(v, str) and re.search(_ANCHOR, v) is not None,
+    "$vocabulary": lambda v, todo: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(x, bool) for k, x in v.items()),
+    "$comment": lambda v, todo: isinstance(v, str),
+    "$defs": _check_schema_map,
+    # applicator
+    "prefixItems": _check_schema_array,
+    "items": _check_schema_value,
+    "contains": _check_schema_value,
+    "additionalProperties": _check_schema_value,
+    "properties": _check_schema_map,
+    "patternProperties": _check_schema_map,
+    "dependentSchemas": _check_schema_map,
+    "propertyNames": _check_schema_value,
+    "if": _check_schema_value,
+    "then": _check_schema_value,
+    "else": _check_schema_value,
+    "allOf": _check_schema_array,
+    "anyOf": _check_schema_array,
+    "oneOf": _check_schema_array,
+    "not": _check_schema_value,
+    # unevaluated
+    "unevaluatedItems": _check_schema_value,
+    "unevaluatedProperties": _check_schema_value,
+    # validation
+    "type": _check_type,
+    "enum": lambda v, todo: isinstance(v, list),
+    "multipleOf": lambda v, todo: _is_number(v) and v > 0,
+    "maximum": lambda v, todo: _is_number(v),
+    "exclusiveMaximum": lambda v, todo: _is_number(v),
+    "minimum": lambda v, todo: _is_number(v),
+    "exclusiveMinimum": lambda v, todo: _is_number(v),
+    "maxLength": lambda v, todo: _is_nonnegative_integer(v),
+    "minLength": lambda v, todo: _is_nonnegative_integer(v),
+    "pattern": lambda v, todo: isinstance(v, str),
+    "maxItems": lambda v, todo: _is_nonnegative_integer(v),
+    "minItems": lambda v, todo: _is_nonnegative_integer(v),
+    "uniqueItems": lambda v, todo: isinstance(v, bool),
+    "maxContains": lambda v, todo: _is_nonnegative_integer(v),
+    "minContains": lambda v, todo: _is_nonnegative_integer(v),
+    "maxProperties": lambda v, todo: _is_nonnegative_integer(v),
+    "minProperties": lambda v, todo: _is_nonnegative_integer(v),
+    "required": lambda v, todo: _is_string_array(v),
+    "dependentRequired": lambda v, todo: isinstance(v, dict) and all(
+        _is_string_array(x) for x in v.values()),
+    # meta-data ("default", "const": any value)
+    "title": lambda v, todo: isinstance(v, str),
+    "description": lambda v, todo: isinstance(v, str),
+    "deprecated": lambda v, todo: isinstance(v, bool),
+    "readOnly": lambda v, todo: isinstance(v, bool),
+    "writeOnly": lambda v, todo: isinstance(v, bool),
+    "examples": lambda v, todo: isinstance(v, list),
+    # format-annotation, content
+    "format": lambda v, todo: isinstance(v, str),
+    "contentEncoding": lambda v, todo: isinstance(v, str),
+    "contentMediaType": lambda v, todo: isinstance(v, str),
+    "contentSchema": _check_schema_value,
+    # the metaschema's own properties (keywords of earlier drafts)
+    "definitions": _check_schema_map,
+    "dependencies": _check_dependencies,
+    "$recursiveAnchor": lambda v, todo: isinstance(v, str) and re.search(_ANCHOR, v) is not None,
+    "$recursiveRef": lambda v, todo: isinstance(v, str),
+}
+
+
+def valid_2020_12(schema: Any) -> bool:
+    """True only when `schema` is valid against the draft 2020-12 metaschema (False: it may
+    not be; `jsonschema` decides). Any other keyword is unconstrained there."""
+    todo = [schema]
+    seen: set[int] = set()
+    checks = _KEYWORD_CHECKS
+    while todo:
+        s = todo.pop()
+        if s is True or s is False:
+            continue
+        if not isinstance(s, dict):
+            return False
+        if id(s) in seen:  # (the same object again: already checked)
+            continue
+        seen.add(id(s))
+        for k, v in s.items():
+            check = checks.get(k)
+            if check is not None and not check(v, todo):
+                return False
+    return True
 
 
 @dataclass(frozen=True, eq=False)
