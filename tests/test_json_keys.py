@@ -89,6 +89,33 @@ def test_tracker_refuses_exactly_repeated_keys(value, seed, cuts):
         assert track == (TRACK_START[0], 0, b"")  # back at the top level, outside strings
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet='ab"\\/\n\x01é😀', max_size=4), min_size=1, max_size=5),
+       st.lists(st.text(alphabet='ab"\\/\n\x01é😀u0123456789ABCDEFabcdef', max_size=6),
+                max_size=6))
+def test_keys_dfa_walks_like_the_keys_string_dfa(keys, probes):
+    """The tracker's sparse keys DFA reads exactly the byte prefixes of the keys' spellings, and
+    accepts exactly their complete spellings (oracle: `json_string_dfa(literals=keys)`)."""
+    from structgen.automata.bytedfa import DEAD
+    from structgen.constraints.json_keys import _KeysDFA
+    from structgen.schema.lexemes import json_string_dfa
+
+    kd, dfa = _KeysDFA(frozenset(keys)), json_string_dfa(literals=keys)
+    after_quote = dfa.rows[dfa.initial][0x22]
+    texts = [json.dumps(k)[1:] for k in keys] + [json.dumps(k, ensure_ascii=False)[1:] for k in keys]
+    texts += [p + '"' for p in probes] + probes
+    for text in texts:
+        data = text.encode()
+        for cut in range(len(data) + 1):
+            q, d = kd.state_of(data[:cut]), dfa.walk(after_quote, data[:cut])
+            assert (q == DEAD) == (d == DEAD), (keys, data[:cut])
+            if d != DEAD:
+                assert kd.alive_bytes(q) == {b for b in range(256) if dfa.rows[d][b] != DEAD}
+                assert kd.accepts(q) == bool(dfa.accepting[d])
+                assert [b for b, _ in kd.moves(q)] == sorted(kd.alive_bytes(q))
+    assert kd.row(kd.pre)[0x22] == kd.after_quote == kd.state_of(b"")
+
+
 # --- 2. masks against enumerated documents -------------------------------------------------
 
 ATOMS = [None, True, False, 1, "x"]

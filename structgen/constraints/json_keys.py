@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..automata.bytedfa import DEAD, ByteDFA
-from ..schema.lexemes import json_string_dfa
+from ..schema.lexemes import json_literals_edges, json_string_dfa
 from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
 
@@ -57,8 +57,25 @@ def _probe_rank(b: int) -> int:
     return -1 if b == _QUOTE else 256 if b == _BACKSLASH else b
 
 
+def _best_byte(bs: set[int] | frozenset[int]) -> int:
+    """`min(bs, key=_probe_rank)` of a non-empty set, without a key call per byte."""
+    if _QUOTE in bs:
+        return _QUOTE
+    b = min(bs)
+    if b == _BACKSLASH and len(bs) > 1:
+        return min(x for x in bs if x != _BACKSLASH)
+    return b
+
+
+_NO_IDS = np.empty(0, np.int64)
+_NO_IDS.flags.writeable = False
+
+
 def decode_key(raw: bytes) -> str:
-    """The value of a JSON string from the bytes between its quotes."""
+    """The value of a JSON string from the bytes between its quotes (valid JSON string content:
+    without a backslash, its UTF-8 text)."""
+    if b"\\" not in raw:
+        return raw.decode("utf-8")
     return json.loads(b'"' + raw + b'"')
 
 
@@ -221,40 +238,83 @@ _TABLES: dict[str, _VocabTables] = {}
 class _KeysDFA:
     """All JSON spellings (quotes included) of a set of keys: a state is alive while the bytes
     read could still spell one of the keys. State `pre` reads the whitespace and the opening
-    quote before a key; `sink` is dead."""
+    quote before a key; `sink` is dead. Transitions are kept sparse (a set of keys is a trie,
+    mostly dead bytes, and documents with many keys build one per key added); rows as dicts
+    on demand."""
 
     def __init__(self, keys: frozenset[str]) -> None:
-        dfa = json_string_dfa(literals=sorted(keys))
-        n = dfa.n_states
-        self.dfa: ByteDFA = dfa
+        literals = sorted(keys)
+        edges = json_literals_edges(literals)
+        if edges is not None:  # state 0 before the quote, the last one after the closing quote
+            n, src, byte, dst = edges
+            initial, accepting = 0, {n - 1}
+        else:  # (a key without a JSON spelling: not produced by a grammar of ours)
+            dfa = json_string_dfa(literals=literals)
+            n, initial = dfa.n_states, dfa.initial
+            src_a, byte_a = np.nonzero(dfa.transitions >= 0)
+            src, byte = src_a.tolist(), byte_a.tolist()
+            dst = dfa.transitions[src_a, byte_a].tolist()
+            accepting = set(np.flatnonzero(dfa.accepting).tolist())
+        src_a, byte_a = np.asarray(src, np.int64), np.asarray(byte, np.int64)
+        code = src_a * 256 + byte_a
+        by_code = np.argsort(code, kind="stable")
+        self._bytes = byte_a[by_code].tolist()
+        self._dst = np.asarray(dst, np.int64)[by_code].tolist()
+        self._starts = np.searchsorted(src_a[by_code], np.arange(n + 1)).tolist()
+        self._step = dict(zip(code.tolist(), dst))  # state * 256 + byte -> next state
         self.pre, self.sink = n, n + 1
-        table = np.where(dfa.transitions >= 0, dfa.transitions, self.sink).astype(np.int64)
-        pre = np.full((1, 256), self.sink, np.int64)
-        pre[0, list(_WHITESPACE)] = self.pre
-        pre[0, _QUOTE] = dfa.rows[dfa.initial][_QUOTE]
-        self._table = np.vstack([table, pre, np.full((1, 256), self.sink, np.int64)]).ravel()
-        self.after_quote = dfa.rows[dfa.initial][_QUOTE]
+        self.after_quote = self._step.get(initial * 256 + _QUOTE, DEAD) if initial >= 0 else DEAD
+        pre_row = {b: self.pre for b in _WHITESPACE}
+        if self.after_quote != DEAD:
+            pre_row[_QUOTE] = self.after_quote
+        self._rows: dict[int, dict[int, int]] = {self.pre: pre_row, self.sink: {}}
+        self._accepting = accepting
         self._moves: dict[int, list[tuple[int, int]]] = {}
         self._alive: dict[int, frozenset[int]] = {}
+        self._along: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def row(self, q: int) -> dict[int, int]:
+        """{byte: next state} of the bytes state q reads."""
+        out = self._rows.get(q)
+        if out is None:
+            lo, hi = self._starts[q], self._starts[q + 1]
+            out = self._rows[q] = dict(zip(self._bytes[lo:hi], self._dst[lo:hi]))
+        return out
+
+    def accepts(self, q: int) -> bool:
+        """Whether q is after the closing quote of a key."""
+        return q in self._accepting
 
     def moves(self, q: int) -> list[tuple[int, int]]:
-        """(byte, next state) of the bytes state q reads (`pre` included)."""
+        """(byte, next state) of the bytes state q reads (`pre` included), by byte."""
         out = self._moves.get(q)
         if out is None:
-            row = self._table[q * 256 : (q + 1) * 256]
-            read = np.flatnonzero(row != self.sink)
-            out = self._moves[q] = list(zip(read.tolist(), row[read].tolist()))
+            out = self._moves[q] = sorted(self.row(q).items())
         return out
 
     def alive_bytes(self, q: int) -> frozenset[int]:
         out = self._alive.get(q)
         if out is None:
-            out = self._alive[q] = frozenset(b for b, _ in self.moves(q))
+            out = self._alive[q] = frozenset(self.row(q))
+        return out
+
+    def along(self, tables: "_VocabTables", d: int) -> tuple[np.ndarray, np.ndarray]:
+        """`tables.spelled_along(self, d)` as arrays (cached per state: the same keys come back
+        in many grammar states)."""
+        out = self._along.get(d)
+        if out is None:
+            found, after = tables.spelled_along(self, d)
+            out = self._along[d] = (np.array(found, np.int64), np.array(after, np.int64))
         return out
 
     def state_of(self, partial: bytes) -> int:
         """State inside a key string whose bytes so far are `partial` (DEAD: no key spelled)."""
-        return self.dfa.walk(self.after_quote, partial)
+        q, step = self.after_quote, self._step
+        for b in partial:
+            if q < 0:
+                return DEAD
+            q = step.get(q * 256 + b, DEAD)
+        return q
 
 
 class KeyTrackingAutomaton(TokenAutomaton):
@@ -366,7 +426,6 @@ class KeyTrackingAutomaton(TokenAutomaton):
         memo_key = (lexemes, d, kd)
         if memo_key in self._witnesses:
             return self._witnesses[memo_key]
-        rows, accepting = kd.dfa.rows, kd.dfa.accepting
         seen = {(lexemes, d)}
         todo: list[tuple[frozenset, int, bytes]] = [(lexemes, d, b"")]
         found = None
@@ -375,17 +434,17 @@ class KeyTrackingAutomaton(TokenAutomaton):
             alive = kd.alive_bytes(d)
             leaving = set().union(*(self._out_bytes(t, s) - alive for t, s in lexemes))
             if leaving:  # a byte that stops spelling every present key (or closes a new one)
-                found = path + bytes((min(leaving, key=_probe_rank),))
+                found = path + bytes((_best_byte(leaving),))
                 break
             steps: dict[int, set[tuple[int, int]]] = {}
             for t, s in lexemes:
                 row = self._dfas[t].rows[s]
                 for b in self._out_bytes(t, s):
                     steps.setdefault(b, set()).add((t, row[b]))
-            row = rows[d]
+            row = kd.row(d)
             for b in sorted(steps, key=_probe_rank, reverse=True):  # best byte popped first
-                nd, nxt = row[b], frozenset(steps[b])
-                if not accepting[nd] and (nxt, nd) not in seen:
+                nd, nxt = row.get(b, DEAD), frozenset(steps[b])
+                if nd != DEAD and not kd.accepts(nd) and (nxt, nd) not in seen:
                     seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
                     todo.append((nxt, nd, path + bytes((b,))))
         self._witnesses[memo_key] = found
@@ -394,8 +453,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def _out_bytes(self, t: int, s: int) -> frozenset[int]:
         out = self._outs.get((t, s))
         if out is None:
-            row = self._dfas[t].rows[s]
-            out = self._outs[(t, s)] = frozenset(b for b in range(256) if row[b] >= 0)
+            out = self._outs[(t, s)] = frozenset(
+                np.flatnonzero(self._dfas[t].transitions[s] >= 0).tolist())
         return out
 
     # masks ----------------------------------------------------------------------------------
@@ -417,8 +476,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 kd = self._keys_dfa(keys)
                 d = kd.pre if mode == KEY else kd.state_of(partial)
                 if d != DEAD:
-                    found, after = t.spelled_along(kd, d)
-                    ids, ends = np.array(found, np.int64), np.array(after, np.int64)
+                    ids, ends = kd.along(t, d)
                     keep = allowed[ids]
                     ids, ends = ids[keep], ends[keep]
                     if mode == KEY:
@@ -446,7 +504,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                         after_comma[end] = ok
                 if not ok:
                     refused.append(i)
-        bad = np.unique(np.array(refused, np.int64))
+        bad = np.unique(np.array(refused, np.int64)) if refused else _NO_IDS
         if len(self._removed) >= self.max_memo:
             self._removed.clear()
         self._removed[state] = bad
@@ -458,12 +516,11 @@ class KeyTrackingAutomaton(TokenAutomaton):
         key (keys-DFA states `ends` after them), those after which no fresh key can follow:
         decided on the key terminals' DFAs alone — no lexeme ends inside a string, so the
         parser has nothing to do until the closing quote."""
-        accepting = kd.dfa.accepting
         lexemes = [(t, s) for t, s, _ in g if t >= 0]
         tb = self.vocab.token_bytes
         out = []
         for i, e in zip(ids.tolist(), ends.tolist()):
-            if accepting[e]:  # closes a present key
+            if kd.accepts(e):  # closes a present key
                 out.append(i)
                 continue
             data = tb[i]
