@@ -27,6 +27,7 @@ import torch
 from ..constraints.base import Constraint
 from ..errors import GenerationError
 from .drafters import Drafter
+from .kvcache import grouped_query_attention
 from .loop import (DrafterSpec, GenerationResult, GenerationStats, Message, _make_drafters,
                    _result, _Row, _Setup, encode_prompt)
 from .sampling import SamplingParams
@@ -90,11 +91,13 @@ class _BatchForward:
                     attention_mask=self._masks(qpos, qvalid), past_key_values=self.cache,
                     use_cache=True)
         if self.head is not None:  # logits per position and mask, as in the single-row loop
-            out = self.model.get_decoder()(**args)
+            with grouped_query_attention(self.model):
+                out = self.model.get_decoder()(**args)
             self.cache = out.past_key_values
             hidden = out.last_hidden_state
             return [LogitRows(hidden[b, width - k:], self.head) for b, k in enumerate(keep)]
-        out = self.model(**args, logits_to_keep=max(keep))
+        with grouped_query_attention(self.model):
+            out = self.model(**args, logits_to_keep=max(keep))
         self.cache = out.past_key_values
         logits = out.logits.float().cpu()
         return [logits[b, logits.shape[1] - k:] for b, k in enumerate(keep)]

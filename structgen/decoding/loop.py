@@ -15,6 +15,7 @@ from ..constraints.base import Constraint, State, TokenAutomaton
 from ..errors import GenerationError
 from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, ModelDrafter,
                        Scorer)
+from .kvcache import grouped_query_attention, new_cache
 from .sampling import SamplingParams, choose, masked_logits
 from .scoring import LogitRows, OutputHead
 from .speculative import DraftLength, verify_token
@@ -88,9 +89,7 @@ class _Forward:
         self.head = OutputHead.of(model)  # None: full logits from the model's own forward
 
     def _fresh(self) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
+        return new_cache(self.model)
 
     @torch.inference_mode()
     def __call__(self, ids: Sequence[int], n: int = 1) -> torch.Tensor | LogitRows:
@@ -98,15 +97,16 @@ class _Forward:
         `LogitRows` computing them per position and mask when the model's head allows it."""
         t = time.perf_counter()
         x = torch.tensor([list(ids)], device=self.device)
-        if self.head is not None:
-            out = self.model.get_decoder()(input_ids=x, past_key_values=self.cache,
-                                           use_cache=True)
-            logits: torch.Tensor | LogitRows = LogitRows(out.last_hidden_state[0, -n:],
-                                                         self.head)
-        else:
-            out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
-                             logits_to_keep=n)
-            logits = out.logits[0, -n:].float().cpu()
+        with grouped_query_attention(self.model):
+            if self.head is not None:
+                out = self.model.get_decoder()(input_ids=x, past_key_values=self.cache,
+                                               use_cache=True)
+                logits: torch.Tensor | LogitRows = LogitRows(out.last_hidden_state[0, -n:],
+                                                             self.head)
+            else:
+                out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
+                                 logits_to_keep=n)
+                logits = out.logits[0, -n:].float().cpu()
         self.cache = out.past_key_values
         self.length += len(ids)
         if self.stats is not None:
@@ -115,7 +115,9 @@ class _Forward:
         return logits
 
     def crop(self, length: int) -> None:
-        if length >= self.length:
+        """Keep the first `length` cached tokens. Called after every pass, even when nothing
+        is removed: sliding-window layers record past states until a crop trims them."""
+        if length > self.length:
             return
         if length == 0:
             self.cache = self._fresh()
@@ -414,26 +416,32 @@ def _draft(
 ) -> tuple[list[int], list[torch.Tensor] | None, list[str], tuple[int, torch.Tensor] | None]:
     """Chain the drafters into one draft of at most `room` tokens, cut at the first token the
     constraint refuses: (tokens, their q's or None when all are one-hot, source per token,
-    a refused sampled token to verify as a certain rejection)."""
+    a refused sampled token to verify as a certain rejection). `sources` holds each token's
+    proposal kind (`Drafter.kind`)."""
     tokens: list[int] = []
     qs: list[torch.Tensor | None] = []
     sources: list[str] = []
     rejected: tuple[int, torch.Tensor] | None = None
     ctx = DraftContext(list(history), automaton, state, params, generator, free_mask, eos_ids)
-    budgets = {d.name: lengths.k_for(d.name) for d in drafters}
+    budgets: dict[str, int] = {}  # draft length per proposal kind, chosen once per draft
     ended = False  # a refused sampled token or a drafted EOS: nothing may follow
     progress = True
     while progress and not ended and len(tokens) < room:
         progress = False
         for drafter in drafters:
-            k = min(budgets[drafter.name], room - len(tokens))
+            kind = drafter.kind(ctx)
+            if kind is None:
+                continue
+            if kind not in budgets:
+                budgets[kind] = lengths.k_for(kind)
+            k = min(budgets[kind], room - len(tokens))
             if k <= 0:
                 continue
             t = time.perf_counter()
             proposal = drafter.propose(ctx, k)
             seconds = time.perf_counter() - t
             stats.draft_seconds += seconds
-            lengths.observe_cost(drafter.name, seconds, len(proposal.tokens))
+            lengths.observe_cost(kind, seconds, len(proposal.tokens))
             taken = 0
             for j, token in enumerate(proposal.tokens[:k]):
                 nxt = automaton.advance(ctx.state, token) if automaton is not None else None
@@ -443,7 +451,7 @@ def _draft(
                     break
                 tokens.append(token)
                 qs.append(proposal.qs[j] if proposal.qs is not None else None)
-                sources.append(drafter.name)
+                sources.append(kind)
                 ctx.history.append(token)
                 ctx.state = nxt
                 taken += 1
@@ -452,7 +460,7 @@ def _draft(
                     break
             if not ended and proposal.rejected is not None and taken == len(proposal.tokens):
                 rejected, ended = proposal.rejected, True
-            budgets[drafter.name] -= taken
+            budgets[kind] -= taken
             if taken or ended:
                 progress = taken > 0
                 break  # start again from the first drafter (e.g. forced text after a copied value)
@@ -462,16 +470,18 @@ def _draft(
 
 def _score_drafters(lengths: DraftLength, sources: list[str], accepted: int,
                     stats: GenerationStats) -> None:
-    """Per-drafter drafted/accepted counts (stats and the draft-length model)."""
+    """Drafted/accepted counts per proposal kind (the draft-length model) and per drafter
+    (stats: the kind's name before any `:`)."""
     per: dict[str, list[int]] = {}
-    for i, name in enumerate(sources):
-        counts = per.setdefault(name, [0, 0])
+    for i, kind in enumerate(sources):
+        counts = per.setdefault(kind, [0, 0])
         counts[0] += 1
         counts[1] += i < accepted
-    for name, (drafted, ok) in per.items():
+    for kind, (drafted, ok) in per.items():
+        name = kind.split(":", 1)[0]
         stats.drafted[name] = stats.drafted.get(name, 0) + drafted
         stats.accepted[name] = stats.accepted.get(name, 0) + ok
-        lengths.observe_draft(name, ok, drafted)
+        lengths.observe_draft(kind, ok, drafted)
     stats.forced_tokens += per.get("forced", [0, 0])[1]
 
 
