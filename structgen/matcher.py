@@ -93,25 +93,41 @@ class Matcher:
 
 def forced_tokens(automaton: TokenAutomaton, state: State, tokenizer: Any) -> list[int]:
     """See `Matcher.forced_tokens`."""
+    ids, safe = forced_tokenization(automaton, state, tokenizer)
+    return ids[:safe]
+
+
+def forced_tokenization(automaton: TokenAutomaton, state: State,
+                        tokenizer: Any) -> tuple[list[int], int]:
+    """The canonical tokens of the forced text (cut to whole UTF-8 characters; none when the
+    tokenizer rewrites it) and how many of them are safe to emit: the rest could be merged by a
+    vocabulary token spanning past the forced text."""
     data = automaton.forced_bytes(state)
     text = data.decode("utf-8", errors="ignore")
     while text and not data.startswith(text.encode("utf-8")):
         text = text[:-1]
     if not text:
-        return []
+        return [], 0
     data = text.encode("utf-8")
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     vocab = automaton.vocab
     if b"".join(vocab.token_bytes[i] for i in ids) != data:
-        return []  # the tokenizer rewrote the text (normalisation, prefix space): not safe
+        return [], 0  # the tokenizer rewrote the text (normalisation, prefix space): not safe
     states = [state]
     for i in ids:
         nxt = automaton.advance(states[-1], i)
         if nxt is None:
-            return []
+            return [], 0
         states.append(nxt)
     if automaton.only_eos(states[-1]):
-        return ids
+        return ids, len(ids)
+    trie = trie_for(vocab)
+    start = 0
+    for k, i in enumerate(ids):
+        if trie.has_extension(data[start:]):
+            return ids, k
+        start += len(vocab.token_bytes[i])
+    return ids, len(ids)
     trie = trie_for(vocab)
     start = 0
     for k, i in enumerate(ids):

@@ -15,7 +15,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from ..constraints.base import DONE, State, TokenAutomaton
-from ..matcher import forced_tokens
+from ..matcher import forced_tokenization
 from .sampling import SamplingParams, masked_logits, masked_probs
 
 
@@ -77,6 +77,12 @@ class Drafter(ABC):
     def observe(self, token: int) -> None:
         """The output committed to `token`."""
 
+    def kind(self, ctx: DraftContext) -> str | None:
+        """The class of the proposal this drafter would make at `ctx`, for its running
+        acceptance and draft length (`name`, or `name:detail` when some proposals are surer
+        than others); None when it has nothing to propose."""
+        return self.name
+
     @abstractmethod
     def propose(self, ctx: DraftContext, k: int) -> Proposal:
         """Up to `k` tokens continuing `ctx.history`."""
@@ -86,56 +92,105 @@ class ForcedDrafter(Drafter):
     """The text the constraint forces next, drafted without a model call.
 
     A forced text can be tokenized several ways and the model need not pick its tokenizer's
-    split: SmolLM2 often writes `":"` as `":` + `"` in compact JSON, and a canonical draft is
-    then rejected at every key. The drafter therefore remembers, per forced text, the tokens
-    the model last emitted inside it and proposes those next time (nothing, when its first
-    token ran past the text); a text never seen gets the canonical tokenization
-    (`forced_tokens`). Verification stays lossless either way: only the guess changes.
+    split: SmolLM2 often writes `":"` as `":` + `"` and `","` as `",` + `"` in compact JSON, so
+    canonical drafts were rejected at most keys. Forced texts rarely repeat (each key is new),
+    but their pieces do. So the drafter aligns the model's tokens over each forced text with the
+    canonical ones at their common byte boundaries and learns, per canonical piece (a run of up
+    to `MAX_PIECE` canonical tokens), the model's own tokens for it, or that the model runs past
+    it into what follows (the draft then stops there). Drafts rewrite the canonical tokens with
+    the latest learned pieces. A canonical tail that a longer token could merge with what follows
+    (not safe in `forced_tokenization`) is drafted only as learned. Verification stays lossless
+    whatever the guess.
     """
 
     name = "forced"
+    MAX_PIECE = 4
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self._cache: dict[State, tuple[bytes, list[int]]] = {}
-        self._habits: dict[bytes, list[int]] = {}  # forced text → the model's own split
+        self._cache: dict[State, tuple[list[int], int]] = {}  # canonical ids, how many are safe
+        self._pieces: dict[tuple[int, ...], tuple[int, ...] | None] = {}  # None: runs past
         self._tokens: list[int] = []  # prompt + committed output
-        self._pending: dict[int, bytes] = {}  # history position → forced text proposed there
+        self._pending: dict[int, list[int]] = {}  # history position → canonical ids proposed there
         self._token_bytes: Sequence[bytes] = ()
 
     def start(self, prompt_ids: Sequence[int]) -> None:
         self._tokens = list(prompt_ids)
         self._pending = {}
-        self._habits = {}
+        self._pieces = {}
 
     def observe(self, token: int) -> None:
         self._tokens.append(token)
         for pos in [p for p in self._pending if p < len(self._tokens)]:
-            text = self._pending[pos]
+            canonical = self._pending[pos]
+            text = b"".join(self._token_bytes[i] for i in canonical)
             emitted = self._tokens[pos:]
             covered = b"".join(self._token_bytes[i] for i in emitted)
             if text.startswith(covered) and len(covered) < len(text):
                 continue  # not settled yet
             del self._pending[pos]
             if covered.startswith(text):  # covered exactly, or the last token crossed its end
-                inside = emitted if covered == text else emitted[:-1]
-                self._habits[text] = inside  # possibly empty: the model never splits there
+                crossed = covered != text
+                self._learn(canonical, emitted[:-1] if crossed else emitted, crossed)
+
+    def _learn(self, canonical: list[int], emitted: list[int], crossed: bool) -> None:
+        """Pieces between the byte boundaries both tokenizations share."""
+        ends = self._ends(emitted)
+        i = j = 0  # start of the current piece in canonical / emitted
+        at = 0
+        for k, token in enumerate(canonical):
+            at += len(self._token_bytes[token])
+            if at not in ends:
+                continue
+            piece = tuple(canonical[i:k + 1])
+            if len(piece) <= self.MAX_PIECE:
+                self._pieces[piece] = tuple(emitted[j:ends[at] + 1])
+            i, j = k + 1, ends[at] + 1
+        if crossed and 0 < len(canonical) - i <= self.MAX_PIECE:
+            self._pieces[tuple(canonical[i:])] = None
+
+    def _ends(self, tokens: list[int]) -> dict[int, int]:
+        """Byte offset where each token ends → its index."""
+        ends, at = {}, 0
+        for k, token in enumerate(tokens):
+            at += len(self._token_bytes[token])
+            ends[at] = k
+        return ends
+
+    def _rewrite(self, canonical: list[int], safe: int) -> list[int]:
+        out: list[int] = []
+        i = 0
+        while i < len(canonical):
+            for n in range(min(self.MAX_PIECE, len(canonical) - i), 0, -1):
+                piece = tuple(canonical[i:i + n])
+                if piece in self._pieces:
+                    split = self._pieces[piece]
+                    if split is None:
+                        return out
+                    out.extend(split)
+                    i += n
+                    break
+            else:
+                if i >= safe:
+                    return out
+                out.append(canonical[i])
+                i += 1
+        return out
 
     def propose(self, ctx: DraftContext, k: int) -> Proposal:
         if ctx.automaton is None or ctx.state is DONE:
             return Proposal()
         entry = self._cache.get(ctx.state)
         if entry is None:
-            entry = self._cache[ctx.state] = (
-                ctx.automaton.forced_bytes(ctx.state),
-                forced_tokens(ctx.automaton, ctx.state, self.tokenizer))
-        text, ids = entry
-        if not ids:
+            entry = self._cache[ctx.state] = forced_tokenization(ctx.automaton, ctx.state,
+                                                                 self.tokenizer)
+        canonical, safe = entry
+        if not canonical:
             return Proposal()
         self._token_bytes = ctx.automaton.vocab.token_bytes
         if len(ctx.history) >= len(self._tokens):  # a position the output may still reach
-            self._pending[len(ctx.history)] = text
-        return Proposal(self._habits.get(text, ids)[:k])
+            self._pending[len(ctx.history)] = canonical
+        return Proposal(self._rewrite(canonical, safe)[:k])
 
 
 class LookupDrafter(Drafter):
@@ -167,14 +222,28 @@ class LookupDrafter(Drafter):
             self._index[tuple(tokens[end - n:end])] = end
         tokens.append(token)
 
-    def propose(self, ctx: DraftContext, k: int) -> Proposal:
-        history = ctx.history
+    def _match(self, history: list[int]) -> tuple[int, int]:
+        """(length of the longest indexed suffix of `history`, where its continuation starts);
+        (0, 0) when none."""
         for n in range(min(self.max_ngram, len(history)), self.min_ngram - 1, -1):
             at = self._index.get(tuple(history[len(history) - n:]))
             if at is not None:
-                # a longer match earns a longer draft (SuffixDecoding's rule of thumb)
-                return Proposal(self._tokens[at:at + min(k, 2 * n + 2)])
-        return Proposal()
+                return n, at
+        return 0, 0
+
+    def kind(self, ctx: DraftContext) -> str | None:
+        """Longer matches are surer: `lookup:1`, `lookup:2`, `lookup:3` (3 tokens or more)
+        keep separate acceptance estimates, so a long match is drafted even while one-token
+        matches keep failing."""
+        n, _ = self._match(ctx.history)
+        return f"{self.name}:{min(n, 3)}" if n else None
+
+    def propose(self, ctx: DraftContext, k: int) -> Proposal:
+        n, at = self._match(ctx.history)
+        if not n:
+            return Proposal()
+        # a longer match earns a longer draft (SuffixDecoding's rule of thumb)
+        return Proposal(self._tokens[at:at + min(k, 2 * n + 2)])
 
 
 class ModelDrafter(Drafter):
