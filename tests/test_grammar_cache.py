@@ -66,3 +66,50 @@ def test_shape_split_equals_full_walk(smollm2, grammar, text) -> None:
             assert np.array_equal(np.flatnonzero(mask), np.sort(got))
         states = [a.advance(state, token) for a, state in zip([reference, *automata], states)]
         assert None not in states
+
+
+@pytest.mark.parametrize("grammar, text", [
+    ("sqlite_select.lark", "select T1.name, COUNT(*) aS n FROM t WHERE b > 2"),
+    ("python_expr.lark", "f(x)[0] ** -k"),
+])
+def test_shape_split_equals_full_walk_gemma(gemma, grammar, text) -> None:
+    """As above on Gemma-3's 262k tokens, where the per-lexeme splits drop most tokens leaving
+    a lexeme without the parser (`é` after an identifier lexes as nothing; case-folded
+    keywords make `ı` and `ſ` start lexemes): masks equal a plain trie walk."""
+    source = (Path(__file__).resolve().parent.parent / "grammars" / grammar).read_text()
+    compiled = Grammar(source).compiled
+    reference = GrammarAutomaton(compiled, gemma.vocab)
+    automaton = GrammarAutomaton(compiled, gemma.vocab)
+    eos = list(gemma.vocab.eos_ids)
+    ref_state, state = reference.start, automaton.start
+    for token in gemma.tokenizer.encode(text, add_special_tokens=False):
+        expected = np.sort(reference.trie.walk(reference, reference._id(ref_state))[0])
+        got = automaton.allowed_ids(state)
+        assert len(np.unique(got)) == len(got)
+        assert np.array_equal(np.sort(got[~np.isin(got, eos)]), expected)
+        ref_state, state = reference.advance(ref_state, token), automaton.advance(state, token)
+        assert state is not None
+
+
+def test_free_lexer_caps_keep_masks_exact(smollm2, monkeypatch) -> None:
+    """Past their state caps the free lexer and the lexeme walks stop pruning (`ANY`); masks
+    stay those of a plain trie walk."""
+    from structgen.constraints import grammar as engine
+
+    monkeypatch.setattr(engine._FreeLexer, "MAX_STATES", 40)
+    monkeypatch.setattr(engine._LexemeWalk, "MAX_STATES", 300)
+    monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
+    for grammar, text in [("sqlite_select.lark", "select T1.name, COUNT(*) aS n FROM t WHERE b > 'x'"),
+                          ("python_expr.lark", "f(x)[0] ** -k if a else 'ü'")]:
+        source = (Path(__file__).resolve().parent.parent / "grammars" / grammar).read_text()
+        compiled = Grammar(source).compiled
+        reference = GrammarAutomaton(compiled, smollm2.vocab)
+        automaton = GrammarAutomaton(compiled, smollm2.vocab)
+        eos = list(smollm2.vocab.eos_ids)
+        ref_state, state = reference.start, automaton.start
+        for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
+            expected = np.sort(reference.trie.walk(reference, reference._id(ref_state))[0])
+            got = automaton.allowed_ids(state)
+            assert np.array_equal(np.sort(got[~np.isin(got, eos)]), expected)
+            ref_state, state = reference.advance(ref_state, token), automaton.advance(state, token)
+        assert len(automaton._lexer._sets) <= 40

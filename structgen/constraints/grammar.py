@@ -79,29 +79,159 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-class _LexemeWalk:
-    """Walk source for one terminal DFA that also remembers whether the lexeme could have
-    ended with a token's next byte starting another lexeme (a byte in `starts`, the grammar's
-    first bytes). State = 3 * dfa_state + phase: 0 before any byte, 1 after some, 2 once it
-    could have ended so; dfa_state n = dead. (dead, 2) continues forever: the token left the
-    lexeme and needs the parser. A token that dies without that never had a way out."""
+class _FreeLexer:
+    """The grammar's terminals as a lexer without the parser: any lexemes one after another.
 
-    def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
-        n = dfa.n_states
-        nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
-        could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
-        table = np.empty((3 * n + 3, 256), np.int64)
-        table[0 : 3 * n : 3] = 3 * nxt + 1
-        table[1 : 3 * n : 3] = 3 * nxt + 1 + could_end
-        table[2 : 3 * n : 3] = 3 * nxt + 2
-        table[3 * n : 3 * n + 2] = 3 * n + 1  # dead, no way out: the sink
-        table[3 * n + 2] = 3 * n + 2
-        self.n = n
-        self.sink = 3 * n + 1
-        self._table = table.ravel()
+    Where a token leaves a lexeme, the rest of its bytes must at least lex so: `_LexemeWalk`
+    follows them here (a necessary condition, no parser: `é` after an identifier starts
+    nothing, while a quote starts a string that may hold anything). A state is the set of
+    lexemes that may be in progress, (terminal, DFA state), and the last byte read, interned as
+    an int (0 = nothing left); transitions are built on demand. Terminals with large DFAs
+    (over `EXACT_STATES`, such as an identifier excluding keywords) are widened to their
+    byte-pair language, state `WIDE` (any string whose first byte may start it and whose every
+    adjacent pair occurs in it; it may end where its last byte may end it), which keeps the
+    sets few. Each grammar's lexer also keeps the per-lexeme splits of views (`splits`)."""
+
+    EXACT_STATES = 64
+    WIDE = -2
+    #: Past this many states, new ones are replaced by `ANY` (anything lexes: no pruning).
+    MAX_STATES = 50_000
+    ANY = 1
+
+    def __init__(self, dfas: tuple[ByteDFA, ...]) -> None:
+        n = len(dfas)
+        self.dfas = dfas
+        self.rows = [d.rows for d in dfas]
+        self.accepting = [set(np.flatnonzero(d.accepting).tolist()) for d in dfas]
+        pairs = np.zeros((256, 256, n), bool)
+        self._last = np.zeros((256, n), bool)
+        firsts: list[list[tuple[int, int]]] = [[] for _ in range(256)]
+        for t, d in enumerate(dfas):
+            tr = d.transitions
+            exact = d.n_states <= self.EXACT_STATES
+            for b in np.flatnonzero(tr[d.initial] >= 0).tolist():
+                firsts[b].append((t, int(tr[d.initial, b]) if exact else self.WIDE))
+            if exact:
+                continue
+            entering = np.zeros((d.n_states, 256), bool)  # bytes that lead into each state
+            src, byte = np.nonzero(tr >= 0)
+            entering[tr[src, byte], byte] = True
+            pairs[:, :, t] = (entering.T.astype(np.float32) @ (tr >= 0).astype(np.float32)) > 0
+            self._last[:, t] = entering[d.accepting].any(axis=0)
+        self._pairs = pairs  # (last byte, next byte, terminal): a widened terminal may go on
+        self._firsts = [frozenset(x) for x in firsts]
+        self._sets: list[tuple[frozenset[tuple[int, int]], int]] = [(frozenset(), -1),
+                                                                    (frozenset(), -2)]
+        self._ids: dict[tuple[frozenset[tuple[int, int]], int], int] = {(frozenset(), -1): 0}
+        self._ends: list[bool] = [False, True]
+        self._next: dict[tuple[int, int, bool], int] = {}
+        self._walks: dict[int, _LexemeWalk] = {}
+        self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def step(self, f: int, c: int, restart: bool) -> int:
+        """The state after byte c from state f (`restart`: a lexeme may also start at c)."""
+        key = (f, c, restart)
+        nxt = self._next.get(key)
+        if nxt is None:
+            if f == self.ANY:
+                return self.ANY
+            lexemes, b = self._sets[f]
+            rows, wide, on = self.rows, self.WIDE, self._pairs[b, c]
+            out = {(t, rows[t][s][c] if s != wide else wide) for t, s in lexemes
+                   if (on[t] if s == wide else rows[t][s][c] >= 0)}
+            if restart or self._ends[f]:
+                out |= self._firsts[c]
+            nxt = 0
+            if out:
+                key2 = (frozenset(out), c)
+                nxt = self._ids.get(key2)
+                if nxt is None and len(self._sets) >= self.MAX_STATES:
+                    nxt = self.ANY
+                elif nxt is None:
+                    nxt = self._ids[key2] = len(self._sets)
+                    self._sets.append(key2)
+                    last = self._last[c]
+                    self._ends.append(any(last[t] if s == wide else s in self.accepting[t]
+                                          for t, s in key2[0]))
+            self._next[key] = nxt
+        return nxt
+
+    def walk(self, t: int) -> "_LexemeWalk":
+        w = self._walks.get(t)
+        if w is None:
+            w = self._walks[t] = _LexemeWalk(self, t)
+        return w
+
+
+_FREE_LEXERS: "weakref.WeakKeyDictionary[CompiledGrammar, _FreeLexer]" = weakref.WeakKeyDictionary()
+
+
+def _free_lexer(grammar: CompiledGrammar) -> _FreeLexer:
+    lexer = _FREE_LEXERS.get(grammar)
+    if lexer is None:
+        lexer = _FREE_LEXERS[grammar] = _FreeLexer(grammar.terminal_dfas)
+    return lexer
+
+
+class _LexemeWalk:
+    """Walk source for one terminal's DFA that also follows, in the free lexer, the ways a
+    token's bytes could leave the lexeme (end it after at least one byte, then go on in other
+    lexemes). State: (DFA state or -1 once dead, free-lexer set, whether a byte was read),
+    interned as ints, 0 = the sink (dead, and no way out lexes). A token ending in a live DFA
+    state stays inside the lexeme; one ending dead but with a free-lexer set left needs the
+    parser; the others can never be read from here."""
+
+    sink = 0
+    #: Past this many states, new ones forget their free-lexer set (`_FreeLexer.ANY`).
+    MAX_STATES = 200_000
+
+    def __init__(self, lexer: _FreeLexer, t: int) -> None:
+        self.lexer = lexer
+        self.rows = lexer.rows[t]
+        self.accepting = lexer.accepting[t]
+        self._states: list[tuple[int, int, bool]] = [(-1, 0, True)]
+        self._ids: dict[tuple[int, int, bool], int] = {(-1, 0, True): 0}
+        self.dfa_state = np.full(64, -1, np.int64)  # per walk state
+        self._table = np.full(64 * 256, -1, np.int32)
+        self._table[:256] = 0
+
+    def state(self, s: int) -> int:
+        """The walk state of a lexeme in DFA state s, before any byte."""
+        return self._intern((s, 0, False))
+
+    def _intern(self, key: tuple[int, int, bool]) -> int:
+        k = self._ids.get(key)
+        if k is None:
+            k = self._ids[key] = len(self._states)
+            self._states.append(key)
+            if k >= len(self.dfa_state):
+                self.dfa_state = np.concatenate([self.dfa_state, np.full(len(self.dfa_state), -1)])
+                self._table = np.concatenate([self._table, np.full(len(self._table), -1, np.int32)])
+            self.dfa_state[k] = key[0]
+        return k
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self._table[states * 256 + data]
+        flat = states * 256 + data
+        nxt = self._table[flat]
+        unknown = nxt < 0
+        if unknown.any():
+            lexer, rows, accepting = self.lexer, self.rows, self.accepting
+            done = []
+            for f in np.unique(flat[unknown]).tolist():
+                k, b = divmod(f, 256)
+                s, free, read = self._states[k]
+                s2 = rows[s][b] if s >= 0 else -1
+                free2 = lexer.step(free, b, s >= 0 and read and s in accepting)
+                if s2 < 0 and free2 == 0:
+                    done.append((f, 0))
+                    continue
+                if len(self._states) >= self.MAX_STATES and (s2, free2, True) not in self._ids:
+                    free2 = lexer.ANY
+                done.append((f, self._intern((s2, free2, True))))
+            for f, k in done:  # (the table may have grown while interning)
+                self._table[f] = k
+            nxt = self._table[flat]
+        return nxt
 
 
 @dataclass(eq=False)
@@ -166,30 +296,18 @@ def _root_view(vocab: Vocabulary) -> _View:
     return view
 
 
-# Per terminal DFA, view and DFA state: (tokens staying inside the lexeme, tokens that may leave
-# it), as local indices of the view. Keyed weakly by the DFA object so grammars sharing
-# terminals share them.
-_LEXEME_SPLITS: "weakref.WeakKeyDictionary[ByteDFA, dict]" = weakref.WeakKeyDictionary()
-
-
-def _lexeme_split(dfa: ByteDFA, state: int, view: _View,
-                  starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens whose bytes after the view's prefix are read entirely inside `dfa` from
-    `state`, tokens that die in it after it could end before a byte in `starts`), as local
-    indices of the view."""
-    per_dfa = _LEXEME_SPLITS.get(dfa)
-    if per_dfa is None:
-        per_dfa = _LEXEME_SPLITS[dfa] = {}
-    first = starts.tobytes()
-    source = per_dfa.get(first)
-    if source is None:
-        source = per_dfa[first] = _LexemeWalk(dfa, starts)
-    key = (first, view.key, state)
-    split = per_dfa.get(key)
+def _lexeme_split(lexer: _FreeLexer, t: int, state: int,
+                  view: _View) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens whose bytes after the view's prefix are read entirely inside terminal t's DFA
+    from `state`, tokens that die in it after it could end, the rest still lexing), as local
+    indices of the view (cached per grammar)."""
+    key = (t, state, view.key)
+    split = lexer.splits.get(key)
     if split is None:
-        ids, ends = view.trie.walk(source, 3 * state)
-        inside = ends // 3 < source.n
-        split = per_dfa[key] = (view.local(ids[inside]), view.local(ids[~inside]))
+        source = lexer.walk(t)
+        ids, ends = view.trie.walk(source, source.state(state))
+        inside = source.dfa_state[ends] >= 0
+        split = lexer.splits[key] = (view.local(ids[inside]), view.local(ids[~inside]))
     return split
 
 
@@ -316,10 +434,7 @@ class GrammarAutomaton(TokenAutomaton):
             grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
         )
         self.root = _root_view(vocab)
-        # The bytes a lexeme can start with: where a token leaves a lexeme, the next one starts.
-        self._starts = np.zeros(256, bool)
-        for dfa in self.dfas:
-            self._starts |= dfa.transitions[dfa.initial] >= 0
+        self._lexer = _free_lexer(grammar)
         self._accepting = [set(np.flatnonzero(d.accepting).tolist()) for d in self.dfas]
         self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], list]] = {}
         self._shape_splits: dict[tuple, _ShapeSplit] = {}
@@ -602,7 +717,7 @@ class GrammarAutomaton(TokenAutomaton):
             is_inside = np.zeros(n, bool)  # bool scatters: much cheaper than sorting or
             is_leaving = np.zeros(n, bool)  # hashing index arrays
             for t, s in shape:
-                p_inside, p_leaving = _lexeme_split(self.dfas[t], s, view, self._starts)
+                p_inside, p_leaving = _lexeme_split(self._lexer, t, s, view)
                 is_inside[p_inside] = True
                 is_leaving[p_leaving] = True
             leaving = np.flatnonzero(is_leaving & ~is_inside)
