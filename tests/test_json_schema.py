@@ -677,6 +677,58 @@ def test_metaschema_fast_check_is_never_more_lenient():
     assert both > 200  # the mutants include valid schemas
 
 
+_DRAFT_BASES = {
+    "http://json-schema.org/draft-04/schema#": [
+        {"type": "object", "properties": {"a": {"type": "string", "minLength": 1},
+                                          "b": {"items": {"enum": [1, 2]}, "maximum": 3,
+                                                "exclusiveMaximum": True}},
+         "required": ["a"], "additionalProperties": False,
+         "definitions": {"x": {"anyOf": [{"type": "integer"}, {"enum": ["a", "b"]}]}}},
+        {"allOf": [{"$ref": "#/definitions/x"}], "dependencies": {"a": ["b"], "c": {}},
+         "items": [{}, {"not": {}}], "additionalItems": True}],
+    "http://json-schema.org/draft-07/schema#": [
+        {"type": "object", "properties": {"a": {"type": "string", "minLength": 1},
+                                          "b": {"items": {"enum": [1, 2]}, "exclusiveMaximum": 3}},
+         "required": ["a"], "if": {"required": ["b"]}, "then": True,
+         "definitions": {"x": {"anyOf": [{"type": "integer"}, True]}}},
+        {"allOf": [{"$ref": "#/definitions/x"}], "dependencies": {"a": ["b"], "c": {}},
+         "items": [{}, False], "contains": {"const": 1}, "propertyNames": {"pattern": "^a"}}],
+}
+_DRAFT_VALUES = _META_VALUES + [[1, 1], [1, True], ["a", "a"], [{}], [True], {"a": []}]
+_DRAFT_KEYWORDS = _META_KEYWORDS + ["id", "additionalItems", "definitions", "dependencies"]
+
+
+@pytest.mark.parametrize("dialect", sorted(_DRAFT_BASES))
+def test_metaschema_fast_check_older_drafts_never_more_lenient(dialect):
+    """Drafts 4 and 7 too: the fast check accepts only what jsonschema's metaschema validation
+    accepts (draft 4 may defer more to jsonschema: enums of mixed types)."""
+    from structgen.schema.resolve import _FAST_METASCHEMAS
+
+    rnd = random.Random(1)
+    cls = jsonschema.validators.validator_for({"$schema": dialect})
+    meta, fast = cls(cls.META_SCHEMA), _FAST_METASCHEMAS[cls]
+    agree = 0
+    for _ in range(2000):
+        schema = copy.deepcopy(rnd.choice(_DRAFT_BASES[dialect]))
+        schema["$schema"] = dialect
+        subs: list[dict] = []
+        stack: list[Any] = [schema]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                subs.append(v)
+                stack.extend(v.values())
+            elif isinstance(v, list):
+                stack.extend(v)
+        for _ in range(rnd.randint(1, 2)):
+            rnd.choice(subs)[rnd.choice(_DRAFT_KEYWORDS)] = copy.deepcopy(rnd.choice(_DRAFT_VALUES))
+        valid_meta = meta.is_valid(schema)
+        if fast(schema):
+            assert valid_meta, schema
+            agree += 1
+    assert agree > 200
+
+
 def test_invalid_schema_message_is_the_validators():
     schema = {"properties": {"a": {"minLength": -1}}}
     meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)

@@ -77,7 +77,8 @@ def check_schema(schema: Any) -> None:
         raise SchemaError(f"a schema must be an object or a boolean, not {type(schema).__name__}")
     dialect_of(schema)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    if cls is jsonschema.Draft202012Validator and valid_2020_12(schema):
+    fast = _FAST_METASCHEMAS.get(cls)
+    if fast is not None and fast(schema):
         return
     validator = _META_VALIDATORS.get(cls)
     if validator is None:
@@ -226,16 +227,17 @@ _KEYWORD_CHECKS: dict[str, Any] = {
 }
 
 
-def valid_2020_12(schema: Any) -> bool:
-    """True only when `schema` is valid against the draft 2020-12 metaschema (False: it may
-    not be; `jsonschema` decides). Any other keyword is unconstrained there."""
+def _meta_valid(schema: Any, checks: dict[str, Any], booleans: bool) -> bool:
+    """Whether every (sub)schema reached is an object (or a boolean, where `booleans`) whose
+    keywords pass `checks` (each may queue subschemas)."""
     todo = [schema]
     seen: set[int] = set()
-    checks = _KEYWORD_CHECKS
     while todo:
         s = todo.pop()
         if s is True or s is False:
-            continue
+            if booleans:
+                continue
+            return False
         if not isinstance(s, dict):
             return False
         if id(s) in seen:  # (the same object again: already checked)
@@ -246,6 +248,179 @@ def valid_2020_12(schema: Any) -> bool:
             if check is not None and not check(v, todo):
                 return False
     return True
+
+
+def valid_2020_12(schema: Any) -> bool:
+    """True only when `schema` is valid against the draft 2020-12 metaschema (False: it may
+    not be; `jsonschema` decides). Any other keyword is unconstrained there."""
+    return _meta_valid(schema, _KEYWORD_CHECKS, True)
+
+
+# Draft 7 (draft7/metaschema.json: one schema, `$ref: "#"` for subschemas, booleans allowed)
+# and draft 4 (draft4/metaschema.json: subschemas are objects, booleans only where a keyword
+# says so; "integer" is an int, not 1.0; exclusiveMaximum/Minimum are booleans that need
+# maximum/minimum beside them; enum and required non-empty and unique).
+
+def _check_items(v: Any, todo: list) -> bool:  # anyOf: a schema or a schemaArray
+    if isinstance(v, list):
+        return _check_schema_array(v, todo)
+    todo.append(v)
+    return True
+
+
+def _is_unique_scalars(v: list) -> bool:
+    """Provably unique items (as jsonschema's `uniq` compares them): all strings, or all ints."""
+    if all(isinstance(x, str) for x in v) or all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return len(set(v)) == len(v)
+    return False
+
+
+_DRAFT7_CHECKS: dict[str, Any] = {
+    "$id": lambda v, todo: isinstance(v, str),
+    "$schema": lambda v, todo: isinstance(v, str),
+    "$ref": lambda v, todo: isinstance(v, str),
+    "$comment": lambda v, todo: isinstance(v, str),
+    "title": lambda v, todo: isinstance(v, str),
+    "description": lambda v, todo: isinstance(v, str),
+    "readOnly": lambda v, todo: isinstance(v, bool),
+    "examples": lambda v, todo: isinstance(v, list),
+    "multipleOf": lambda v, todo: _is_number(v) and v > 0,
+    "maximum": lambda v, todo: _is_number(v),
+    "exclusiveMaximum": lambda v, todo: _is_number(v),
+    "minimum": lambda v, todo: _is_number(v),
+    "exclusiveMinimum": lambda v, todo: _is_number(v),
+    "maxLength": lambda v, todo: _is_nonnegative_integer(v),
+    "minLength": lambda v, todo: _is_nonnegative_integer(v),
+    "pattern": lambda v, todo: isinstance(v, str),
+    "additionalItems": _check_schema_value,
+    "items": _check_items,
+    "maxItems": lambda v, todo: _is_nonnegative_integer(v),
+    "minItems": lambda v, todo: _is_nonnegative_integer(v),
+    "uniqueItems": lambda v, todo: isinstance(v, bool),
+    "contains": _check_schema_value,
+    "maxProperties": lambda v, todo: _is_nonnegative_integer(v),
+    "minProperties": lambda v, todo: _is_nonnegative_integer(v),
+    "required": lambda v, todo: _is_string_array(v),
+    "additionalProperties": _check_schema_value,
+    "definitions": _check_schema_map,
+    "properties": _check_schema_map,
+    "patternProperties": _check_schema_map,
+    "dependencies": _check_dependencies,
+    "propertyNames": _check_schema_value,
+    "enum": lambda v, todo: isinstance(v, list),
+    "type": _check_type,
+    "format": lambda v, todo: isinstance(v, str),
+    "contentMediaType": lambda v, todo: isinstance(v, str),
+    "contentEncoding": lambda v, todo: isinstance(v, str),
+    "if": _check_schema_value,
+    "then": _check_schema_value,
+    "else": _check_schema_value,
+    "allOf": _check_schema_array,
+    "anyOf": _check_schema_array,
+    "oneOf": _check_schema_array,
+    "not": _check_schema_value,
+}
+
+
+def valid_draft7(schema: Any) -> bool:
+    """True only when `schema` is valid against the draft 7 metaschema."""
+    return _meta_valid(schema, _DRAFT7_CHECKS, True)
+
+
+def _is_int4(v: Any) -> bool:  # draft 4's "integer" with its minimum 0
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_string_array4(v: Any) -> bool:  # draft 4's stringArray: also minItems 1
+    return _is_string_array(v) and len(v) >= 1
+
+
+def _check_bool_or_schema(v: Any, todo: list) -> bool:
+    if not isinstance(v, bool):
+        todo.append(v)
+    return True
+
+
+def _check_dependencies4(v: Any, todo: list) -> bool:
+    if not isinstance(v, dict):
+        return False
+    todo.extend(x for x in v.values() if not _is_string_array4(x))
+    return True
+
+
+def _check_type4(v: Any, todo: list) -> bool:
+    if isinstance(v, str):
+        return v in _SIMPLE_TYPES
+    return (isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and x in _SIMPLE_TYPES
+                                                        for x in v) and len(set(v)) == len(v))
+
+
+_DRAFT4_CHECKS: dict[str, Any] = {
+    "id": lambda v, todo: isinstance(v, str),
+    "$schema": lambda v, todo: isinstance(v, str),
+    "title": lambda v, todo: isinstance(v, str),
+    "description": lambda v, todo: isinstance(v, str),
+    "multipleOf": lambda v, todo: _is_number(v) and v > 0,
+    "maximum": lambda v, todo: _is_number(v),
+    "exclusiveMaximum": lambda v, todo: isinstance(v, bool),
+    "minimum": lambda v, todo: _is_number(v),
+    "exclusiveMinimum": lambda v, todo: isinstance(v, bool),
+    "maxLength": lambda v, todo: _is_int4(v),
+    "minLength": lambda v, todo: _is_int4(v),
+    "pattern": lambda v, todo: isinstance(v, str),
+    "additionalItems": _check_bool_or_schema,
+    "items": _check_items,
+    "maxItems": lambda v, todo: _is_int4(v),
+    "minItems": lambda v, todo: _is_int4(v),
+    "uniqueItems": lambda v, todo: isinstance(v, bool),
+    "maxProperties": lambda v, todo: _is_int4(v),
+    "minProperties": lambda v, todo: _is_int4(v),
+    "required": lambda v, todo: _is_string_array4(v),
+    "additionalProperties": _check_bool_or_schema,
+    "definitions": _check_schema_map,
+    "properties": _check_schema_map,
+    "patternProperties": _check_schema_map,
+    "dependencies": _check_dependencies4,
+    "enum": lambda v, todo: isinstance(v, list) and len(v) >= 1 and _is_unique_scalars(v),
+    "type": _check_type4,
+    "format": lambda v, todo: isinstance(v, str),
+    "allOf": _check_schema_array,
+    "anyOf": _check_schema_array,
+    "oneOf": _check_schema_array,
+    "not": _check_schema_value,
+}
+
+
+def valid_draft4(schema: Any) -> bool:
+    """True only when `schema` is valid against the draft 4 metaschema."""
+    if not _meta_valid(schema, _DRAFT4_CHECKS, False):
+        return False
+    # the metaschema's dependencies: exclusiveMaximum needs maximum, exclusiveMinimum minimum
+    todo, seen = [schema], set()
+    while todo:
+        s = todo.pop()
+        if isinstance(s, dict) and id(s) not in seen:
+            seen.add(id(s))
+            if ("exclusiveMaximum" in s and "maximum" not in s
+                    or "exclusiveMinimum" in s and "minimum" not in s):
+                return False
+            for k, v in s.items():
+                if k in _DRAFT4_SUBSCHEMAS:
+                    todo.extend(v.values() if isinstance(v, dict) and k in _DRAFT4_MAPS
+                                else v if isinstance(v, list) else [v])
+    return True
+
+
+_DRAFT4_MAPS = frozenset({"definitions", "properties", "patternProperties", "dependencies"})
+_DRAFT4_SUBSCHEMAS = _DRAFT4_MAPS | {"additionalItems", "items", "additionalProperties", "allOf",
+                                     "anyOf", "oneOf", "not"}
+
+_FAST_METASCHEMAS = {
+    jsonschema.Draft202012Validator: valid_2020_12,
+    jsonschema.Draft7Validator: valid_draft7,
+    jsonschema.Draft4Validator: valid_draft4,
+}
 
 
 @dataclass(frozen=True, eq=False)
