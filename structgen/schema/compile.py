@@ -1072,6 +1072,7 @@ class Emitter:
         # productivity is known (an entry whose value derives nothing offers no key)
         self._pools: list[tuple[str, int, list[tuple[int, int]]]] = []
         self._offers_memo: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._number_dfas: dict[Num, ByteDFA] = {}  # (negated parts recur across parts)
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1175,7 +1176,13 @@ class Emitter:
                           lambda: self.number_dfa(n))
 
     def number_dfa(self, n: Num) -> ByteDFA:
-        """Byte DFA of one JSON number satisfying `n` (negations by product)."""
+        """Byte DFA of one JSON number satisfying `n` (negations by product; memoized)."""
+        dfa = self._number_dfas.get(n)
+        if dfa is None:
+            dfa = self._number_dfas[n] = self._build_number_dfa(n)
+        return dfa
+
+    def _build_number_dfa(self, n: Num) -> ByteDFA:
         kwargs: dict[str, Any] = {"integer": n.integer, "multiple_of": n.multiple_of}
         if n.lo is not None:
             kwargs["exclusive_minimum" if n.lo_excl else "minimum"] = n.lo
