@@ -116,6 +116,33 @@ def test_keys_dfa_walks_like_the_keys_string_dfa(keys, probes):
     assert kd.row(kd.pre)[0x22] == kd.after_quote == kd.state_of(b"")
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet='ab"\\/\né😀', max_size=4), min_size=1, max_size=6, unique=True))
+def test_keys_dfa_grown_one_key_at_a_time_equals_built_at_once(keys):
+    """`with_key` (how an object's keys DFA grows) gives the language of the whole set built
+    at once: the same live prefixes, bytes and accepting prefixes on every key's spellings."""
+    from structgen.automata.bytedfa import DEAD
+    from structgen.constraints.json_keys import _KeysDFA
+
+    grown = _KeysDFA(frozenset(keys[:1]))
+    for key in keys[1:]:
+        before = grown
+        grown = grown.with_key(key)
+        assert before.keys == frozenset(keys[: keys.index(key)])  # copy-on-write
+    whole = _KeysDFA(frozenset(keys))
+    assert grown.keys == whole.keys
+    probes = [json.dumps(k)[1:] for k in keys] + [json.dumps(k, ensure_ascii=False)[1:] for k in keys]
+    probes += [json.dumps(k + "a")[1:] for k in keys] + [json.dumps(k[:-1])[1:] for k in keys if k]
+    for text in probes:
+        data = text.encode()
+        for cut in range(len(data) + 1):
+            q1, q2 = grown.state_of(data[:cut]), whole.state_of(data[:cut])
+            assert (q1 == DEAD) == (q2 == DEAD), (keys, data[:cut])
+            if q1 != DEAD:
+                assert grown.alive_bytes(q1) == whole.alive_bytes(q2)
+                assert grown.accepts(q1) == whole.accepts(q2)
+
+
 # --- 2. masks against enumerated documents -------------------------------------------------
 
 ATOMS = [None, True, False, 1, "x"]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..automata.bytedfa import DEAD, ByteDFA
-from ..schema.lexemes import json_literals_edges, json_string_dfa
+from ..schema.lexemes import _node_entries
 from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
 
@@ -238,52 +238,107 @@ _TABLES: dict[str, _VocabTables] = {}
 class _KeysDFA:
     """All JSON spellings (quotes included) of a set of keys: a state is alive while the bytes
     read could still spell one of the keys. State `pre` reads the whitespace and the opening
-    quote before a key; `sink` is dead. Transitions are kept sparse (a set of keys is a trie,
-    mostly dead bytes, and documents with many keys build one per key added); rows as dicts
-    on demand."""
+    quote before a key; `sink` is dead.
+
+    Built as `json_literals_edges` builds a literal set's DFA — a trie of the keys' characters,
+    each trie node followed by its spelling template's partial states — but one key at a time
+    and copy-on-write (`with_key`): an object's next set of keys is its last one plus a key, so
+    each costs the new key's trie nodes, not all keys again. Rows are {byte: state} dicts."""
+
+    START, ROOT, FINAL = 0, 1, 2  # before the quote, after it (the trie root), after the key
+    pre, sink = 1 << 40, (1 << 40) + 1
 
     def __init__(self, keys: frozenset[str]) -> None:
-        literals = sorted(keys)
-        edges = json_literals_edges(literals)
-        if edges is not None:  # state 0 before the quote, the last one after the closing quote
-            n, src, byte, dst = edges
-            initial, accepting = 0, {n - 1}
-        else:  # (a key without a JSON spelling: not produced by a grammar of ours)
-            dfa = json_string_dfa(literals=literals)
-            n, initial = dfa.n_states, dfa.initial
-            src_a, byte_a = np.nonzero(dfa.transitions >= 0)
-            src, byte = src_a.tolist(), byte_a.tolist()
-            dst = dfa.transitions[src_a, byte_a].tolist()
-            accepting = set(np.flatnonzero(dfa.accepting).tolist())
-        src_a, byte_a = np.asarray(src, np.int64), np.asarray(byte, np.int64)
-        code = src_a * 256 + byte_a
-        by_code = np.argsort(code, kind="stable")
-        self._bytes = byte_a[by_code].tolist()
-        self._dst = np.asarray(dst, np.int64)[by_code].tolist()
-        self._starts = np.searchsorted(src_a[by_code], np.arange(n + 1)).tolist()
-        self._step = dict(zip(code.tolist(), dst))  # state * 256 + byte -> next state
-        self.pre, self.sink = n, n + 1
-        self.after_quote = self._step.get(initial * 256 + _QUOTE, DEAD) if initial >= 0 else DEAD
-        pre_row = {b: self.pre for b in _WHITESPACE}
-        if self.after_quote != DEAD:
-            pre_row[_QUOTE] = self.after_quote
-        self._rows: dict[int, dict[int, int]] = {self.pre: pre_row, self.sink: {}}
-        self._accepting = accepting
+        self.keys = frozenset()
+        self._rows: dict[int, dict[int, int]] = {
+            self.START: {_QUOTE: self.ROOT}, self.ROOT: {}, self.pre: self._pre_row(),
+            self.sink: {}}
+        self._children: dict[int, dict[str, int]] = {self.ROOT: {}}
+        self._partials: dict[int, tuple[int, ...]] = {}
+        self._finals: frozenset[int] = frozenset()
+        self._next = 3
+        self._init_caches()
+        for key in sorted(keys):
+            self._insert(key)
+        self.keys = keys
+
+    @classmethod
+    def _pre_row(cls) -> dict[int, int]:
+        row = {b: cls.pre for b in _WHITESPACE}
+        row[_QUOTE] = cls.ROOT
+        return row
+
+    def _init_caches(self) -> None:
+        self.after_quote = self.ROOT
         self._moves: dict[int, list[tuple[int, int]]] = {}
         self._alive: dict[int, frozenset[int]] = {}
         self._along: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+    def with_key(self, key: str) -> "_KeysDFA":
+        """The keys DFA of `self.keys | {key}` (this one is left as it is)."""
+        new = object.__new__(_KeysDFA)
+        new._rows = dict(self._rows)  # inner dicts are replaced, never changed, below
+        new._children = dict(self._children)
+        new._partials = dict(self._partials)
+        new._finals, new._next = self._finals, self._next
+        new._init_caches()
+        new._insert(key)
+        new.keys = self.keys | {key}
+        return new
+
+    def _insert(self, key: str) -> None:
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+            return  # no spelling (see structgen.schema.lexemes): it cannot be written again
+        node = self.ROOT
+        for i, ch in enumerate(key):
+            kids = self._children[node]
+            if ch in kids:
+                node = kids[ch]
+                continue
+            chain = list(range(self._next, self._next + len(key) - i))
+            self._next += len(chain)
+            self._children[node] = {**kids, ch: chain[0]}
+            self._stamp(node)
+            for j, state in enumerate(chain):
+                nxt = key[i + j + 1 : i + j + 2]
+                self._children[state] = {nxt: chain[j + 1]} if nxt else {}
+            self._finals = self._finals | {chain[-1]}
+            for state in chain:
+                self._stamp(state)
+            return
+        if node not in self._finals:  # a prefix of a present key
+            self._finals = self._finals | {node}
+            self._stamp(node)
+
+    def _stamp(self, node: int) -> None:
+        """(Re)build the rows of trie node `node` and its partial spelling states."""
+        for q in self._partials.get(node, ()):
+            del self._rows[q]
+        kids = self._children[node]
+        chars = tuple(sorted(kids))
+        entries = _node_entries(chars, False)
+        if entries is None:
+            raise _NoSpelling
+        size, local = entries
+        partials = tuple(range(self._next, self._next + size - 1))
+        self._next += size - 1
+        rows: list[dict[int, int]] = [{} for _ in range(size)]
+        for r, c, v in local:
+            rows[r][c] = partials[v - 1] if v >= 1 else kids[chars[-2 - v]]
+        if node in self._finals:
+            rows[0][_QUOTE] = self.FINAL
+        self._rows[node] = rows[0]
+        for q, row in zip(partials, rows[1:]):
+            self._rows[q] = row
+        self._partials[node] = partials
+
     def row(self, q: int) -> dict[int, int]:
         """{byte: next state} of the bytes state q reads."""
-        out = self._rows.get(q)
-        if out is None:
-            lo, hi = self._starts[q], self._starts[q + 1]
-            out = self._rows[q] = dict(zip(self._bytes[lo:hi], self._dst[lo:hi]))
-        return out
+        return self._rows.get(q, _NO_ROW)
 
     def accepts(self, q: int) -> bool:
         """Whether q is after the closing quote of a key."""
-        return q in self._accepting
+        return q == self.FINAL
 
     def moves(self, q: int) -> list[tuple[int, int]]:
         """(byte, next state) of the bytes state q reads (`pre` included), by byte."""
@@ -309,12 +364,19 @@ class _KeysDFA:
 
     def state_of(self, partial: bytes) -> int:
         """State inside a key string whose bytes so far are `partial` (DEAD: no key spelled)."""
-        q, step = self.after_quote, self._step
+        q, rows = self.after_quote, self._rows
         for b in partial:
+            q = rows.get(q, _NO_ROW).get(b, DEAD)
             if q < 0:
                 return DEAD
-            q = step.get(q * 256 + b, DEAD)
         return q
+
+
+class _NoSpelling(Exception):
+    """A key character without a JSON spelling (a lone surrogate: not from our grammars)."""
+
+
+_NO_ROW: dict[int, int] = {}
 
 
 class KeyTrackingAutomaton(TokenAutomaton):
@@ -339,6 +401,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
         self._tables = tables
         self._keys_dfas: dict[frozenset[str], _KeysDFA] = {}
+        self._last_keys_dfa: _KeysDFA | None = None
+        self._lexemes_of: dict[State, frozenset[tuple[int, int]]] = {}
         self._witnesses: dict[tuple, bytes | None] = {}
         self._removed: dict[State, np.ndarray] = {}
 
@@ -346,6 +410,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
         super().clear_caches()
         self.grammar.clear_caches()
         self._keys_dfas.clear()
+        self._last_keys_dfa = None
+        self._lexemes_of.clear()
         self._witnesses.clear()
         self._removed.clear()
 
@@ -363,7 +429,12 @@ class KeyTrackingAutomaton(TokenAutomaton):
         if k is None:
             if len(self._keys_dfas) >= 4096:
                 self._keys_dfas.clear()
-            k = self._keys_dfas[keys] = _KeysDFA(keys)
+            last = self._last_keys_dfa
+            if last is not None and len(last.keys) + 1 == len(keys) and last.keys < keys:
+                k = last.with_key(next(iter(keys - last.keys)))  # the object's next key
+            else:
+                k = _KeysDFA(keys)
+            self._keys_dfas[keys] = self._last_keys_dfa = k
         return k
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
@@ -419,7 +490,16 @@ class KeyTrackingAutomaton(TokenAutomaton):
         """Witness inside a key string: a search over the key terminals' DFAs (the lexemes of
         grammar state g, all key strings here) jointly with the present keys' DFA state d.
         A key lexeme that completes was expected where it started, so the grammar accepts it."""
-        return self._in_key_lexemes(frozenset((t, s) for t, s, _ in g if t >= 0), d, kd)
+        return self._in_key_lexemes(self._key_lexemes(g), d, kd)
+
+    def _key_lexemes(self, g: State) -> frozenset[tuple[int, int]]:
+        """(terminal, DFA state) of grammar state g's lexemes (cached: states are large sets)."""
+        out = self._lexemes_of.get(g)
+        if out is None:
+            if len(self._lexemes_of) >= self.max_memo:
+                self._lexemes_of.clear()
+            out = self._lexemes_of[g] = frozenset((t, s) for t, s, _ in g if t >= 0)
+        return out
 
     def _in_key_lexemes(self, lexemes: frozenset[tuple[int, int]], d: int, kd: _KeysDFA
                         ) -> bytes | None:
@@ -516,7 +596,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         key (keys-DFA states `ends` after them), those after which no fresh key can follow:
         decided on the key terminals' DFAs alone — no lexeme ends inside a string, so the
         parser has nothing to do until the closing quote."""
-        lexemes = [(t, s) for t, s, _ in g if t >= 0]
+        lexemes = self._key_lexemes(g)
         tb = self.vocab.token_bytes
         out = []
         for i, e in zip(ids.tolist(), ends.tolist()):
