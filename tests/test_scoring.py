@@ -55,3 +55,43 @@ def test_masked_rows_equal_masked_model_logits(allowed):
 def test_models_with_more_than_a_head_are_refused():
     # Llama ignores final_logit_softcapping, so a head that applies it disagrees with the model
     assert OutputHead.of(_tiny(2, final_logit_softcapping=0.5)) is None
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gemma"])
+@torch.inference_mode()
+def test_screened_argmax_equals_the_masked_argmax(request, name):
+    """The bf16 screen (where this CPU has one) rules out tokens only when their exact logit
+    cannot be the masked maximum: on real hidden states, with masks of every size and masks
+    keeping only near-ties of the top logits, `argmax` equals the argmax of the full masked row
+    (ties by id), and the bound holds for every token."""
+    lm = request.getfixturevalue(name)
+    head = OutputHead.of(lm.model)
+    ids = lm.tokenizer.encode('Invoice INV-0042 from ACME, total 1,234.50 EUR.\n{"invoice":"INV-0042",'
+                              '"vendor":"ACME","total":1234.5,"currency":"EUR"}')
+    hidden = lm.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0, -12:]
+    screen = head.screen()
+    if screen is not None:
+        for rows in (hidden, hidden[-1:]):  # matrix and vector products
+            approx, eps = screen.bounds(rows)
+            assert bool(((approx - head.apply(rows).float()).abs() <= eps).all())
+    width = head.weight.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    for i in range(len(hidden)):
+        full = head.apply(hidden[i]).float()
+        near = full >= full.max() - 0.05  # the top logits and their near-ties
+        masks = [torch.ones(width, dtype=torch.bool), near, ~near | (full == full.max())]
+        for fraction in (0.01, 0.2, 0.7):
+            masks.append(torch.rand(width, generator=gen) < fraction)
+        for mask in masks:
+            rows = LogitRows(hidden, head)
+            assert rows.argmax(i, mask) == int(rows.masked(i, mask).argmax()), (i, int(mask.sum()))
+
+
+def test_screen_is_refused_when_its_bound_would_not_hold(smollm2, monkeypatch):
+    """A bf16 product less exact than the bound assumes (here: a bound 1,000 times too tight)
+    disables the screen instead of risking a wrong greedy token."""
+    from structgen.decoding import scoring
+
+    head = OutputHead.of(smollm2.model)
+    monkeypatch.setattr(scoring.Screen, "U", 2.0 ** -18)
+    assert scoring.Screen.of(head) is None

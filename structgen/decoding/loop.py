@@ -5,9 +5,10 @@ verification stay in one small, visible step.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 
@@ -338,8 +339,13 @@ class _Row:
                 guess, q = draft[i], (qs[i] if qs is not None else None)
             else:
                 guess, q = rejected if rejected is not None else (None, None)
-            logits = rows.masked(i, mask) if isinstance(rows, LogitRows) else rows[i]
-            token = verify_token(logits, mask, self.params, self.generator, guess, q)
+            logits: torch.Tensor | Callable[[], torch.Tensor]
+            if isinstance(rows, LogitRows) and self.params.greedy:
+                token = rows.argmax(i, mask)  # the masked argmax without the full row
+                logits = functools.partial(rows.masked, i, mask)  # if the budget re-chooses
+            else:
+                logits = rows.masked(i, mask) if isinstance(rows, LogitRows) else rows[i]
+                token = verify_token(logits, mask, self.params, self.generator, guess, q)
             if self.planned:
                 token, state_after = _within_budget(automaton, self.state, token, mask, logits,
                                                     self.params, self.generator,
@@ -508,7 +514,7 @@ def _within_budget(
     state: State,
     token: int,
     mask: torch.Tensor,
-    logits: torch.Tensor,
+    logits: torch.Tensor | Callable[[], torch.Tensor],
     params: SamplingParams,
     generator: torch.Generator | None,
     left_after: int,
@@ -521,13 +527,15 @@ def _within_budget(
     Greedy re-choices walk the allowed tokens once in descending logit order (the order
     repeated argmaxes would visit them in, ties by id): near the end of a tight budget
     thousands of tokens can be refused, and an argmax over the vocabulary per refusal was most
-    of such a step."""
+    of such a step. `logits` may be a function giving them: only re-choices need them."""
     order: list[int] | None = None
     while True:
         nxt = automaton.advance(state, token)
         need = automaton.tokens_to_complete(nxt)
         if need is not None and need <= left_after:
             return token, nxt
+        if callable(logits):
+            logits = logits()
         if params.greedy:
             if order is None:
                 ids = torch.nonzero(mask).squeeze(1)
