@@ -125,6 +125,7 @@ class _FreeLexer:
         self._ids: dict[tuple[frozenset[tuple[int, int]], int], int] = {(frozenset(), -1): 0}
         self._ends: list[bool] = [False, True]
         self._next: dict[tuple[int, int, bool], int] = {}
+        self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
         self._walks: dict[int, _LexemeWalk] = {}
         self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -156,6 +157,22 @@ class _FreeLexer:
             self._next[key] = nxt
         return nxt
 
+    def step_many(self, f: np.ndarray, c: np.ndarray, restart: np.ndarray) -> np.ndarray:
+        """`step` of each (state, byte, restart) triple, through a table built on demand."""
+        flat = (f * 256 + c) * 2 + restart
+        if len(self._table) <= int(flat.max()):
+            grown = np.full(max(2 * len(self._table), int(flat.max()) + 1), -1, np.int32)
+            grown[: len(self._table)] = self._table
+            self._table = grown
+        nxt = self._table[flat]
+        unknown = nxt < 0
+        if unknown.any():
+            for key in np.unique(flat[unknown]).tolist():
+                fc, r = divmod(key, 2)
+                self._table[key] = self.step(*divmod(fc, 256), bool(r))
+            nxt = self._table[flat]
+        return nxt
+
     def walk(self, t: int) -> "_LexemeWalk":
         w = self._walks.get(t)
         if w is None:
@@ -176,38 +193,50 @@ def _free_lexer(grammar: CompiledGrammar) -> _FreeLexer:
 class _LexemeWalk:
     """Walk source for one terminal's DFA that also follows, in the free lexer, the ways a
     token's bytes could leave the lexeme (end it after at least one byte, then go on in other
-    lexemes). State: (DFA state or -1 once dead, free-lexer set, whether a byte was read),
+    lexemes). State: (DFA state or -1 once dead, free-lexer state, whether a byte was read),
     interned as ints, 0 = the sink (dead, and no way out lexes). A token ending in a live DFA
-    state stays inside the lexeme; one ending dead but with a free-lexer set left needs the
-    parser; the others can never be read from here."""
+    state stays inside the lexeme; one ending dead but with a free-lexer state left needs the
+    parser; the others can never be read from here. Transitions are built on demand, a batch
+    of (state, byte) pairs at a time."""
 
     sink = 0
-    #: Past this many states, new ones forget their free-lexer set (`_FreeLexer.ANY`).
+    #: Past this many states, new ones forget their free-lexer state (`_FreeLexer.ANY`).
     MAX_STATES = 200_000
 
     def __init__(self, lexer: _FreeLexer, t: int) -> None:
         self.lexer = lexer
-        self.rows = lexer.rows[t]
-        self.accepting = lexer.accepting[t]
-        self._states: list[tuple[int, int, bool]] = [(-1, 0, True)]
+        dfa = lexer.dfas[t]
+        self.transitions = np.vstack([dfa.transitions, np.full((1, 256), -1)]).astype(np.int64)
+        self.accepting = np.append(dfa.accepting, False)  # (row -1: dead)
         self._ids: dict[tuple[int, int, bool], int] = {(-1, 0, True): 0}
         self.dfa_state = np.full(64, -1, np.int64)  # per walk state
+        self.free = np.zeros(64, np.int64)
+        self.read = np.ones(64, bool)
+        self._n = 1
         self._table = np.full(64 * 256, -1, np.int32)
         self._table[:256] = 0
 
     def state(self, s: int) -> int:
         """The walk state of a lexeme in DFA state s, before any byte."""
-        return self._intern((s, 0, False))
+        return self._intern(s, 0, False)
 
-    def _intern(self, key: tuple[int, int, bool]) -> int:
-        k = self._ids.get(key)
+    def _intern(self, s: int, free: int, read: bool) -> int:
+        k = self._ids.get((s, free, read))
         if k is None:
-            k = self._ids[key] = len(self._states)
-            self._states.append(key)
+            if self._n >= self.MAX_STATES and free != 0:
+                free = self.lexer.ANY
+                k = self._ids.get((s, free, read))
+                if k is not None:
+                    return k
+            k = self._ids[(s, free, read)] = self._n
+            self._n += 1
             if k >= len(self.dfa_state):
-                self.dfa_state = np.concatenate([self.dfa_state, np.full(len(self.dfa_state), -1)])
-                self._table = np.concatenate([self._table, np.full(len(self._table), -1, np.int32)])
-            self.dfa_state[k] = key[0]
+                n = len(self.dfa_state)
+                self.dfa_state = np.concatenate([self.dfa_state, np.full(n, -1, np.int64)])
+                self.free = np.concatenate([self.free, np.zeros(n, np.int64)])
+                self.read = np.concatenate([self.read, np.ones(n, bool)])
+                self._table = np.concatenate([self._table, np.full(256 * n, -1, np.int32)])
+            self.dfa_state[k], self.free[k], self.read[k] = s, free, read
         return k
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
@@ -215,21 +244,21 @@ class _LexemeWalk:
         nxt = self._table[flat]
         unknown = nxt < 0
         if unknown.any():
-            lexer, rows, accepting = self.lexer, self.rows, self.accepting
-            done = []
-            for f in np.unique(flat[unknown]).tolist():
-                k, b = divmod(f, 256)
-                s, free, read = self._states[k]
-                s2 = rows[s][b] if s >= 0 else -1
-                free2 = lexer.step(free, b, s >= 0 and read and s in accepting)
-                if s2 < 0 and free2 == 0:
-                    done.append((f, 0))
-                    continue
-                if len(self._states) >= self.MAX_STATES and (s2, free2, True) not in self._ids:
-                    free2 = lexer.ANY
-                done.append((f, self._intern((s2, free2, True))))
-            for f, k in done:  # (the table may have grown while interning)
-                self._table[f] = k
+            pairs = np.unique(flat[unknown])
+            k, b = pairs // 256, pairs % 256
+            s = self.dfa_state[k]
+            s2 = self.transitions[s, b]
+            restart = (s >= 0) & self.read[k] & self.accepting[s]
+            free = self.free[k]
+            free2 = np.zeros(len(pairs), np.int64)
+            moves = (free != 0) | restart
+            if moves.any():
+                free2[moves] = self.lexer.step_many(free[moves], b[moves], restart[moves])
+            keys = (s2 + 1) * (2**32) + free2
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            ids = [0 if key == 0 else self._intern(key // 2**32 - 1, key % 2**32, True)
+                   for key in uniq.tolist()]
+            self._table[pairs] = np.asarray(ids, np.int32)[inverse.reshape(-1)]
             nxt = self._table[flat]
         return nxt
 
