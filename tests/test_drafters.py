@@ -60,15 +60,20 @@ def test_forced_drafter_proposes_the_models_own_split(smollm2, split, learned):
 KEYS = Regex(r'\{"a":"[a-z]+","bb":"[a-z]+","cc":"[a-z]+"\}')
 
 
+def _started(constraint, lm):
+    """(automaton, vocabulary, a forced drafter started on a 2-token prompt, that prompt)."""
+    automaton = constraint.compile(lm.vocab)
+    drafter = ForcedDrafter(lm.tokenizer)
+    history = [1, 2]
+    drafter.start(history)
+    return automaton, automaton.vocab, drafter, history
+
+
 def test_learned_pieces_carry_over_to_new_forced_texts(smollm2):
     """Forced texts rarely repeat (each key is new) but their pieces do: once the model wrote
     `","` as `",` + `"` and `":"` as `":` + `"`, the next key's forced text is drafted that
     way although that text was never seen."""
-    automaton = KEYS.compile(smollm2.vocab)
-    vocab = automaton.vocab
-    drafter = ForcedDrafter(smollm2.tokenizer)
-    history = [1, 2]
-    drafter.start(history)
+    automaton, vocab, drafter, history = _started(KEYS, smollm2)
     state = _emit(drafter, automaton, automaton.start, history, _ids(vocab, b'{"', b"a", b'":"', b"x"))
     assert automaton.forced_bytes(state) == b""
     state = _emit(drafter, automaton, state, history, _ids(vocab, b'"'))
@@ -91,11 +96,7 @@ MIXED = Regex(r'\{"a":1(,"(bb|cc|dd)":("[a-z]+"|[0-9]+))+\}')
 def test_a_piece_the_model_runs_past_ends_the_draft(smollm2):
     """A canonical tail that a longer token could merge (`":`, as in `":"`) is drafted once the
     model wrote it as is, and no longer once the model ran past it: the draft stops there."""
-    automaton = MIXED.compile(smollm2.vocab)
-    vocab = automaton.vocab
-    drafter = ForcedDrafter(smollm2.tokenizer)
-    history = [1, 2]
-    drafter.start(history)
+    automaton, vocab, drafter, history = _started(MIXED, smollm2)
     state = _emit(drafter, automaton, automaton.start, history, _ids(vocab, b'{"', b"a", b'":', b"1"))
     state = _emit(drafter, automaton, state, history, _ids(vocab, b',"'))
     assert _propose(drafter, automaton, state, history) == []  # `bb":` or `cc":` or `dd":`
