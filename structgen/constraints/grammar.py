@@ -94,6 +94,10 @@ class _FreeLexer:
 
     EXACT_STATES = 64
     WIDE = -2
+    #: `_lexeme_split` walks up to this many possibly leaving tokens over a trie of their own.
+    OWN_TRIE_MAX = 2000
+    #: ... from this many (fewer are left to the parser: a trie of their own costs more).
+    OWN_TRIE_MIN = 32
     #: Past this many states, new ones are replaced by `ANY` (anything lexes: no pruning).
     MAX_STATES = 50_000
     ANY = 1
@@ -127,6 +131,8 @@ class _FreeLexer:
         self._next: dict[tuple[int, int, bool], int] = {}
         self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
         self._walks: dict[int, _LexemeWalk] = {}
+        self._quick: dict[int, _FirstByteWalk] = {}
+        self.starts = np.array([bool(x) for x in self._firsts])  # bytes some terminal starts with
         self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def step(self, f: int, c: int, restart: bool) -> int:
@@ -172,6 +178,12 @@ class _FreeLexer:
                 self._table[key] = self.step(*divmod(fc, 256), bool(r))
             nxt = self._table[flat]
         return nxt
+
+    def first_byte_walk(self, t: int) -> "_FirstByteWalk":
+        w = self._quick.get(t)
+        if w is None:
+            w = self._quick[t] = _FirstByteWalk(self.dfas[t], self.starts)
+        return w
 
     def walk(self, t: int) -> "_LexemeWalk":
         w = self._walks.get(t)
@@ -325,18 +337,55 @@ def _root_view(vocab: Vocabulary) -> _View:
     return view
 
 
-def _lexeme_split(lexer: _FreeLexer, t: int, state: int,
-                  view: _View) -> tuple[np.ndarray, np.ndarray]:
+class _FirstByteWalk:
+    """Walk source for one terminal DFA that also remembers whether the lexeme could have
+    ended with a token's next byte starting another lexeme (a byte in `starts`, the grammar's
+    first bytes): the quick first pass of `_lexeme_split`, a precomputed table. State =
+    3 * dfa_state + phase: 0 before any byte, 1 after some, 2 once it could have ended so;
+    dfa_state n = dead. (dead, 2) continues forever: the token may leave the lexeme. A token
+    that dies without that never had a way out."""
+
+    def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
+        n = dfa.n_states
+        nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
+        could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
+        table = np.empty((3 * n + 3, 256), np.int64)
+        table[0 : 3 * n : 3] = 3 * nxt + 1
+        table[1 : 3 * n : 3] = 3 * nxt + 1 + could_end
+        table[2 : 3 * n : 3] = 3 * nxt + 2
+        table[3 * n : 3 * n + 2] = 3 * n + 1  # dead, no way out: the sink
+        table[3 * n + 2] = 3 * n + 2
+        self.n = n
+        self.sink = 3 * n + 1
+        self._table = table.ravel()
+
+    def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
+        return self._table[states * 256 + data]
+
+
+def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
+                  vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """(tokens whose bytes after the view's prefix are read entirely inside terminal t's DFA
     from `state`, tokens that die in it after it could end, the rest still lexing), as local
-    indices of the view (cached per grammar)."""
+    indices of the view (cached per grammar). A first pass over the view with a precomputed
+    table finds the tokens inside and those that could leave (the lexeme could end before a
+    byte some terminal starts with); only the latter are walked through the free lexer."""
     key = (t, state, view.key)
     split = lexer.splits.get(key)
     if split is None:
-        source = lexer.walk(t)
-        ids, ends = view.trie.walk(source, source.state(state))
-        inside = source.dfa_state[ends] >= 0
-        split = lexer.splits[key] = (view.local(ids[inside]), view.local(ids[~inside]))
+        quick = lexer.first_byte_walk(t)
+        ids, ends = view.trie.walk(quick, 3 * state)
+        inside = ends // 3 < quick.n
+        candidates = ids[~inside]
+        if len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
+            source = lexer.walk(t)
+            all_ids, ends = view.trie.walk(source, source.state(state))
+            candidates = all_ids[source.dfa_state[ends] < 0]
+        elif len(candidates) >= lexer.OWN_TRIE_MIN:  # fewer: over a trie of their own
+            source = lexer.walk(t)
+            trie = _leaving_trie(vocab, view, np.sort(candidates))
+            candidates = trie.walk(source, source.state(state))[0]
+        split = lexer.splits[key] = (view.local(ids[inside]), view.local(candidates))
     return split
 
 
@@ -746,7 +795,7 @@ class GrammarAutomaton(TokenAutomaton):
             is_inside = np.zeros(n, bool)  # bool scatters: much cheaper than sorting or
             is_leaving = np.zeros(n, bool)  # hashing index arrays
             for t, s in shape:
-                p_inside, p_leaving = _lexeme_split(self._lexer, t, s, view)
+                p_inside, p_leaving = _lexeme_split(self._lexer, t, s, view, self.vocab)
                 is_inside[p_inside] = True
                 is_leaving[p_leaving] = True
             leaving = np.flatnonzero(is_leaving & ~is_inside)
