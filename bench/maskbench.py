@@ -58,9 +58,14 @@ ENGINES = ["structgen", "llguidance", "xgrammar"]
 # ---------------------------------------------------------------------------
 
 
-def _worker(engine_name: str, model_path: str, width: int, property_order: str, conn: Any) -> None:
+def _worker(engine_name: str, model_path: str, width: int, property_order: str, conn: Any,
+            torch_threads: int = 1) -> None:
     """Own one engine for the model's tokenizer; run every case sent, report compile then result."""
+    import torch
     from transformers import AutoTokenizer
+
+    if torch_threads > 0:  # masks are single-threaded: idle intra-op threads only spin
+        torch.set_num_threads(torch_threads)
 
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -86,16 +91,19 @@ def _worker(engine_name: str, model_path: str, width: int, property_order: str, 
 class Worker:
     """One engine's worker process, restarted after a timeout."""
 
-    def __init__(self, engine: str, model_path: str, width: int, property_order: str, ctx: Any) -> None:
+    def __init__(self, engine: str, model_path: str, width: int, property_order: str, ctx: Any,
+                 torch_threads: int = 1) -> None:
         self.engine, self.model_path, self.width, self.ctx = engine, model_path, width, ctx
         self.property_order = property_order
+        self.torch_threads = torch_threads
         self.setup_s: Optional[float] = None
         self._start()
 
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
         self.proc = self.ctx.Process(
-            target=_worker, args=(self.engine, self.model_path, self.width, self.property_order, child), daemon=True)
+            target=_worker, args=(self.engine, self.model_path, self.width, self.property_order, child,
+                                  self.torch_threads), daemon=True)
         self.proc.start()
         child.close()
         kind, setup = self.conn.recv()
@@ -332,6 +340,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--property-order", choices=("any", "schema"), default="any",
                     help="structgen's property_order (default any, as in the conformance test; "
                          "the peers enforce schema order)")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads in every worker (default 1: masks are single-threaded, "
+                         "and idle OpenMP threads spin on the shared cores; 0 = torch's default)")
     ap.add_argument("--json", type=Path, help="write every case result (with mask times) here")
     ap.add_argument("--plot", help="PNG: per-mask time CDF and outcomes per engine")
     ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
@@ -365,7 +376,8 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"{untok} spellings the tokenizer does not round-trip", file=sys.stderr)
 
     ctx = mp.get_context("spawn")
-    workers = {e: Worker(e, str(loaded.path), loaded.vocab.width, args.property_order, ctx) for e in engines}
+    workers = {e: Worker(e, str(loaded.path), loaded.vocab.width, args.property_order, ctx, args.torch_threads)
+               for e in engines}
     results: Dict[str, List[C.CaseResult]] = {e: [] for e in engines}
     t0 = time.perf_counter()
     try:
@@ -379,7 +391,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             w.close()
 
     note = (f"{len(prepared)} schemas, {loaded.name} ({loaded.vocab.width:,} tokens), "
-            f"structgen property_order={args.property_order!r}, "
+            f"structgen property_order={args.property_order!r}, torch threads per worker {args.torch_threads or 'default'}, "
             f"limit {args.limit} per subset, seed {args.seed}; {machine_note()}; {time.perf_counter() - t0:.0f} s")
     print(markdown(results, engines, {e: w.setup_s or 0.0 for e, w in workers.items()}, note))
     for e in engines:
