@@ -96,6 +96,7 @@ def test_free_lexer_caps_keep_masks_exact(smollm2, monkeypatch) -> None:
     stay those of a plain trie walk."""
     from structgen.constraints import grammar as engine
 
+    monkeypatch.setattr(engine._FreeLexer, "MIN_VOCAB", 0)  # (SmolLM2 skips the free lexer)
     monkeypatch.setattr(engine._FreeLexer, "MAX_STATES", 40)
     monkeypatch.setattr(engine._LexemeWalk, "MAX_STATES", 300)
     monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())

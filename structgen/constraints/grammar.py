@@ -94,6 +94,11 @@ class _FreeLexer:
 
     EXACT_STATES = 64
     WIDE = -2
+    #: Vocabularies below this many tokens skip the free lexer (first-byte pass only): on
+    #: SmolLM2's 49k it prunes little and costs the first masks of every new grammar (JSON
+    #: schemas compile one per request); Gemma-3's 262k tokens are full of word + accented
+    #: letter tokens that it prunes.
+    MIN_VOCAB = 100_000
     #: `_lexeme_split` walks up to this many possibly leaving tokens over a trie of their own.
     OWN_TRIE_MAX = 2000
     #: ... from this many (fewer are left to the parser: a trie of their own costs more).
@@ -103,27 +108,15 @@ class _FreeLexer:
     ANY = 1
 
     def __init__(self, dfas: tuple[ByteDFA, ...]) -> None:
-        n = len(dfas)
+        # Everything per terminal or per byte is built on first use: grammars compiled from
+        # JSON schemas have hundreds of terminals, and their first mask should not pay for all.
         self.dfas = dfas
         self.rows = [d.rows for d in dfas]
-        self.accepting = [set(np.flatnonzero(d.accepting).tolist()) for d in dfas]
-        pairs = np.zeros((256, 256, n), bool)
-        self._last = np.zeros((256, n), bool)
-        firsts: list[list[tuple[int, int]]] = [[] for _ in range(256)]
-        for t, d in enumerate(dfas):
-            tr = d.transitions
-            exact = d.n_states <= self.EXACT_STATES
-            for b in np.flatnonzero(tr[d.initial] >= 0).tolist():
-                firsts[b].append((t, int(tr[d.initial, b]) if exact else self.WIDE))
-            if exact:
-                continue
-            entering = np.zeros((d.n_states, 256), bool)  # bytes that lead into each state
-            src, byte = np.nonzero(tr >= 0)
-            entering[tr[src, byte], byte] = True
-            pairs[:, :, t] = (entering.T.astype(np.float32) @ (tr >= 0).astype(np.float32)) > 0
-            self._last[:, t] = entering[d.accepting].any(axis=0)
-        self._pairs = pairs  # (last byte, next byte, terminal): a widened terminal may go on
-        self._firsts = [frozenset(x) for x in firsts]
+        self._initial_rows = np.array([d.transitions[d.initial] for d in dfas], np.int64)
+        self.starts = (self._initial_rows >= 0).any(axis=0)  # bytes some terminal starts with
+        self._accepting: dict[int, set[int]] = {}
+        self._pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._firsts: dict[int, frozenset[tuple[int, int]]] = {}
         self._sets: list[tuple[frozenset[tuple[int, int]], int]] = [(frozenset(), -1),
                                                                     (frozenset(), -2)]
         self._ids: dict[tuple[frozenset[tuple[int, int]], int], int] = {(frozenset(), -1): 0}
@@ -132,8 +125,36 @@ class _FreeLexer:
         self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
         self._walks: dict[int, _LexemeWalk] = {}
         self._quick: dict[int, _FirstByteWalk] = {}
-        self.starts = np.array([bool(x) for x in self._firsts])  # bytes some terminal starts with
         self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def accepting(self, t: int) -> set[int]:
+        acc = self._accepting.get(t)
+        if acc is None:
+            acc = self._accepting[t] = set(np.flatnonzero(self.dfas[t].accepting).tolist())
+        return acc
+
+    def _wide(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(pairs[b, c]: c may follow b in the terminal, last[b]: it may end with b)."""
+        got = self._pairs.get(t)
+        if got is None:
+            d = self.dfas[t]
+            tr = d.transitions
+            entering = np.zeros((d.n_states, 256), bool)  # bytes that lead into each state
+            src, byte = np.nonzero(tr >= 0)
+            entering[tr[src, byte], byte] = True
+            pairs = (entering.T.astype(np.float32) @ (tr >= 0).astype(np.float32)) > 0
+            got = self._pairs[t] = (pairs, entering[d.accepting].any(axis=0))
+        return got
+
+    def firsts(self, c: int) -> frozenset[tuple[int, int]]:
+        """The lexemes byte c starts: (terminal, DFA state, or WIDE for widened terminals)."""
+        got = self._firsts.get(c)
+        if got is None:
+            col = self._initial_rows[:, c]
+            got = self._firsts[c] = frozenset(
+                (t, int(col[t]) if self.dfas[t].n_states <= self.EXACT_STATES else self.WIDE)
+                for t in np.flatnonzero(col >= 0).tolist())
+        return got
 
     def step(self, f: int, c: int, restart: bool) -> int:
         """The state after byte c from state f (`restart`: a lexeme may also start at c)."""
@@ -143,11 +164,11 @@ class _FreeLexer:
             if f == self.ANY:
                 return self.ANY
             lexemes, b = self._sets[f]
-            rows, wide, on = self.rows, self.WIDE, self._pairs[b, c]
+            rows, wide = self.rows, self.WIDE
             out = {(t, rows[t][s][c] if s != wide else wide) for t, s in lexemes
-                   if (on[t] if s == wide else rows[t][s][c] >= 0)}
+                   if (self._wide(t)[0][b, c] if s == wide else rows[t][s][c] >= 0)}
             if restart or self._ends[f]:
-                out |= self._firsts[c]
+                out |= self.firsts(c)
             nxt = 0
             if out:
                 key2 = (frozenset(out), c)
@@ -157,9 +178,8 @@ class _FreeLexer:
                 elif nxt is None:
                     nxt = self._ids[key2] = len(self._sets)
                     self._sets.append(key2)
-                    last = self._last[c]
-                    self._ends.append(any(last[t] if s == wide else s in self.accepting[t]
-                                          for t, s in key2[0]))
+                    self._ends.append(any(self._wide(t)[1][c] if s == wide
+                                          else s in self.accepting(t) for t, s in key2[0]))
             self._next[key] = nxt
         return nxt
 
@@ -377,7 +397,9 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
         ids, ends = view.trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
         candidates = ids[~inside]
-        if len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
+        if vocab.width < lexer.MIN_VOCAB:
+            pass
+        elif len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
             source = lexer.walk(t)
             all_ids, ends = view.trie.walk(source, source.state(state))
             candidates = all_ids[source.dfa_state[ends] < 0]
@@ -513,7 +535,6 @@ class GrammarAutomaton(TokenAutomaton):
         )
         self.root = _root_view(vocab)
         self._lexer = _free_lexer(grammar)
-        self._accepting = [set(np.flatnonzero(d.accepting).tolist()) for d in self.dfas]
         self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], list]] = {}
         self._shape_splits: dict[tuple, _ShapeSplit] = {}
         self._split_bytes = 0
@@ -561,10 +582,10 @@ class GrammarAutomaton(TokenAutomaton):
         here = self._here[k]
         if here is False:
             t0 = time.perf_counter()
-            acc = self._accepting
+            acc = self._lexer.accepting
             finished = frozenset(
                 (t, origin) for t, s, origin in self._lexemes[k]
-                if t == BOUNDARY or s in acc[t]
+                if t == BOUNDARY or s in acc(t)
             )
             here = self._here_of.get(finished, False)
             if here is not False:
