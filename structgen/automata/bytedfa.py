@@ -410,45 +410,114 @@ def spelled_tables(
 EMPTY = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)  # no string at all
 
 
-def dfa_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
-    """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink)."""
+MAX_PRODUCT_STATES = 1 << 18
+
+
+def byte_classes(*tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class of each byte, one representative byte per class): bytes whose columns agree in
+    every table. Products and minimisation then work on a few columns instead of 256 (a JSON
+    number DFA has about 15 distinct columns). Columns are grouped by a hash, then checked
+    equal to their class's representative (exact grouping if a hash ever collided)."""
+    cols = np.concatenate([t.T for t in tables], axis=1).astype(np.int64)  # (256, total states)
+    weights = np.random.default_rng(1).integers(1, 2**63, size=cols.shape[1], dtype=np.uint64)
+    h = (cols.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, first, cls = np.unique(h, return_index=True, return_inverse=True)
+    cls = cls.reshape(-1)
+    if not (cols[first[cls]] == cols).all():
+        _, first, cls = np.unique(cols, axis=0, return_index=True, return_inverse=True)
+        cls = cls.reshape(-1)
+    return cls, first
+
+
+def dfa_product(a: ByteDFA, b: ByteDFA, op: str, max_states: int | None = MAX_PRODUCT_STATES
+                ) -> ByteDFA:
+    """`a ∧ b`, `a ∧ ¬b` or `a ∨ b` of two byte DFAs (missing transitions = a dead sink),
+    minimised.
+
+    Breadth-first over reachable pairs, one numpy step per level over byte classes (a Python
+    loop per pair took seconds on products of multipleOf automata). Raises OverflowError when
+    more than `max_states` pairs are reachable, rather than spending minutes on them.
+    """
     if a.is_empty() or b.is_empty():
         if op == "and":
             return EMPTY
         return b if op == "or" and a.is_empty() else a
-    ta, tb = a.transitions, b.transitions
-    na, nb = ta.shape[0], tb.shape[0]
-    acc_a = np.append(a.accepting, False)
-    acc_b = np.append(b.accepting, False)
-    ra = np.where(ta >= 0, ta, na)  # na / nb: the sink
-    rb = np.where(tb >= 0, tb, nb)
-    ra = np.vstack([ra, np.full((1, 256), na, ra.dtype)])
-    rb = np.vstack([rb, np.full((1, 256), nb, rb.dtype)])
-    index = {(a.initial, b.initial): 0}
-    order = [(a.initial, b.initial)]
+    cls, reps = byte_classes(a.transitions, b.transitions)
+    na, nb = a.n_states, b.n_states
+    ra = np.vstack([np.where(a.transitions >= 0, a.transitions, na)[:, reps],
+                    np.full((1, len(reps)), na, np.int64)]).astype(np.int64)
+    rb = np.vstack([np.where(b.transitions >= 0, b.transitions, nb)[:, reps],
+                    np.full((1, len(reps)), nb, np.int64)]).astype(np.int64)
+    width = nb + 1
+    start = a.initial * width + b.initial
+    known = np.array([start], np.int64)  # codes pa * width + pb, sorted, with their ids
+    known_ids = np.array([0], np.int64)
+    frontier = np.array([start], np.int64)
+    n = 1
     rows: list[np.ndarray] = []
-    k = 0
-    while k < len(order):
-        sa, sb = order[k]
-        k += 1
-        pairs = ra[sa].astype(np.int64) * (nb + 1) + rb[sb]
-        row = np.empty(256, np.int64)
-        for value in np.unique(pairs).tolist():
-            pa, pb = divmod(value, nb + 1)
-            if op == "and" and (pa == na or pb == nb):
-                target = DEAD
-            elif op == "andnot" and pa == na:
-                target = DEAD
-            elif op == "or" and pa == na and pb == nb:
-                target = DEAD
-            else:
-                target = index.get((pa, pb))
-                if target is None:
-                    target = index[(pa, pb)] = len(order)
-                    order.append((pa, pb))
-            row[pairs == value] = target
-        rows.append(row)
-    fa = acc_a[[p for p, _ in order]]
-    fb = acc_b[[q for _, q in order]]
+    while frontier.size:
+        codes = ra[frontier // width] * width + rb[frontier % width]  # (f, classes)
+        pa, pb = codes // width, codes % width
+        dead = {"and": (pa == na) | (pb == nb), "andnot": pa == na,
+                "or": (pa == na) & (pb == nb)}[op]
+        live = np.unique(codes[~dead])
+        pos = np.minimum(np.searchsorted(known, live), len(known) - 1)
+        fresh = live[known[pos] != live]
+        fresh_ids = np.arange(n, n + len(fresh), dtype=np.int64)
+        n += len(fresh)
+        if max_states is not None and n > max_states:
+            raise OverflowError(f"the product automaton would have more than {max_states} states")
+        order = np.argsort(np.concatenate([known, fresh]), kind="stable")
+        known = np.concatenate([known, fresh])[order]
+        known_ids = np.concatenate([known_ids, fresh_ids])[order]
+        ids = known_ids[np.minimum(np.searchsorted(known, codes), len(known) - 1)]
+        rows.append(np.where(dead, DEAD, ids))
+        frontier = fresh
+    table = np.concatenate(rows)
+    codes_of = np.empty(n, np.int64)
+    codes_of[known_ids] = known
+    fa = np.append(a.accepting, False)[codes_of // width]
+    fb = np.append(b.accepting, False)[codes_of % width]
     accepting = {"and": fa & fb, "andnot": fa & ~fb, "or": fa | fb}[op]
-    return trim(np.array(rows, np.int32), accepting, 0)
+    return minimize(table[:, cls].astype(np.int32), accepting, 0)
+
+
+def minimize(transitions: np.ndarray, accepting: np.ndarray, initial: int,
+             max_rounds: int = 64) -> ByteDFA:
+    """The trimmed DFA with equivalent states merged (Moore's partition refinement, one numpy
+    step per round over byte classes). Refinement needs about as many rounds as the longest
+    string separating two states; past `max_rounds` (long counters such as maxLength chains,
+    which are minimal anyway) the DFA is only trimmed.
+
+    Each round hashes a state's block and its successors' blocks into one integer (sorting
+    rows of integers was most of a product's time); the final partition is checked to be a
+    congruence — same acceptance, successors in the same blocks — before states are merged,
+    so a hash collision can only cost the merging, never change the language.
+    """
+    dfa = trim(transitions, accepting, initial)
+    if dfa.is_empty():
+        return dfa
+    cls, reps = byte_classes(dfa.transitions)
+    t = dfa.transitions[:, reps].astype(np.int64)
+    weights = np.random.default_rng(0).integers(1, 2**63, size=len(reps) + 1, dtype=np.uint64)
+    block = dfa.accepting.astype(np.int64)
+    count = len(np.unique(block))
+    for _ in range(max_rounds):
+        succ = np.where(t >= 0, block[np.maximum(t, 0)], -1).astype(np.uint64)
+        h = block.astype(np.uint64) * weights[0] + (succ * weights[1:]).sum(axis=1, dtype=np.uint64)
+        _, block = np.unique(h, return_inverse=True)
+        block = block.reshape(-1).astype(np.int64)
+        new_count = int(block.max()) + 1
+        if new_count == count:
+            break
+        count = new_count
+    else:
+        return dfa
+    if count == dfa.n_states:
+        return dfa
+    first = np.unique(block, return_index=True)[1]  # each block's lowest state
+    merged = np.where(t[first] >= 0, block[np.maximum(t[first], 0)], DEAD)
+    succ = np.where(t >= 0, block[np.maximum(t, 0)], DEAD)
+    if (succ != merged[block]).any() or (dfa.accepting != dfa.accepting[first][block]).any():
+        return dfa  # a hash collision merged states that differ
+    return trim(merged[:, cls].astype(np.int32), dfa.accepting[first], int(block[dfa.initial]))

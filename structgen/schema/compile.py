@@ -1190,9 +1190,9 @@ class Emitter:
             kwargs["exclusive_maximum" if n.hi_excl else "maximum"] = n.hi
         dfa = self._lexeme(json_number_dfa, kwargs, n.pointer)
         if n.plain:
-            dfa = dfa_product(dfa, regex_to_dfa(_PLAIN_INTEGER), "and")
+            dfa = self._product(dfa, regex_to_dfa(_PLAIN_INTEGER), "and", "type", n.pointer)
         for neg in n.negated:
-            dfa = dfa_product(dfa, self.number_dfa(neg), "andnot")
+            dfa = self._product(dfa, self.number_dfa(neg), "andnot", "not", n.pointer)
         return dfa
 
     def _lexeme(self, fn: Callable[..., ByteDFA], kwargs: dict[str, Any],
@@ -1218,6 +1218,19 @@ class Emitter:
                 if arg == "min_length":
                     kwargs["min_length"] = 0
 
+    def _product(self, a: ByteDFA, b: ByteDFA, op: str, keyword: str, pointer: str) -> ByteDFA:
+        """`dfa_product`, refused (UnsupportedSchemaError naming `keyword`) past its state
+        bound instead of spending minutes and gigabytes on it; lenient: an "and"/"andnot"
+        operand `b` is dropped, with a warning."""
+        try:
+            return dfa_product(a, b, op)
+        except OverflowError as e:
+            reason = f"too large to enforce exactly: {e}"
+            if not self.norm.lenient or op == "or":
+                raise UnsupportedSchemaError(keyword, reason, pointer) from None
+            self.norm.warnings.append(f"{keyword} at {pointer}/{keyword}: {reason} — dropped")
+            return a
+
     def string_dfa(self, s: Str) -> ByteDFA:
         """Byte DFA of one JSON string satisfying `s` (patterns/formats/negations by product)."""
         if s.literals is not None:
@@ -1230,11 +1243,13 @@ class Emitter:
             base["format"] = s.formats[0]
         dfa = self._lexeme(json_string_dfa, base, s.pointer)
         for p in s.patterns[1:]:
-            dfa = dfa_product(dfa, self._lexeme(json_string_dfa, {"pattern": p}, s.pointer), "and")
+            dfa = self._product(dfa, self._lexeme(json_string_dfa, {"pattern": p}, s.pointer), "and",
+                                "pattern", s.pointer)
         for f in s.formats[1:]:
-            dfa = dfa_product(dfa, self._lexeme(json_string_dfa, {"format": f}, s.pointer), "and")
+            dfa = self._product(dfa, self._lexeme(json_string_dfa, {"format": f}, s.pointer), "and",
+                                "format", s.pointer)
         for neg in s.negated:
-            dfa = dfa_product(dfa, self.string_dfa(neg), "andnot")
+            dfa = self._product(dfa, self.string_dfa(neg), "andnot", "not", s.pointer)
         return dfa
 
     def _string(self, s: Str) -> int | None:
@@ -1397,7 +1412,7 @@ class Emitter:
         dfas = [self.string_dfa(s) for s in strings]
         if not dfas:
             return _EMPTY_DFA
-        return reduce(lambda x, y: dfa_product(x, y, "or"), dfas)
+        return reduce(lambda x, y: self._product(x, y, "or", "propertyNames", o.pointer), dfas)
 
     def _flatten(self, node: Node, pointer: str, depth: int = 16) -> list:
         """The non-reference parts of a node (references expanded)."""
@@ -1480,7 +1495,7 @@ class Emitter:
             return None
         base = self._lexeme(json_string_dfa, {"exclude": named}, o.pointer)
         if names_dfa is not None:
-            base = dfa_product(base, names_dfa, "and")
+            base = self._product(base, names_dfa, "and", "propertyNames", o.pointer)
         pattern_dfas = [self._lexeme(json_string_dfa, {"pattern": p}, o.pointer) for p in pats]
         # one product of the key DFA with every pattern DFA; its accepting states, split by
         # which patterns match and grouped by the resulting value node, give one key terminal

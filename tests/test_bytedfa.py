@@ -1,0 +1,146 @@
+"""Byte DFA products and minimisation against plain references (exact language equality)."""
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from structgen.automata.bytedfa import DEAD, ByteDFA, byte_classes, dfa_product, minimize, trim
+from structgen.automata.regex import regex_to_dfa
+from structgen.schema import lexemes
+
+PATTERNS = [r"[ab]*", r"a+b?", r"(ab|ba)*", r"[0-9]{2,5}", r"\d+(\.\d+)?", r"x|y|z", r"(a|b)*abb",
+            r"[a-z]{0,3}c", r"", r"[^a]*", r"é+|ü", r"(aa)*", r"(aaa)*", r"a{3,}"]
+
+
+def equivalent(x: ByteDFA, y: ByteDFA) -> bool:
+    """Whether two byte DFAs accept the same strings: a walk over reachable state pairs (missing
+    transitions and the empty DFA read as a dead sink), independent of the code under test."""
+    def step(d: ByteDFA, s: int, b: int) -> int:
+        return DEAD if s == DEAD else d.rows[s][b]
+
+    def acc(d: ByteDFA, s: int) -> bool:
+        return s != DEAD and bool(d.accepting[s])
+
+    start = (x.initial, y.initial)
+    seen, todo = {start}, [start]
+    while todo:
+        p, q = todo.pop()
+        if acc(x, p) != acc(y, q):
+            return False
+        for b in range(256):
+            nxt = (step(x, p, b), step(y, q, b))
+            if nxt != (DEAD, DEAD) and nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return True
+
+
+def reference_product(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
+    """The product by a plain breadth-first search over pairs, one byte at a time."""
+    keep = {"and": lambda p, q: p and q, "andnot": lambda p, q: p and not q,
+            "or": lambda p, q: p or q}[op]
+    index = {(a.initial, b.initial): 0}
+    order = [(a.initial, b.initial)]
+    rows = []
+    k = 0
+    while k < len(order):
+        p, q = order[k]
+        k += 1
+        row = [DEAD] * 256
+        for byte in range(256):
+            nxt = (DEAD if p == DEAD else a.rows[p][byte], DEAD if q == DEAD else b.rows[q][byte])
+            alive = {"and": nxt[0] != DEAD and nxt[1] != DEAD, "andnot": nxt[0] != DEAD,
+                     "or": nxt != (DEAD, DEAD)}[op]
+            if alive:
+                if nxt not in index:
+                    index[nxt] = len(order)
+                    order.append(nxt)
+                row[byte] = index[nxt]
+        rows.append(row)
+    accepting = [keep(p != DEAD and bool(a.accepting[p]), q != DEAD and bool(b.accepting[q]))
+                 for p, q in order]
+    return trim(np.array(rows, np.int32), np.array(accepting, bool), 0)
+
+
+DFAS = [regex_to_dfa(p) for p in PATTERNS]
+
+
+@pytest.mark.parametrize("op", ["and", "andnot", "or"])
+def test_product_matches_reference(op: str) -> None:
+    for x, y in itertools.product(DFAS, repeat=2):
+        got = dfa_product(x, y, op)
+        want = reference_product(x, y, op) if not (x.is_empty() or y.is_empty()) else got
+        assert equivalent(got, want)
+        assert got.n_states <= max(want.n_states, 1)
+
+
+def test_product_is_minimal() -> None:
+    # (a|b)*abb ∧ [ab]*: the classic 4-state minimal DFA
+    got = dfa_product(regex_to_dfa(r"(a|b)*abb"), regex_to_dfa(r"[ab]*"), "and")
+    assert got.n_states == 4
+    assert equivalent(got, regex_to_dfa(r"(a|b)*abb"))
+
+
+def test_product_state_bound() -> None:
+    a, b = regex_to_dfa(r"[0-9a-f]{8}"), regex_to_dfa(r"[0-9]*")
+    with pytest.raises(OverflowError):
+        dfa_product(a, b, "andnot", max_states=4)
+
+
+def test_minimize_merges_equivalent_states() -> None:
+    # two copies of a*b reached by different first bytes ("x" / "y"): merged into one
+    t = np.full((5, 256), DEAD, np.int32)
+    t[0, ord("x")], t[0, ord("y")] = 1, 2
+    t[1, ord("a")], t[1, ord("b")] = 1, 3
+    t[2, ord("a")], t[2, ord("b")] = 2, 4
+    acc = np.array([False, False, False, True, True])
+    got = minimize(t, acc, 0)
+    assert got.n_states == 3
+    assert equivalent(got, trim(t, acc, 0))
+
+
+def test_byte_classes() -> None:
+    d = regex_to_dfa(r"[0-9]+|x")
+    cls, reps = byte_classes(d.transitions)
+    assert (d.transitions[:, reps][:, cls] == d.transitions).all()
+    assert len(set(cls[ord(c)] for c in "0123456789")) == 1
+    assert len(reps) == 3  # digits, "x", everything else
+
+
+@pytest.mark.parametrize("spec", [
+    (True, (Decimal(1), False), None, None),
+    (False, (Decimal(0), False), (Decimal(99), False), None),
+    (False, (Decimal("2.5"), False), (Decimal("2.5"), False), None),
+    (False, None, (Decimal(-100), True), Fraction(12)),
+    (False, None, None, Fraction(3, 10)),
+])
+def test_number_tables_minimised(spec: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The minimised number DFA reads the same numbers as the unminimised construction."""
+    got = lexemes._number_table(lexemes._NumberSpec(*spec))
+    monkeypatch.setattr(lexemes, "minimize", trim)
+    full = lexemes._number_table(lexemes._NumberSpec(*spec))
+    assert got.n_states < full.n_states
+    assert equivalent(got, full)
+
+
+def test_schema_product_over_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A product past its state bound is a refusal naming the keyword (lenient: dropped with a
+    warning), not minutes of work."""
+    from structgen.constraints.json_schema import JsonSchema
+    from structgen.errors import UnsupportedSchemaError
+    from structgen.schema import compile as schema_compile
+
+    def small(a: ByteDFA, b: ByteDFA, op: str) -> ByteDFA:
+        return dfa_product(a, b, op, max_states=3)
+
+    monkeypatch.setattr(schema_compile, "dfa_product", small)
+    schema = {"type": "string", "allOf": [{"pattern": "^[a-z]{4,8}$"}, {"pattern": "^a"}]}
+    with pytest.raises(UnsupportedSchemaError) as e:
+        JsonSchema(schema)
+    assert e.value.keyword == "pattern"
+    lenient = JsonSchema(schema, lenient=True)
+    assert any("pattern" in w and "dropped" in w for w in lenient.warnings)
