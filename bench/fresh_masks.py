@@ -14,6 +14,7 @@ figures in docs/benchmarks.md ("Since this run"): run it on two checkouts, alter
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from pathlib import Path
@@ -50,10 +51,10 @@ def texts(grammar: str) -> list[str]:
     return SENTENCES[grammar]
 
 
-def measure(model: structgen.LoadedModel, grammar: str) -> np.ndarray:
+def measure(model: structgen.LoadedModel, grammar: str, repeat: int = 1) -> np.ndarray:
     compiled = structgen.Grammar((GRAMMARS / f"{grammar}.lark").read_text()).compiled
     times = []
-    for text in texts(grammar):
+    for text in texts(grammar) * repeat:
         automaton = GrammarAutomaton(compiled, model.vocab)
         state = automaton.start
         for token in model.tokenizer.encode(text, add_special_tokens=False):
@@ -66,18 +67,48 @@ def measure(model: structgen.LoadedModel, grammar: str) -> np.ndarray:
     return np.array(times) * 1e3
 
 
+class GCStats:
+    """Cyclic-GC collections per generation and their CPU time (`gc.callbacks`): a full
+    collection re-traverses the whole heap, so it shows as a fresh-mask tail."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.process_time()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.process_time() - self._t0
+
+    def __enter__(self) -> "GCStats":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="structgen.load_model name or path")
     ap.add_argument("--grammars", default="json,c_like,python_expr,sqlite_select")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="documents per text (each a new automaton: more masks for GC figures)")
     args = ap.parse_args()
     model = structgen.load_model(args.model, progress=False)
     print(f"{model.name} ({model.vocab.width} tokens), CPU ms per fresh mask")
-    print("| grammar | masks | mean | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|")
+    print("| grammar | masks | mean | p50 | p90 | p99 | max | GC gen0/1/2 | GC gen2 s | GC s |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for grammar in args.grammars.split(","):
-        ms = measure(model, grammar)
+        with GCStats() as stats:
+            ms = measure(model, grammar, args.repeat)
         print(f"| {grammar} | {len(ms)} | {ms.mean():.2f} | {np.median(ms):.2f} | "
-              f"{np.percentile(ms, 90):.2f} | {np.percentile(ms, 99):.2f} | {ms.max():.1f} |")
+              f"{np.percentile(ms, 90):.2f} | {np.percentile(ms, 99):.2f} | {ms.max():.1f} | "
+              f"{'/'.join(map(str, stats.count))} | {stats.seconds[2]:.2f} | "
+              f"{sum(stats.seconds):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ Any context-free grammar works (ambiguous, left-recursive, nullable rules), not 
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ class EarleyParser:
         # grammars with such cycles build every set with the plain item walk.
         self.fast = not self._unit_cycles()
         self._predictions: dict[frozenset[int], Prediction] = {}
+        # Successors of every set, weakly, keyed by (the set's serial, terminal): one table per
+        # parser instead of one per set keeps a set down to a few GC-tracked objects.
+        self._scans: weakref.WeakValueDictionary[tuple[int, int], ParserState] = (
+            weakref.WeakValueDictionary())
+        self._serials = itertools.count()
+        self._frozen: dict[frozenset[int], frozenset[int]] = {}
         self.initial = ParserState(self, [(r, 0, None) for r in self.by_lhs.get(cfg.start, ())])
 
     def _closure_nonterminals(self) -> dict[int, frozenset[int]]:
@@ -90,6 +97,12 @@ class EarleyParser:
                     seen.add(x)
                     todo.extend(unit.get(x, ()))
         return False
+
+    def frozen(self, symbols) -> frozenset[int]:
+        """`frozenset(symbols)`, one object per distinct set: sets and pieces repeat a few
+        symbol sets, and every distinct frozenset is an object the cyclic GC tracks."""
+        fs = frozenset(symbols)
+        return self._frozen.setdefault(fs, fs)
 
     def prediction(self, nts: frozenset[int]) -> "Prediction":
         """The items an Earley set predicts for these nonterminals (origin: the set itself)."""
@@ -136,22 +149,26 @@ Item = tuple[int, int, "ParserState | None"]  # (rule, dot, origin); origin None
 
 
 class _Piece:
-    """Items of an Earley set with origins in earlier sets, indexed once: sets are unions of
-    pieces, and pieces are shared (the completions of one nonterminal begun in one set are the
-    same in every later set that completes it)."""
+    """Items of an Earley set begun in one earlier set (`origin`), indexed once: sets are
+    unions of pieces, and pieces are shared (the completions of one nonterminal begun in one
+    set are the same in every later set that completes it).
 
-    __slots__ = ("items", "waiting", "by_terminal", "expected", "predicted", "accepting")
+    Items are kept as (rule, dot) pairs of ints beside the one origin: tuples and dicts of
+    ints are untracked by the cyclic GC, so a piece costs it one object, not one per item and
+    index entry (fresh masks create tens of thousands of pieces)."""
 
-    def __init__(self, parser: EarleyParser, items) -> None:
+    __slots__ = ("origin", "items", "waiting", "by_terminal", "expected", "predicted",
+                 "accepting")
+
+    def __init__(self, parser: EarleyParser, origin: "ParserState",
+                 items: Sequence[tuple[int, int]]) -> None:
         rules, nt, closure = parser.rules, parser.n_terminals, parser.closure_nts
-        start = parser.cfg.start
-        root = parser.__dict__.get("initial")
-        waiting: dict[int, list[tuple[int, int, ParserState]]] = {}
-        by_terminal: dict[int, list[tuple[int, int, ParserState]]] = {}
+        waiting: dict[int, list[tuple[int, int]]] = {}
+        by_terminal: dict[int, list[tuple[int, int]]] = {}
         predicted: set[int] = set()
         accepting = False
         for item in items:
-            rule, dot, origin = item
+            rule, dot = item
             lhs, rhs = rules[rule]
             if dot < len(rhs):
                 sym = rhs[dot]
@@ -159,15 +176,17 @@ class _Piece:
                     waiting.setdefault(sym, []).append(item)
                     predicted |= closure[sym]
                 else:
-                    by_terminal.setdefault(sym, []).append((rule, dot + 1, origin))
-            elif lhs == start and origin is root and root is not None:
+                    by_terminal.setdefault(sym, []).append((rule, dot + 1))
+            elif lhs == parser.cfg.start:
                 accepting = True
-        self.items = frozenset(items)
-        self.waiting = waiting
-        self.by_terminal = by_terminal
-        self.expected = frozenset(by_terminal)
-        self.predicted = frozenset(predicted)
-        self.accepting = accepting
+        root = parser.__dict__.get("initial")
+        self.origin = origin
+        self.items = tuple(items)
+        self.waiting = {sym: tuple(got) for sym, got in waiting.items()}
+        self.by_terminal = {t: tuple(got) for t, got in by_terminal.items()}
+        self.expected = parser.frozen(by_terminal)
+        self.predicted = parser.frozen(predicted)
+        self.accepting = accepting and origin is root and root is not None
 
 
 class _TooDeep(Exception):
@@ -184,11 +203,11 @@ class ParserState:
     left-hand side in its origin set, cached there per nonterminal.
     """
 
-    __slots__ = ("parser", "pieces", "prediction", "expected", "accepting", "_scans",
+    __slots__ = ("parser", "pieces", "prediction", "expected", "accepting", "serial",
                  "_waiting_for", "_items", "_waiting", "_completions", "_item_pieces",
                  "__weakref__")
-    # `_scans` memoizes successors weakly: a history someone still holds maps to one object,
-    # while sets nothing refers to any more (explored, not taken) can be freed.
+    # The parser memoizes successors weakly (by `serial`): a history someone still holds maps
+    # to one object, while sets nothing refers to any more (explored, not taken) can be freed.
 
     def __init__(self, parser: EarleyParser, kernel: Sequence[Item]) -> None:
         """The set closing `kernel` (origin None: the set itself) with the plain item walk."""
@@ -216,7 +235,11 @@ class ParserState:
                 continue  # nullable completions inside this set are handled above
             for r2, d2, o2 in origin.waiting_for(lhs):
                 agenda.append((r2, d2 + 1, o2))
-        self._setup(parser, (_Piece(parser, items),), frozenset(predicted))
+        by_origin: dict[ParserState, list[tuple[int, int]]] = {}
+        for rule, dot, origin in items:
+            by_origin.setdefault(origin, []).append((rule, dot))
+        pieces = tuple(_Piece(parser, o, got) for o, got in by_origin.items())
+        self._setup(parser, pieces, frozenset(predicted))
         start = parser.cfg.start
         root = parser.__dict__.get("initial", self)  # while building the initial state: itself
         # Only the initial set can hold a finished start item whose origin is itself, and
@@ -230,17 +253,17 @@ class ParserState:
                predicted: frozenset[int]) -> None:
         self.parser = parser
         self.pieces = pieces
-        self._scans: weakref.WeakValueDictionary[int, ParserState] = weakref.WeakValueDictionary()
-        self._waiting_for: dict[int, list[tuple[int, int, ParserState]]] = {}
+        self.serial = next(parser._serials)
+        self._waiting_for: dict[int, tuple[tuple[int, int, ParserState], ...]] = {}
         self._items: frozenset[tuple[int, int, ParserState]] | None = None
-        self._waiting: dict[int, list[tuple[int, int, ParserState]]] | None = None
+        self._waiting: dict[int, tuple[tuple[int, int, ParserState], ...]] | None = None
         self._completions: dict[int, tuple[_Piece, ...]] = {}
         self._item_pieces: dict[tuple[int, int], tuple[_Piece, ...]] = {}
         self.prediction = pred = parser.prediction(predicted)
-        if len(pieces) == 1:
-            self.expected = pred.expected | pieces[0].expected
+        if len(pieces) == 1 and not pieces[0].expected:
+            self.expected = pred.expected
         else:
-            self.expected = pred.expected.union(*(p.expected for p in pieces))
+            self.expected = parser.frozen(pred.expected.union(*(p.expected for p in pieces)))
 
     @classmethod
     def _of_pieces(cls, parser: EarleyParser, pieces: tuple[_Piece, ...],
@@ -249,7 +272,7 @@ class ParserState:
         if len(pieces) == 1:
             predicted = pieces[0].predicted
         else:
-            predicted = frozenset().union(*(p.predicted for p in pieces))
+            predicted = parser.frozen(frozenset().union(*(p.predicted for p in pieces)))
         self._setup(parser, pieces, predicted)
         self.accepting = any(p.accepting for p in pieces) if accepting is None else accepting
         return self
@@ -261,22 +284,28 @@ class ParserState:
         pieces = tuple(dict.fromkeys(p for s in sets for p in s.pieces))
         return cls._of_pieces(parser, pieces, any(s.accepting for s in sets))
 
-    def waiting_for(self, sym: int) -> list[tuple[int, int, ParserState]]:
+    def waiting_for(self, sym: int) -> tuple[tuple[int, int, ParserState], ...]:
         """Items of this set whose dot is before nonterminal `sym`."""
         out = self._waiting_for.get(sym)
         if out is None:
-            out = []
-            for piece in self.pieces:
-                got = piece.waiting.get(sym)
-                if got:
-                    out.extend(got)
-            predicted = self.prediction.waiting.get(sym)
-            if predicted:
-                out.extend((r, d, self) for r, d in predicted)
-            if len(self.pieces) > 1:
-                out = list(dict.fromkeys(out))
-            self._waiting_for[sym] = out
+            found: dict[tuple[int, int, ParserState], None] = {}
+            for piece, got in self._waiting_groups(sym):
+                o = piece.origin if piece is not None else self
+                found.update(((r, d, o), None) for r, d in got)
+            out = self._waiting_for[sym] = tuple(found)
         return out
+
+    def _waiting_groups(
+            self, sym: int) -> Iterator[tuple[_Piece | None, tuple[tuple[int, int], ...]]]:
+        """(piece, its (rule, dot) items waiting for `sym`), the prediction's as piece None
+        (origin: this set)."""
+        for piece in self.pieces:
+            got = piece.waiting.get(sym)
+            if got:
+                yield piece, got
+        got = self.prediction.waiting.get(sym)
+        if got:
+            yield None, got
 
     def _pieces_of(self, rule: int, dot: int, depth: int) -> tuple[_Piece, ...]:
         """The pieces a later set gets from item (rule, dot, self): the item, the items past
@@ -286,14 +315,14 @@ class ParserState:
         if got is None:
             parser = self.parser
             lhs, rhs = parser.rules[rule]
-            own = [(rule, dot, self)]
+            own = [(rule, dot)]
             while dot < len(rhs) and rhs[dot] >= parser.n_terminals and rhs[dot] in parser.nullable:
                 dot += 1
-                own.append((rule, dot, self))
-            got = (_Piece(parser, own),)
+                own.append((rule, dot))
+            got = (_Piece(parser, self, own),)
             if dot == len(rhs):
                 got += self._completion(lhs, depth + 1)
-            self._item_pieces[(rule, own[0][1])] = got
+            self._item_pieces[own[0]] = got
         return got
 
     def _completion(self, sym: int, depth: int) -> tuple[_Piece, ...]:
@@ -303,21 +332,23 @@ class ParserState:
             if depth > self.parser.MAX_NESTING:
                 raise _TooDeep
             out: dict[_Piece, None] = {}
-            for r, d, o in self.waiting_for(sym):
-                for piece in o._pieces_of(r, d + 1, depth):
-                    out[piece] = None
+            for piece, got in self._waiting_groups(sym):
+                o = piece.origin if piece is not None else self
+                for r, d in got:
+                    out.update(dict.fromkeys(o._pieces_of(r, d + 1, depth)))
             got = self._completions[sym] = tuple(out)
         return got
 
     @property
     def items(self) -> frozenset[tuple[int, int, ParserState]]:
         if self._items is None:
-            self._items = frozenset().union(*(p.items for p in self.pieces)).union(
-                (r, d, self) for r, d in self.prediction.items)
+            self._items = frozenset(
+                [(r, d, p.origin) for p in self.pieces for r, d in p.items]
+                + [(r, d, self) for r, d in self.prediction.items])
         return self._items
 
     @property
-    def waiting(self) -> dict[int, list[tuple[int, int, ParserState]]]:
+    def waiting(self) -> dict[int, tuple[tuple[int, int, ParserState], ...]]:
         if self._waiting is None:
             syms = set(self.prediction.waiting).union(*(p.waiting for p in self.pieces))
             self._waiting = {sym: self.waiting_for(sym) for sym in syms}
@@ -327,28 +358,28 @@ class ParserState:
         """The state after `terminal`, or None if it cannot come next (memoized)."""
         if terminal not in self.expected:
             return None
-        nxt = self._scans.get(terminal)
+        key = (self.serial, terminal)
+        nxt = self.parser._scans.get(key)
         if nxt is None:
-            kernel: dict[tuple[int, int, ParserState], None] = {}
-            for piece in self.pieces:
-                got = piece.by_terminal.get(terminal)
-                if got:
-                    kernel.update(dict.fromkeys(got))
-            for r, d in self.prediction.by_terminal.get(terminal, ()):
-                kernel[(r, d, self)] = None
+            # The kernel: items advanced over the terminal, grouped by origin.
+            kernel = [(p.origin, got) for p in self.pieces if (got := p.by_terminal.get(terminal))]
+            got = self.prediction.by_terminal.get(terminal)
+            if got:
+                kernel.append((self, got))
             nxt = None
             if self.parser.fast:
                 try:
                     pieces: dict[_Piece, None] = {}
-                    for r, d, o in kernel:
-                        for piece in o._pieces_of(r, d, 0):
-                            pieces[piece] = None
+                    for o, got in kernel:
+                        for r, d in got:
+                            pieces.update(dict.fromkeys(o._pieces_of(r, d, 0)))
                     nxt = ParserState._of_pieces(self.parser, tuple(pieces))
                 except _TooDeep:
                     nxt = None
             if nxt is None:
-                nxt = ParserState(self.parser, list(kernel))
-            self._scans[terminal] = nxt
+                nxt = ParserState(self.parser, list(dict.fromkeys(
+                    (r, d, o) for o, got in kernel for r, d in got)))
+            self.parser._scans[key] = nxt
         return nxt
 
     def __repr__(self) -> str:
