@@ -158,10 +158,12 @@ class _Piece:
     index entry (fresh masks create tens of thousands of pieces)."""
 
     __slots__ = ("origin", "items", "waiting", "by_terminal", "expected", "predicted",
-                 "accepting")
+                 "accepting", "completes")
 
     def __init__(self, parser: EarleyParser, origin: "ParserState",
-                 items: Sequence[tuple[int, int]]) -> None:
+                 items: Sequence[tuple[int, int]], completes: int = -1) -> None:
+        """`completes`: the nonterminal whose completion in `origin` comes with this piece
+        (an item's own piece, where its rule can be complete), or -1."""
         rules, nt, closure = parser.rules, parser.n_terminals, parser.closure_nts
         waiting: dict[int, list[tuple[int, int]]] = {}
         by_terminal: dict[int, list[tuple[int, int]]] = {}
@@ -187,6 +189,7 @@ class _Piece:
         self.expected = parser.frozen(by_terminal)
         self.predicted = parser.frozen(predicted)
         self.accepting = accepting and origin is root and root is not None
+        self.completes = completes
 
 
 class _TooDeep(Exception):
@@ -204,7 +207,7 @@ class ParserState:
     """
 
     __slots__ = ("parser", "pieces", "prediction", "expected", "accepting", "serial",
-                 "_waiting_for", "_items", "_waiting", "_completions", "_item_pieces",
+                 "_waiting_for", "_items", "_waiting", "_pieces_from",
                  "__weakref__")
     # The parser memoizes successors weakly (by `serial`): a history someone still holds maps
     # to one object, while sets nothing refers to any more (explored, not taken) can be freed.
@@ -257,8 +260,9 @@ class ParserState:
         self._waiting_for: dict[int, tuple[tuple[int, int, ParserState], ...]] = {}
         self._items: frozenset[tuple[int, int, ParserState]] | None = None
         self._waiting: dict[int, tuple[tuple[int, int, ParserState], ...]] | None = None
-        self._completions: dict[int, tuple[_Piece, ...]] = {}
-        self._item_pieces: dict[tuple[int, int], tuple[_Piece, ...]] = {}
+        # Pieces later sets get from here, in one dict (one object fewer for the cyclic GC):
+        # per nonterminal, its completion; per (rule, dot), that item's own piece.
+        self._pieces_from: dict[int | tuple[int, int], tuple[_Piece, ...] | _Piece] = {}
         self.prediction = pred = parser.prediction(predicted)
         if len(pieces) == 1 and not pieces[0].expected:
             self.expected = pred.expected
@@ -307,36 +311,36 @@ class ParserState:
         if got:
             yield None, got
 
-    def _pieces_of(self, rule: int, dot: int, depth: int) -> tuple[_Piece, ...]:
-        """The pieces a later set gets from item (rule, dot, self): the item, the items past
-        the nullable symbols after it, and the completion of the rule's left-hand side here
-        if it can be complete."""
-        got = self._item_pieces.get((rule, dot))
-        if got is None:
+    def _add_pieces(self, out: dict[_Piece, None], rule: int, dot: int, depth: int) -> None:
+        """Add to `out` the pieces a later set gets from item (rule, dot, self): the item and
+        the items past the nullable symbols after it (one piece, cached here), and the
+        completion of the rule's left-hand side here if it can be complete."""
+        piece = self._pieces_from.get((rule, dot))
+        if piece is None:
             parser = self.parser
             lhs, rhs = parser.rules[rule]
             own = [(rule, dot)]
             while dot < len(rhs) and rhs[dot] >= parser.n_terminals and rhs[dot] in parser.nullable:
                 dot += 1
                 own.append((rule, dot))
-            got = (_Piece(parser, self, own),)
-            if dot == len(rhs):
-                got += self._completion(lhs, depth + 1)
-            self._item_pieces[own[0]] = got
-        return got
+            piece = self._pieces_from[own[0]] = _Piece(parser, self, own,
+                                                       lhs if dot == len(rhs) else -1)
+        out[piece] = None
+        if piece.completes >= 0:
+            out.update(dict.fromkeys(self._completion(piece.completes, depth + 1)))
 
     def _completion(self, sym: int, depth: int) -> tuple[_Piece, ...]:
         """The pieces a later set gets from completing `sym` begun here."""
-        got = self._completions.get(sym)
+        got = self._pieces_from.get(sym)
         if got is None:
             if depth > self.parser.MAX_NESTING:
                 raise _TooDeep
             out: dict[_Piece, None] = {}
-            for piece, got in self._waiting_groups(sym):
+            for piece, items in self._waiting_groups(sym):
                 o = piece.origin if piece is not None else self
-                for r, d in got:
-                    out.update(dict.fromkeys(o._pieces_of(r, d + 1, depth)))
-            got = self._completions[sym] = tuple(out)
+                for r, d in items:
+                    o._add_pieces(out, r, d + 1, depth)
+            got = self._pieces_from[sym] = tuple(out)
         return got
 
     @property
@@ -372,7 +376,7 @@ class ParserState:
                     pieces: dict[_Piece, None] = {}
                     for o, got in kernel:
                         for r, d in got:
-                            pieces.update(dict.fromkeys(o._pieces_of(r, d, 0)))
+                            o._add_pieces(pieces, r, d, 0)
                     nxt = ParserState._of_pieces(self.parser, tuple(pieces))
                 except _TooDeep:
                     nxt = None

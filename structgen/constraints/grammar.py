@@ -450,34 +450,46 @@ class _ShapeSplit:
         return row
 
 
-@dataclass(eq=False)
 class _Alternatives:
-    """The lexemes that may read a state's next byte: those in progress (terminal, DFA row,
-    origin), and, where some lexeme may end, those starting at the Earley set `here`
-    (`starts[b]`: the (terminal, DFA state) pairs that start with byte b, shared by all sets
-    expecting the same terminals)."""
+    """The lexemes that may read a state's next byte: those in progress (`progress`, with
+    their DFA rows `rows_in_progress`), and, where some lexeme may end, those starting at the
+    Earley set `here` (`starts[b]`: the (terminal, DFA state) pairs that start with byte b,
+    shared by all sets expecting the same terminals). Slots and parallel tuples: one per
+    expanded grammar state, and few objects for the cyclic GC to track."""
 
-    progress: list[tuple[int, list[int], ParserState]]
-    here: ParserState | None
-    starts: list[tuple[tuple[int, int], ...]] | None
-    starting: tuple[int, ...]  # the terminals starting at `here`, sorted
-    dfas: tuple[ByteDFA, ...]
+    __slots__ = ("progress", "rows_in_progress", "here", "starts", "starting", "dfas",
+                 "_matrix")
 
-    @cached_property
-    def tags(self) -> list[tuple[int, ParserState]]:
+    def __init__(self, progress: tuple[Lexeme, ...], here: ParserState | None,
+                 starts: list[tuple[tuple[int, int], ...]] | None, starting: tuple[int, ...],
+                 dfas: tuple[ByteDFA, ...]) -> None:
+        self.progress = progress
+        self.rows_in_progress = tuple(dfas[t].rows[s] for t, s, _ in progress)
+        self.here = here
+        self.starts = starts
+        self.starting = starting  # the terminals starting at `here`, sorted
+        self.dfas = dfas
+        self._matrix: np.ndarray | None = None
+
+    def tags(self) -> Iterator[tuple[int, ParserState]]:
         """(terminal, origin) of every alternative: in progress, then starting."""
-        return [(t, o) for t, _, o in self.progress] + [(t, self.here) for t in self.starting]
+        for t, _, o in self.progress:
+            yield t, o
+        for t in self.starting:
+            yield t, self.here
 
-    @cached_property
+    @property
     def rows(self) -> list[list[int]]:
         """The DFA row of every alternative (as `tags`)."""
-        return [row for _, row, _ in self.progress] + [
+        return list(self.rows_in_progress) + [
             self.dfas[t].rows[self.dfas[t].initial] for t in self.starting]
 
-    @cached_property
+    @property
     def matrix(self) -> np.ndarray:
         """The rows stacked (one per alternative), for vectorised fills of many bytes."""
-        return np.array(self.rows, np.int32)
+        if self._matrix is None:
+            self._matrix = np.array(self.rows, np.int32)
+        return self._matrix
 
 
 @dataclass
@@ -546,8 +558,9 @@ class GrammarAutomaton(TokenAutomaton):
         self._lexemes: list[frozenset[Lexeme]] = [frozenset()]
         self._here: list[ParserState | None | bool] = [None]
         self._alts: dict[int, _Alternatives] = {}
-        self._merged: dict[frozenset, ParserState] = {}
-        self._here_of: dict[frozenset, ParserState | None] = {}
+        # Keyed by Earley-set serials (`_ends_here`), unique per parser.
+        self._merged: dict[tuple[int, ...], ParserState] = {}
+        self._here_of: dict[tuple[int, ...], ParserState | None] = {}
         # Rows of expanded states only (most interned states are never expanded), packed:
         # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
         self._slot = np.full(64, -1, np.int64)
@@ -583,11 +596,12 @@ class GrammarAutomaton(TokenAutomaton):
         if here is False:
             t0 = time.perf_counter()
             acc = self._lexer.accepting
-            finished = frozenset(
-                (t, origin) for t, s, origin in self._lexemes[k]
-                if t == BOUNDARY or s in acc(t)
-            )
-            here = self._here_of.get(finished, False)
+            finished = {(t, origin) for t, s, origin in self._lexemes[k]
+                        if t == BOUNDARY or s in acc(t)}
+            # Keyed by the origins' serials: a tuple of ints, which the cyclic GC untracks.
+            width = len(self.dfas) + 1
+            key = tuple(sorted(origin.serial * width + t + 1 for t, origin in finished))
+            here = self._here_of.get(key, False)
             if here is not False:
                 self._here[k] = here
                 self.profile.parser += time.perf_counter() - t0
@@ -604,13 +618,13 @@ class GrammarAutomaton(TokenAutomaton):
             elif len(sets) == 1:
                 here = sets[0]
             else:
-                key = frozenset(sets)
-                here = self._merged.get(key)
+                serials = tuple(sorted(s.serial for s in sets))
+                here = self._merged.get(serials)
                 if here is None:
                     # All of them sit at this same position (up to ignored text): their union
                     # continues as any of them does.
-                    here = self._merged[key] = ParserState.union(self.parser, sets)
-            self._here[k] = self._here_of[finished] = here
+                    here = self._merged[serials] = ParserState.union(self.parser, sets)
+            self._here[k] = self._here_of[key] = here
             self.profile.parser += time.perf_counter() - t0
         return here
 
@@ -619,15 +633,13 @@ class GrammarAutomaton(TokenAutomaton):
         starting here if some lexeme can end here — with their DFA rows (cached per state)."""
         alts = self._alts.get(k)
         if alts is None:
-            dfas = self.dfas
-            progress = [(t, dfas[t].rows[s], origin) for t, s, origin in self._lexemes[k]
-                        if t != BOUNDARY]
+            progress = tuple(lex for lex in self._lexemes[k] if lex[0] != BOUNDARY)
             here = self._ends_here(k)
             starting: tuple[int, ...] = ()
             starts = None
             if here is not None:
                 starting, starts = self._start_table(here.expected | self.grammar.ignore)
-            alts = self._alts[k] = _Alternatives(progress, here, starts, starting, dfas)
+            alts = self._alts[k] = _Alternatives(progress, here, starts, starting, self.dfas)
         return alts
 
     def _start_table(self, terminals: frozenset[int]) -> tuple[tuple[int, ...], list]:
@@ -656,14 +668,15 @@ class GrammarAutomaton(TokenAutomaton):
             here = alts.here
             intern = self._intern
             targets = []
+            moves = tuple(zip(progress, alts.rows_in_progress))
             for b in data.tolist():
-                lex = [(t, row[b], o) for t, row, o in progress if row[b] >= 0]
+                lex = [(t, row[b], o) for (t, _, o), row in moves if row[b] >= 0]
                 if starts is not None:
                     for t, s in starts[b]:
                         lex.append((t, s, here))
                 targets.append(intern(frozenset(lex)))
         else:
-            tags = alts.tags
+            tags = tuple(alts.tags())
             columns, inverse = _distinct_columns(alts.matrix[:, data])
             ids = [self._intern(frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
                    for col in columns.T.tolist()]
