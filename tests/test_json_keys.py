@@ -425,3 +425,28 @@ def test_generation_many_properties_any_order(smollm2):
         assert result.finished, result.text
         assert valid(schema, result.value), result.text
         assert not _has_repeat(result.text), result.text
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("order", ["any", "schema"])
+def test_masks_agree_with_advance_at_key_positions(order, smollm2_vocab):
+    """At key positions and after them, the mask allows exactly the tokens `advance` takes —
+    including tokens that leave an inner object into a key position of the outer one (`},`
+    after `"b":{` when "a" and "b" are the only keys and both present)."""
+    schema = {"type": "object", "additionalProperties": False,
+              "properties": {"a": {"type": "integer"}, "b": {"type": "object"},
+                             "ab": {"type": "string"}}}
+    automaton = JsonSchema(schema, property_order=order, whitespace="flexible",
+                           spelling="any").compile(smollm2_vocab)
+    marked = [i for i, b in enumerate(smollm2_vocab.token_bytes)
+              if b and (b'"' in b or b"," in b or b"}" in b)]
+    for prefix in (b'{"a":1,"ab":"x","b":{', b'{"a":1,"ab":"x","b":{}', b'{"a":1,"ab":"x","b":{"a":1',
+                   b'{"ab":"x","a":1,', b'{"ab":"x","a":1, "', b'{"ab":"x","a":1,"a', b'{"a":1,"ab',
+                   b'{"a":1,"\\u0061', b'{"b":{},"a":2'):
+        state = automaton._advance_bytes(automaton.start, prefix)
+        if state is None:  # e.g. `"a` when "a" and "ab" are both present: nothing fresh
+            continue
+        mask = automaton.mask(state)
+        wrong = [smollm2_vocab.token_bytes[i] for i in marked
+                 if bool(mask[i]) != (automaton.advance(state, i) is not None)]
+        assert not wrong, (prefix, wrong[:10])

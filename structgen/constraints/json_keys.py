@@ -174,16 +174,37 @@ def _reaches_key(data: bytes, mode: int) -> bool:
     return False
 
 
+def _rest_reaches_key(data: bytes, mode: int) -> bool:
+    """From a key position (KEY, KSTR or KESC): whether `data`, past the current key, may close
+    a key or end in a key position of an object that may hold keys — after the current key
+    string closes, or (from KEY) where it leaves the object instead of opening one (`},`). The
+    current key itself is decided on the keys DFA (`_VocabTables.spelled_along`)."""
+    i, n = 0, len(data)
+    if mode == KEY:
+        while i < n and data[i] in _WHITESPACE:
+            i += 1
+        if i == n:
+            return False  # whitespace alone leaves the key position as it was
+        if data[i] != _QUOTE:
+            return _reaches_key(data[i:], KEY)
+        i, mode = i + 1, KSTR
+    while i < n:  # inside the current key string: find its closing quote
+        if mode == KESC:
+            mode = KSTR
+        elif data[i] == _BACKSLASH:
+            mode = KESC
+        elif data[i] == _QUOTE:
+            return _reaches_key(data[i + 1 :], VALUE)
+        i += 1
+    return False
+
+
 class _VocabTables:
     """Per-vocabulary candidate sets (computed once per vocabulary, on first use)."""
 
     def __init__(self, vocab: Vocabulary) -> None:
         self.token_bytes = vocab.token_bytes
         content = [i for i, b in enumerate(vocab.token_bytes) if b and i not in vocab.special_ids]
-        quotes = np.array([vocab.token_bytes[i].count(b'"') for i in content], np.int64)
-        ids = np.array(content, np.int64)
-        self.one_quote = ids[quotes >= 1]
-        self.two_quotes = ids[quotes >= 2]
         self._marked = [i for i in content if b'"' in vocab.token_bytes[i]
                         or b"," in vocab.token_bytes[i]]
         self._reaching: dict[int, np.ndarray] = {}
@@ -195,13 +216,15 @@ class _VocabTables:
         self.quote_heads = sorted({w[: len(w) - len(w.lstrip(_WHITESPACE)) + 1]
                                    for w in self.ids_of if w.lstrip(_WHITESPACE)[:1] == b'"'})
 
-    def spelled_along(self, kd: "_KeysDFA", d: int) -> tuple[list[int], list[int]]:
+    def spelled_along(self, kd: "_KeysDFA", d: int) -> tuple[list[int], list[int], list[int]]:
         """(ids, keys-DFA state after each) of the tokens `kd` reads from state d without
         dying — from `pre`, only those reaching the opening quote (whitespace alone leaves a
         key position as it was) — by a depth-first search along the DFA, pruned where no token
-        extends the bytes."""
+        extends the bytes; and the ids of the tokens that go on past the closing quote of a
+        present key (each completes a repeated key)."""
         ids: list[int] = []
         ends: list[int] = []
+        closers: list[int] = []
         words, n = self.sorted_tokens, len(self.sorted_tokens)
         todo = [(b"", d)]
         if d == kd.pre:
@@ -219,16 +242,23 @@ class _VocabTables:
                 if words[j] == word:
                     ids += self.ids_of[word]
                     ends += [q2] * len(self.ids_of[word])
-                todo.append((word, q2))
-        return ids, ends
+                    j += 1
+                if kd.accepts(q2):  # every longer token starting with the closed key
+                    stop = bisect_left(words, word[:-1] + bytes((word[-1] + 1,)), j)
+                    closers += [i for w in words[j:stop] for i in self.ids_of[w]]
+                else:
+                    todo.append((word, q2))
+        return ids, ends, closers
 
     def reaching(self, mode: int) -> np.ndarray:
         """Ids that may close a key or end in a key position when read from `mode` (VALUE,
-        VSTR or VESC)."""
+        VSTR or VESC); from a key position (KEY, KSTR, KESC), those that may do so past the
+        current key (`_rest_reaches_key`)."""
         ids = self._reaching.get(mode)
         if ids is None:
+            test = _rest_reaches_key if mode in (KEY, KSTR, KESC) else _reaches_key
             ids = self._reaching[mode] = np.array(
-                [i for i in self._marked if _reaches_key(self.token_bytes[i], mode)], np.int64)
+                [i for i in self._marked if test(self.token_bytes[i], mode)], np.int64)
         return ids
 
 
@@ -272,7 +302,7 @@ class _KeysDFA:
         self.after_quote = self.ROOT
         self._moves: dict[int, list[tuple[int, int]]] = {}
         self._alive: dict[int, frozenset[int]] = {}
-        self._along: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._along: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def with_key(self, key: str) -> "_KeysDFA":
         """The keys DFA of `self.keys | {key}` (this one is left as it is)."""
@@ -353,13 +383,14 @@ class _KeysDFA:
             out = self._alive[q] = frozenset(self.row(q))
         return out
 
-    def along(self, tables: "_VocabTables", d: int) -> tuple[np.ndarray, np.ndarray]:
+    def along(self, tables: "_VocabTables", d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`tables.spelled_along(self, d)` as arrays (cached per state: the same keys come back
         in many grammar states)."""
         out = self._along.get(d)
         if out is None:
-            found, after = tables.spelled_along(self, d)
-            out = self._along[d] = (np.array(found, np.int64), np.array(after, np.int64))
+            found, after, closers = tables.spelled_along(self, d)
+            out = self._along[d] = (np.array(found, np.int64), np.array(after, np.int64),
+                                    np.array(closers, np.int64))
         return out
 
     def state_of(self, partial: bytes) -> int:
@@ -396,6 +427,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self.grammar = grammar
         self._dfas = terminal_dfas
         self._outs: dict[tuple[int, int], frozenset[int]] = {}
+        self._moves: dict[frozenset, tuple[frozenset[int], list]] = {}
         tables = _TABLES.get(grammar.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
@@ -413,6 +445,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._last_keys_dfa = None
         self._lexemes_of.clear()
         self._witnesses.clear()
+        self._moves.clear()
         self._removed.clear()
 
     @property
@@ -511,24 +544,37 @@ class KeyTrackingAutomaton(TokenAutomaton):
         found = None
         while todo:
             lexemes, d, path = todo.pop()
-            alive = kd.alive_bytes(d)
-            leaving = set().union(*(self._out_bytes(t, s) - alive for t, s in lexemes))
+            outs, steps = self._lexeme_moves(lexemes)
+            leaving = outs - kd.alive_bytes(d)
             if leaving:  # a byte that stops spelling every present key (or closes a new one)
                 found = path + bytes((_best_byte(leaving),))
                 break
-            steps: dict[int, set[tuple[int, int]]] = {}
-            for t, s in lexemes:
-                row = self._dfas[t].rows[s]
-                for b in self._out_bytes(t, s):
-                    steps.setdefault(b, set()).add((t, row[b]))
             row = kd.row(d)
-            for b in sorted(steps, key=_probe_rank, reverse=True):  # best byte popped first
-                nd, nxt = row.get(b, DEAD), frozenset(steps[b])
+            for b, nxt in steps:  # best byte popped first
+                nd = row.get(b, DEAD)
                 if nd != DEAD and not kd.accepts(nd) and (nxt, nd) not in seen:
                     seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
                     todo.append((nxt, nd, path + bytes((b,))))
         self._witnesses[memo_key] = found
         return found
+
+    def _lexeme_moves(self, lexemes: frozenset[tuple[int, int]]
+                      ) -> tuple[frozenset[int], list[tuple[int, frozenset[tuple[int, int]]]]]:
+        """(bytes some lexeme reads, (byte, lexemes after it) from the worst byte to the best):
+        cached per lexeme set, which recurs in every witness search over the same keys."""
+        out = self._moves.get(lexemes)
+        if out is None:
+            steps: dict[int, set[tuple[int, int]]] = {}
+            for t, s in lexemes:
+                row = self._dfas[t].rows[s]
+                for b in self._out_bytes(t, s):
+                    steps.setdefault(b, set()).add((t, row[b]))
+            if len(self._moves) >= self.max_memo:
+                self._moves.clear()
+            out = self._moves[lexemes] = (
+                frozenset(steps), [(b, frozenset(steps[b]))
+                                   for b in sorted(steps, key=_probe_rank, reverse=True)])
+        return out
 
     def _out_bytes(self, t: int, s: int) -> frozenset[int]:
         out = self._outs.get((t, s))
@@ -550,21 +596,21 @@ class KeyTrackingAutomaton(TokenAutomaton):
         t = self._tables
         keys = stack[1] if stack else None
         refused: list[int] = []
-        if mode in (KEY, KSTR, KESC):
-            cand = t.two_quotes if mode == KEY else t.one_quote
-            if keys:  # tokens ending where a present key could still be spelled
-                kd = self._keys_dfa(keys)
-                d = kd.pre if mode == KEY else kd.state_of(partial)
-                if d != DEAD:
-                    ids, ends = kd.along(t, d)
-                    keep = allowed[ids]
-                    ids, ends = ids[keep], ends[keep]
-                    if mode == KEY:
-                        cand = np.union1d(cand, ids)
-                    else:
-                        refused += self._inside_key(g, kd, ids, ends)
-        else:
-            cand = t.reaching(mode)
+        cand = t.reaching(mode)  # from a key position: what may reach a key past this one
+        if mode in (KEY, KSTR, KESC) and keys:
+            # the current key: tokens ending where a present key could still be spelled, and
+            # those completing a present key (refused outright)
+            kd = self._keys_dfa(keys)
+            d = kd.pre if mode == KEY else kd.state_of(partial)
+            if d != DEAD:
+                ids, ends, closers = kd.along(t, d)
+                refused += closers[allowed[closers]].tolist()
+                keep = allowed[ids]
+                ids, ends = ids[keep], ends[keep]
+                if mode == KEY:
+                    cand = np.union1d(cand, ids)
+                else:
+                    refused += self._inside_key(g, kd, ids, ends)
         cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
         after_comma: dict[Track, bool] = {}
