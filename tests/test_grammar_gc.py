@@ -96,3 +96,35 @@ def test_pieces_equal_items(name: str) -> None:
         assert _own(nxt) == _own(plain) and nxt.expected == plain.expected
         assert nxt.accepting == plain.accepting
         state = nxt
+
+
+def test_dropped_automaton_freed_by_refcounting(smollm2_vocab) -> None:
+    """Dropping an automaton releases its Earley sets' caches (the reference cycles between
+    sets and their pieces), so they are freed at once: little is left for the cyclic GC
+    (~32,000 objects per C-like document before)."""
+    automaton = _fresh_masks(smollm2_vocab, C_TEXT)
+    gc.collect()
+    gc.disable()
+    try:
+        del automaton
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert left < 3000, left
+
+
+def test_released_sets_stay_valid(smollm2_vocab) -> None:
+    """States held across a release (and an automaton reset) give the same masks."""
+    compiled = Grammar((GRAMMARS / "c_like.lark").read_text()).compiled
+    automaton = GrammarAutomaton(compiled, smollm2_vocab)
+    states, state = [], automaton.start
+    for b in C_TEXT[:40].encode():
+        states.append(state)
+        state = automaton._advance_bytes(state, bytes([b]))
+    before = [automaton.mask(s).clone() for s in states]
+    automaton._reset()
+    automaton.clear_caches()
+    automaton.parser.release()
+    for s, m in zip(states, before):
+        assert (automaton.mask(s) == m).all()
+    assert automaton._advance_bytes(states[-1], C_TEXT[39:41].encode()) is not None

@@ -53,6 +53,8 @@ class EarleyParser:
         # parser instead of one per set keeps a set down to a few GC-tracked objects.
         self._scans: weakref.WeakValueDictionary[tuple[int, int], ParserState] = (
             weakref.WeakValueDictionary())
+        self._unions: weakref.WeakValueDictionary[tuple[int, ...], ParserState] = (
+            weakref.WeakValueDictionary())  # by the sorted serials of the sets merged
         self._serials = itertools.count()
         self._frozen: dict[frozenset[int], frozenset[int]] = {}
         self.initial = ParserState(self, [(r, 0, None) for r in self.by_lhs.get(cfg.start, ())])
@@ -103,6 +105,24 @@ class EarleyParser:
         symbol sets, and every distinct frozenset is an object the cyclic GC tracks."""
         fs = frozenset(symbols)
         return self._frozen.setdefault(fs, fs)
+
+    def release(self) -> None:
+        """Drop the caches of every Earley set still reachable (from the initial set and the
+        successor memo, through the origins of their pieces), which hold pieces and items
+        pointing back at the set: reference cycles that only the cyclic GC would free. Sets
+        stay valid (caches are rebuilt on demand); called when an automaton is done with them
+        (freed or reset), so that its sets are freed by reference counting."""
+        todo = [self.initial, *self._scans.values(), *self._unions.values()]
+        seen = {id(s) for s in todo}
+        while todo:
+            state = todo.pop()
+            for piece in state.pieces:
+                if id(piece.origin) not in seen:
+                    seen.add(id(piece.origin))
+                    todo.append(piece.origin)
+            state._pieces_from = {}
+            state._waiting_for = {}
+            state._items = state._waiting = None
 
     def prediction(self, nts: frozenset[int]) -> "Prediction":
         """The items an Earley set predicts for these nonterminals (origin: the set itself)."""
@@ -284,9 +304,15 @@ class ParserState:
     @classmethod
     def union(cls, parser: EarleyParser, sets: Sequence["ParserState"]) -> "ParserState":
         """One set standing for several at the same position: its continuations are theirs
-        together (items keep their origins; the predictions are redone in the union)."""
-        pieces = tuple(dict.fromkeys(p for s in sets for p in s.pieces))
-        return cls._of_pieces(parser, pieces, any(s.accepting for s in sets))
+        together (items keep their origins; the predictions are redone in the union).
+        Memoized (weakly) per parser, like `scan`."""
+        key = tuple(sorted(s.serial for s in sets))
+        union = parser._unions.get(key)
+        if union is None:
+            pieces = tuple(dict.fromkeys(p for s in sets for p in s.pieces))
+            union = parser._unions[key] = cls._of_pieces(parser, pieces,
+                                                         any(s.accepting for s in sets))
+        return union
 
     def waiting_for(self, sym: int) -> tuple[tuple[int, int, ParserState], ...]:
         """Items of this set whose dot is before nonterminal `sym`."""

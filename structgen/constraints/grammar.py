@@ -552,6 +552,9 @@ class GrammarAutomaton(TokenAutomaton):
         self._split_bytes = 0
         self._walked: dict[State, tuple[tuple[_ShapeSplit, ...], tuple[np.ndarray, ...]]] = {}
         self._reset()
+        # Earley sets reference each other in cycles through their caches: break them when the
+        # automaton goes, so that its sets are freed by reference counting, not by a full GC.
+        weakref.finalize(self, self.parser.release).atexit = False
 
     def _reset(self) -> None:
         self._numbers: dict[frozenset[Lexeme], int] = {}
@@ -559,7 +562,6 @@ class GrammarAutomaton(TokenAutomaton):
         self._here: list[ParserState | None | bool] = [None]
         self._alts: dict[int, _Alternatives] = {}
         # Keyed by Earley-set serials (`_ends_here`), unique per parser.
-        self._merged: dict[tuple[int, ...], ParserState] = {}
         self._here_of: dict[tuple[int, ...], ParserState | None] = {}
         # Rows of expanded states only (most interned states are never expanded), packed:
         # `_slot[state]` is the state's row in `_table`, -1 until built; slot 0 is DEAD's.
@@ -575,6 +577,7 @@ class GrammarAutomaton(TokenAutomaton):
         if len(self._lexemes) > self.max_states:
             self._reset()
             self.clear_caches()
+            self.parser.release()
         return self._intern(state)
 
     def _intern(self, lexemes: frozenset[Lexeme]) -> int:
@@ -618,12 +621,9 @@ class GrammarAutomaton(TokenAutomaton):
             elif len(sets) == 1:
                 here = sets[0]
             else:
-                serials = tuple(sorted(s.serial for s in sets))
-                here = self._merged.get(serials)
-                if here is None:
-                    # All of them sit at this same position (up to ignored text): their union
-                    # continues as any of them does.
-                    here = self._merged[serials] = ParserState.union(self.parser, sets)
+                # All of them sit at this same position (up to ignored text): their union
+                # continues as any of them does.
+                here = ParserState.union(self.parser, sets)
             self._here[k] = self._here_of[key] = here
             self.profile.parser += time.perf_counter() - t0
         return here
