@@ -144,3 +144,20 @@ def test_schema_product_over_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -
     assert e.value.keyword == "pattern"
     lenient = JsonSchema(schema, lenient=True)
     assert any("pattern" in w and "dropped" in w for w in lenient.warnings)
+
+
+@pytest.mark.parametrize("integer,lo,hi,modulus", [
+    (False, None, (Decimal(-1000), True), Fraction(12)),
+    (True, (Decimal(0), False), (Decimal(100), False), Fraction(7)),
+    (False, (Decimal("-2.5"), True), (Decimal("2.5"), False), Fraction(1, 4)),
+    (False, (Decimal(1), False), None, Fraction(3, 10)),
+    (False, (Decimal(5), False), (Decimal(5), False), Fraction(5)),
+    (False, (Decimal(0), True), (Decimal("0.05"), False), Fraction(1, 100)),
+])
+def test_number_bounds_and_residues_apart(integer: bool, lo: tuple | None, hi: tuple | None,
+                                          modulus: Fraction) -> None:
+    """Bounds with multipleOf as a product of the two tables reads the same numbers as one
+    table checking both."""
+    got = lexemes._json_number_dfa(integer, lo, hi, modulus)
+    want = lexemes._number_table(lexemes._NumberSpec(integer, lo, hi, modulus))
+    assert equivalent(got, want)
