@@ -10,6 +10,7 @@ figures in docs/benchmarks.md ("Since this run"): run it on two checkouts, alter
 
     python bench/fresh_masks.py                       # SmolLM2: JSON, C-like, Python, SQL
     python bench/fresh_masks.py --model gemma-3-270m --grammars json
+    python bench/fresh_masks.py --repeat 3            # more documents: GC collections and pauses
 """
 from __future__ import annotations
 
@@ -97,8 +98,14 @@ def main() -> None:
     ap.add_argument("--grammars", default="json,c_like,python_expr,sqlite_select")
     ap.add_argument("--repeat", type=int, default=1,
                     help="documents per text (each a new automaton: more masks for GC figures)")
+    ap.add_argument("--freeze", action="store_true",
+                    help="gc.freeze() after loading the model, as an application may: full "
+                         "collections then skip the model's objects")
     args = ap.parse_args()
     model = structgen.load_model(args.model, progress=False)
+    if args.freeze:
+        gc.collect()
+        gc.freeze()
     print(f"{model.name} ({model.vocab.width} tokens), CPU ms per fresh mask")
     print("| grammar | masks | mean | p50 | p90 | p99 | max | GC gen0/1/2 | GC gen2 s | GC s |\n"
           "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
