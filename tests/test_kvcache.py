@@ -111,3 +111,25 @@ def test_speculative_rollback_past_the_sliding_window(gemma):
     assert spec.stats.prompt_tokens > 512
     assert sum(spec.stats.drafted.values()) > sum(spec.stats.accepted.values())  # rollbacks
     assert spec.tokens == plain.tokens
+
+
+@pytest.mark.parametrize("name,prompt", [("smollm2", 40), ("gemma", 520)])
+def test_padded_passes_give_the_logits_of_the_unpadded_ones(request, name, prompt):
+    """Passes padded to a cheaper width (`PassCost`): filler positions after the draft change
+    no logit of the draft's positions beyond rounding, and the crop removes them, also in
+    Gemma's sliding layers past the window."""
+    lm = request.getfixturevalue(name)
+    gen = torch.Generator().manual_seed(2)
+    tokens = torch.randint(100, len(lm.tokenizer), (prompt + 60,), generator=gen).tolist()
+    padded, ref = _Forward(lm.model), _Reference(lm.model)
+    padded(tokens[:prompt]), ref(tokens[:prompt])
+    done = prompt
+    for fed, pad, rejected in [(3, 1, 1), (2, 2, 0), (5, 3, 4), (1, 3, 0), (7, 1, 2)]:
+        feed = tokens[done:done + fed]
+        a, b = _logits(padded(feed, fed, pad), fed), ref(feed, fed)
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5), (name, done, fed, pad)
+        assert torch.equal(a.argmax(-1), b.argmax(-1))
+        done += fed - rejected
+        padded.crop(done)
+        ref.crop(done)
+        assert padded.length == done and padded.cache.get_seq_length() == done

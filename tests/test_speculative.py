@@ -159,3 +159,17 @@ def test_drafter_arguments_are_checked(smollm2):
     assert direct.stats.accepted["model"] > 0
     stats = generate(smollm2, "x", max_tokens=2).stats.as_dict()
     assert {"drafted", "accepted", "forced_tokens", "forward_passes", "tokens_per_s"} <= set(stats)
+
+
+def test_padded_passes_keep_greedy_output(smollm2, json_grammar, monkeypatch):
+    """Every verify pass padded with 3 filler positions (as `PassCost` pads to cheaper widths):
+    the output stays token-identical to plain decoding for each kind of constraint."""
+    from structgen.decoding.speculative import PassCost
+
+    monkeypatch.setattr(PassCost, "width", lambda self, n: n + 3)
+    for name, constraint in _constraints(json_grammar).items():
+        messages = PROMPTS["invoice" if name == "regex" else "person"]
+        plain = generate(smollm2, messages, constraint, max_tokens=40, speculative=False)
+        spec = generate(smollm2, messages, constraint, max_tokens=40)
+        assert spec.tokens == plain.tokens, name
+        assert spec.stats.forward_passes < plain.stats.forward_passes, name

@@ -52,10 +52,12 @@ class TableLM:
     def length(self) -> int:
         return len(self.tokens)
 
-    def __call__(self, ids: Sequence[int], n: int) -> torch.Tensor:
+    def __call__(self, ids: Sequence[int], n: int, pad: int = 0) -> torch.Tensor:
         self.tokens.extend(ids)
         ends = range(len(self.tokens) - n, len(self.tokens))
-        return torch.stack([self._after(self.tokens[: e + 1]) for e in ends])
+        rows = torch.stack([self._after(self.tokens[: e + 1]) for e in ends])
+        self.tokens.extend(ids[-1:] * pad)
+        return rows
 
     def _after(self, prefix: Sequence[int]) -> torch.Tensor:
         a = prefix[-2] if len(prefix) > 1 else 5

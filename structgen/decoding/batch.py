@@ -230,7 +230,7 @@ def generate_batch(
             row.stats.forward_seconds += seconds  # the shared pass, as this row waited for it
             row.stats.forward_passes += 1
             if len(row.feed) == 1:  # the prompt pass says nothing about the cost of a verify pass
-                row.lengths.observe_pass(width, seconds)
+                row.lengths.costs.observe(width, seconds)
             accepted = row.verify(logits[b])
             forward.reject(b, len(draft) - accepted)
         forward.tidy()

@@ -27,8 +27,9 @@ class Scorer(Protocol):
 
     length: int  # tokens held in the cache
 
-    def __call__(self, ids: Sequence[int], n: int) -> torch.Tensor:
-        """Feed `ids` after the cached tokens; float32 logits of the last `n` positions, (n, V)."""
+    def __call__(self, ids: Sequence[int], n: int, pad: int = 0) -> torch.Tensor:
+        """Feed `ids` after the cached tokens, then `pad` filler positions (a wider pass may be
+        cheaper); float32 logits of the last `n` positions of `ids`, (n, V)."""
 
     def crop(self, length: int) -> None:
         """Forget cached tokens beyond the first `length`."""

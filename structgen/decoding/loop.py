@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
@@ -19,7 +20,7 @@ from .drafters import (DraftContext, Drafter, ForcedDrafter, LookupDrafter, Mode
 from .kvcache import grouped_query_attention, new_cache
 from .sampling import SamplingParams, choose, masked_logits
 from .scoring import LogitRows, OutputHead
-from .speculative import DraftLength, verify_token
+from .speculative import DraftLength, PassCost, verify_token
 
 Message = dict[str, str]
 
@@ -93,23 +94,27 @@ class _Forward:
         return new_cache(self.model)
 
     @torch.inference_mode()
-    def __call__(self, ids: Sequence[int], n: int = 1) -> torch.Tensor | LogitRows:
+    def __call__(self, ids: Sequence[int], n: int = 1, pad: int = 0) -> torch.Tensor | LogitRows:
         """Logits of the last `n` positions after feeding `ids`, (n, V): float32 on CPU, or
-        `LogitRows` computing them per position and mask when the model's head allows it."""
+        `LogitRows` computing them per position and mask when the model's head allows it.
+        `pad` filler positions (copies of the last id) follow `ids` when a wider pass is
+        cheaper (`PassCost`); their logits are not computed and `crop` removes them."""
         t = time.perf_counter()
-        x = torch.tensor([list(ids)], device=self.device)
+        fed = list(ids) + list(ids[-1:]) * pad
+        x = torch.tensor([fed], device=self.device)
+        end = len(fed) - pad
         with grouped_query_attention(self.model):
             if self.head is not None:
                 out = self.model.get_decoder()(input_ids=x, past_key_values=self.cache,
                                                use_cache=True)
-                logits: torch.Tensor | LogitRows = LogitRows(out.last_hidden_state[0, -n:],
-                                                             self.head)
+                logits: torch.Tensor | LogitRows = LogitRows(
+                    out.last_hidden_state[0, end - n:end], self.head)
             else:
                 out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True,
-                                 logits_to_keep=n)
-                logits = out.logits[0, -n:].float().cpu()
+                                 logits_to_keep=n + pad)
+                logits = out.logits[0, :n].float().cpu()
         self.cache = out.past_key_values
-        self.length += len(ids)
+        self.length += len(fed)
         if self.stats is not None:
             self.stats.forward_seconds += time.perf_counter() - t
             self.stats.forward_passes += 1
@@ -125,6 +130,22 @@ class _Forward:
         else:
             self.cache.crop(length - self.length)  # a negative count removes that many
         self.length = length
+
+
+_PASS_COSTS: "weakref.WeakKeyDictionary[Any, PassCost]" = weakref.WeakKeyDictionary()
+
+
+def pass_costs(model: Any) -> PassCost:
+    """The forward-pass cost table of `model` (a torch module), shared by its generate calls:
+    pass costs belong to the model and the machine, so later calls start measured. Timed on
+    the CPU by the calling thread's CPU clock, which a busy machine does not stretch at random
+    as it does wall time (process time would add other threads' spinning); wall time on an
+    accelerator, whose work no CPU clock sees."""
+    costs = _PASS_COSTS.get(model)
+    if costs is None:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        costs = _PASS_COSTS[model] = PassCost(clock=time.thread_time if on_cpu else time.perf_counter)
+    return costs
 
 
 DrafterSpec = Union[str, Drafter]
@@ -190,7 +211,7 @@ def generate(
     forward = _Forward(model.model, stats)
     tokens, reason = decode(forward, setup.automaton, prompt_ids, model.vocab.eos_ids,
                             setup.free_mask, params, generator, max_tokens, setup.planned, active,
-                            stats)
+                            stats, pass_costs(model.model))
     return _result(model.vocab, constraint, tokens, reason, stats, start_time)
 
 
@@ -271,7 +292,8 @@ class _Row:
     def __init__(self, automaton: TokenAutomaton | None, prompt_ids: Sequence[int],
                  eos_ids: frozenset[int], free_mask: torch.Tensor, params: SamplingParams,
                  generator: torch.Generator | None, max_tokens: int, planned: bool,
-                 drafters: Sequence[Drafter], stats: GenerationStats) -> None:
+                 drafters: Sequence[Drafter], stats: GenerationStats,
+                 costs: PassCost | None = None) -> None:
         self.automaton = automaton
         self.eos_ids = eos_ids
         self.free_mask = free_mask
@@ -285,7 +307,7 @@ class _Row:
         self.tokens: list[int] = []
         self.history = list(prompt_ids)  # prompt + output, for drafters
         self.feed = list(prompt_ids)  # tokens not yet in the cache
-        self.lengths = DraftLength()
+        self.lengths = DraftLength(costs=costs if costs is not None else PassCost())
         self.reason: str | None = None  # set when the output has ended
         self._draft: tuple[list[int], list[torch.Tensor] | None, list[str],
                            tuple[int, torch.Tensor] | None] = ([], None, [], None)
@@ -383,24 +405,30 @@ def decode(
     planned: bool,
     drafters: Sequence[Drafter],
     stats: GenerationStats,
+    costs: PassCost | None = None,
 ) -> tuple[list[int], str]:
     """The decode loop of one prompt: (generated tokens without EOS, finish reason).
 
-    Each pass feeds the last emitted token plus a draft; after verification the cache is
-    cropped to the accepted tokens. Without drafters this is plain one-token-per-pass decoding.
+    Each pass feeds the last emitted token plus a draft, padded to a cheaper width when
+    `costs` (the scorer's pass-cost table) says so; after verification the cache is cropped
+    to the accepted tokens. Without drafters this is plain one-token-per-pass decoding.
     """
     row = _Row(automaton, prompt_ids, eos_ids, free_mask, params, generator, max_tokens, planned,
-               drafters, stats)
+               drafters, stats, costs)
+    table = row.lengths.costs
     while True:
         reason = row.stop()
         if reason is not None:
             return row.tokens, reason
         draft = row.draft()
-        t = time.perf_counter()
-        logits = scorer(row.feed + draft, len(draft) + 1)
-        if len(row.feed) == 1:  # the prompt pass says nothing about the cost of a verify pass
-            row.lengths.observe_pass(len(draft) + 1, time.perf_counter() - t)
-        kept = scorer.length - len(draft)  # cache length without the draft
+        n = len(draft) + 1
+        verifying = len(row.feed) == 1  # the prompt pass says nothing about verify passes
+        width = table.width(n) if verifying and drafters else n
+        t = table.clock()
+        logits = scorer(row.feed + draft, n, width - n)
+        if verifying:
+            table.observe(width, table.clock() - t)
+        kept = scorer.length - len(draft) - (width - n)  # cache length without draft and padding
         accepted = row.verify(logits)
         if row.reason is not None:
             return row.tokens, row.reason

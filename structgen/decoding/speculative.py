@@ -17,7 +17,11 @@ as the plain loop does (budget-aware re-choice), keeping budgets exact under spe
 """
 from __future__ import annotations
 
+import statistics
+import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -63,15 +67,101 @@ class _Estimate:
         return self.accepted / (self.accepted + self.rejected)
 
 
+class PassCost:
+    """Seconds of a forward pass by its width (positions fed), measured: the median of the
+    last `window` passes of each width.
+
+    Not a line base + k * per_position: on CPU the matmul kernels make some widths dearer than
+    wider ones (SmolLM2, 1 thread, ~700 cached tokens: 52, 72, 82, 70 ms for 1-4 positions, 93
+    for 7 and 84 for 8), so a line fitted to short passes priced long drafts 2-3x too high and
+    kept drafts short. Padding a pass to a wider, cheaper width is free for correctness (the
+    extra positions are cropped like rejected drafts), so n positions cost the cheapest width
+    in n..n+MAX_PAD (`width`, `cost`). Each width is run `explore` times before it is trusted
+    (padding a pass to an unmeasured width), so a cheap width is found once per table; the
+    loop keeps one table per model, as the costs belong to the model and the machine.
+    """
+
+    MAX_PAD = 3
+    window = 9
+    explore = 3
+    prior = 0.15  # an unmeasured extra position: 15% of a one-position pass
+    floor = 0.02  # an extra position is never free: at least 2% of a one-position pass
+
+    def __init__(self, max_width: int = 13, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.max_width = max_width
+        self.clock = clock  # CPU time for a model on the CPU: other processes do not skew it
+        self.samples: dict[int, deque[float]] = {}
+        self._medians: dict[int, float] = {}
+        self._warm: set[int] = set()  # widths run once
+        self._costs: list[float] = []  # cost(n) at index n, rebuilt after each observation
+
+    def observe(self, width: int, seconds: float) -> None:
+        """One forward pass of `width` positions took `seconds`."""
+        if not 1 <= width <= self.max_width:
+            return
+        if width not in self._warm:  # a width's first pass pays one-off setup (allocator, kernels)
+            self._warm.add(width)
+            return
+        samples = self.samples.setdefault(width, deque(maxlen=self.window))
+        samples.append(seconds)
+        self._medians[width] = statistics.median(samples)
+        self._costs = []
+
+    def seconds(self, n: int) -> float:
+        """Estimated seconds of a pass of exactly `n` positions: measured, else interpolated
+        between the nearest measured widths, else the prior line through the nearest one."""
+        measured = self._medians
+        if n in measured:
+            return measured[n]
+        below = max((w for w in measured if w < n), default=None)
+        above = min((w for w in measured if w > n), default=None)
+        if below is not None and above is not None:
+            lo, hi = measured[below], measured[above]
+            return lo + (hi - lo) * (n - below) / (above - below)
+        near = below if below is not None else above
+        if near is None:
+            return 1 + self.prior * (n - 1)
+        return measured[near] * (1 + self.prior * (n - 1)) / (1 + self.prior * (near - 1))
+
+    def width(self, n: int) -> int:
+        """The width to run `n` positions at: an under-measured width of n..n+MAX_PAD first
+        (exploration), else the cheapest (a wider one only if 2% cheaper)."""
+        for w in self._widths(n):
+            if len(self.samples.get(w, ())) < self.explore:
+                return w
+        return self._cheapest(n)
+
+    def cost(self, n: int) -> float:
+        """Estimated seconds of `n` positions at the width they would run at (no exploration),
+        never below the floor of a line from one position."""
+        if not self._costs:
+            base = self.seconds(1)
+            self._costs = [0.0] + [
+                max(self.seconds(self._cheapest(m)), base * (1 + self.floor * (m - 1)))
+                for m in range(1, self.max_width + 1)]
+        return self._costs[min(n, self.max_width)]
+
+    def _widths(self, n: int) -> range:
+        return range(n, max(n, min(n + self.MAX_PAD, self.max_width)) + 1)
+
+    def _cheapest(self, n: int) -> int:
+        best, best_s = n, self.seconds(n)
+        for w in self._widths(n)[1:]:
+            s = self.seconds(w)
+            if s < 0.98 * best_s:
+                best, best_s = w, s
+        return best
+
+
 @dataclass
 class DraftLength:
     """Chooses each drafter's draft length k to maximise expected emitted tokens per second.
 
     With per-token acceptance alpha, drafting k tokens emits (1 - alpha^(k+1)) / (1 - alpha)
     tokens per verify pass (accepted drafts plus the bonus or correction token); the pass costs
-    base + k * per_position (fitted online from the forward timings) plus k * draft_cost for a
-    draft model. k = 0 (plain decoding) wins when drafts keep failing; a drafter benched that way
-    is still probed with one token every `probe_every` steps so it can come back (cost: one extra
+    `costs.cost(k + 1)` (measured per width, `PassCost`) plus k * draft_cost for a draft model.
+    k = 0 (plain decoding) wins when drafts keep failing; a drafter benched that way is still
+    probed with one token every `probe_every` steps so it can come back (cost: one extra
     position per `probe_every` passes, about 1% of a plain pass). Drafting must promise
     `margin` times the plain rate, so noisy timings do not keep a failing drafter alive.
     """
@@ -80,18 +170,9 @@ class DraftLength:
     probe_every: int = 16
     margin: float = 1.05  # drafting must promise 5% more tokens/s than plain (noisy timings)
     decay: float = 0.8
-    base: float = 0.0  # seconds of a one-position pass (EMA)
-    per_position: float = 0.0  # extra seconds per additional position (EMA)
+    costs: PassCost = field(default_factory=PassCost)
     draft_cost: dict[str, float] = field(default_factory=dict)
     estimates: dict[str, _Estimate] = field(default_factory=dict)
-
-    def observe_pass(self, positions: int, seconds: float) -> None:
-        """Update the verify cost model with one forward pass."""
-        if positions <= 1:
-            self.base = seconds if self.base == 0 else 0.8 * self.base + 0.2 * seconds
-        elif self.base > 0:
-            extra = max(0.0, seconds - self.base) / (positions - 1)
-            self.per_position = extra if self.per_position == 0 else 0.8 * self.per_position + 0.2 * extra
 
     def observe_draft(self, name: str, accepted: int, drafted: int) -> None:
         """`accepted` of `drafted` tokens from drafter `name` were accepted."""
@@ -112,17 +193,15 @@ class DraftLength:
     def k_for(self, name: str) -> int:
         """Draft length for `name` in this step (0: do not draft)."""
         est = self.estimates.setdefault(name, _Estimate())
-        base = self.base or 1.0
-        # an extra position is never free: until measured assume 15% of a pass, then at least 2%
-        per = max(self.per_position, 0.02 * base) if self.per_position else 0.15 * base
-        cost = per + self.draft_cost.get(name, 0.0)
+        base = self.costs.cost(1)
+        draft_cost = self.draft_cost.get(name, 0.0)
         alpha = min(est.alpha, 0.999)
         best_k, best_rate = 0, self.margin / base
         emitted, power = 1.0, 1.0
         for k in range(1, self.max_k + 1):
             power *= alpha
             emitted += power
-            rate = emitted / (base + k * cost)
+            rate = emitted / (self.costs.cost(k + 1) + k * draft_cost)
             if rate > best_rate:
                 best_k, best_rate = k, rate
         if best_k == 0:
