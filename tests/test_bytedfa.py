@@ -161,3 +161,17 @@ def test_number_bounds_and_residues_apart(integer: bool, lo: tuple | None, hi: t
     got = lexemes._json_number_dfa(integer, lo, hi, modulus)
     want = lexemes._number_table(lexemes._NumberSpec(integer, lo, hi, modulus))
     assert equivalent(got, want)
+
+
+@pytest.mark.parametrize("kwargs", [{"format": "date"}, {"format": "email"},
+                                    {"pattern": "^[a-z]{2,4}-\\d+$"}, {"pattern": "ab|cd"}])
+def test_string_dfas_minimised(kwargs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pattern and format string DFAs, minimised, read the same strings as built."""
+    args = dict(pattern=None, min_length=0, max_length=None, format=None, literals=None,
+                exclude=(), compact=False, canonical=False)
+    args.update(kwargs)
+    got = lexemes._string_dfa(**args)
+    monkeypatch.setattr(lexemes, "minimize", trim)
+    full = lexemes._string_dfa(**args)
+    assert got.n_states < full.n_states
+    assert equivalent(got, full)

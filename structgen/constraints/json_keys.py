@@ -621,8 +621,11 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 refused.append(i)
             elif _at_key(end):
                 # Tokens ending after the same comma (with more or less whitespace) share one
-                # verdict: whitespace does not change which keys may follow.
-                ok = after_comma.get(end) if end[1] == KEY else None
+                # verdict: whitespace does not change which keys may follow. Inside a key that
+                # no longer spells a present one, a fresh key is certain (no grammar step:
+                # the grammar allows the token, so its state after it exists).
+                ok = (after_comma.get(end) if end[1] == KEY else
+                      True if self._keys_dfa(end[0][1]).state_of(end[2]) == DEAD else None)
                 if ok is None:
                     g2 = self.grammar._advance_bytes(g, data)
                     ok = g2 is not None and self._witness(g2, end) is not None

@@ -750,12 +750,18 @@ def _string_dfa(pattern: str | None, min_length: int, max_length: int | None,
     n, initial, finals, edges = char_dfa
     try:
         spellings = json_char_spellings_canonical if canonical else json_char_spellings
-        return _quoted(spelled_tables(n, initial, finals, edges, spellings,
-                                      max_states=MAX_STRING_STATES))
+        dfa = _quoted(spelled_tables(n, initial, finals, edges, spellings,
+                                     max_states=MAX_STRING_STATES))
     except OverflowError as e:
         keyword = ("maxLength" if max_length is not None else "minLength" if min_length else
                    "pattern" if pattern is not None else "format")
         raise UnsupportedSchemaError(keyword, f"too large to enforce exactly: {e}") from None
+    if format is None and pattern is None:
+        return dfa
+    # Patterns and formats: every character state gets its own copies of the escape spellings'
+    # partial states, most of them equivalent (uri-reference 11,378 -> 1,177 states, date-time
+    # 10,105 -> 5,278). Each state left costs the grammar per-terminal tables and mask splits.
+    return minimize(dfa.transitions, dfa.accepting, dfa.initial)
 
 
 # --- numbers ------------------------------------------------------------------------------------
