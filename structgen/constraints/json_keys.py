@@ -614,6 +614,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
         after_comma: dict[Track, bool] = {}
+        heads: dict[bytes, State | None] = {}
         for i in cand.tolist():  # allowed by the grammar: only the tracker's verdict is needed
             data = tb[i]
             end = feed(track, data)
@@ -624,8 +625,19 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 # verdict: whitespace does not change which keys may follow. Inside a key that
                 # no longer spells a present one, a fresh key is certain (no grammar step:
                 # the grammar allows the token, so its state after it exists).
-                ok = (after_comma.get(end) if end[1] == KEY else
-                      True if self._keys_dfa(end[0][1]).state_of(end[2]) == DEAD else None)
+                kd2 = self._keys_dfa(end[0][1])
+                d2 = DEAD if end[1] == KEY else kd2.state_of(end[2])
+                ok = (after_comma.get(end) if end[1] == KEY else True if d2 == DEAD else None)
+                if ok is None and end[1] != KEY and len(end[2]) < len(data):
+                    # a key opened in this token: the grammar steps only to its opening quote
+                    # (shared by the tokens with the same head: `,"`, `, "`), then the key
+                    # terminals' DFAs read the rest, as in `_inside_key`
+                    head, rest = data[: len(data) - len(end[2])], end[2]
+                    if head not in heads:
+                        heads[head] = self.grammar._advance_bytes(g, head)
+                    gq = heads[head]
+                    ok = gq is not None and self._in_key_lexemes(
+                        self._walk_lexemes(self._key_lexemes(gq), rest), d2, kd2) is not None
                 if ok is None:
                     g2 = self.grammar._advance_bytes(g, data)
                     ok = g2 is not None and self._witness(g2, end) is not None
@@ -652,12 +664,15 @@ class KeyTrackingAutomaton(TokenAutomaton):
             if kd.accepts(e):  # closes a present key
                 out.append(i)
                 continue
-            data = tb[i]
-            after = frozenset((t, s2) for t, s in lexemes
-                              for s2 in (self._dfas[t].walk(s, data),) if s2 != DEAD)
-            if self._in_key_lexemes(after, e, kd) is None:
+            if self._in_key_lexemes(self._walk_lexemes(lexemes, tb[i]), e, kd) is None:
                 out.append(i)
         return out
+
+    def _walk_lexemes(self, lexemes: frozenset[tuple[int, int]], data: bytes
+                      ) -> frozenset[tuple[int, int]]:
+        """The key lexemes after `data` inside a key string (no lexeme ends there)."""
+        return frozenset((t, s2) for t, s in lexemes
+                         for s2 in (self._dfas[t].walk(s, data),) if s2 != DEAD)
 
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its
