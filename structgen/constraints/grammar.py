@@ -451,20 +451,18 @@ class _ShapeSplit:
 
 
 class _Alternatives:
-    """The lexemes that may read a state's next byte: those in progress (`progress`, with
-    their DFA rows `rows_in_progress`), and, where some lexeme may end, those starting at the
-    Earley set `here` (`starts[b]`: the (terminal, DFA state) pairs that start with byte b,
-    shared by all sets expecting the same terminals). Slots and parallel tuples: one per
-    expanded grammar state, and few objects for the cyclic GC to track."""
+    """The lexemes that may read a state's next byte: those in progress (`progress`: the
+    state's own lexemes, BOUNDARY left out), and, where some lexeme may end, those starting at
+    the Earley set `here` (`starts[b]`: the (terminal, DFA state) pairs that start with byte
+    b, shared by all sets expecting the same terminals). Slots, and no containers of its own
+    beyond the matrix: one per expanded grammar state, so few objects for the cyclic GC."""
 
-    __slots__ = ("progress", "rows_in_progress", "here", "starts", "starting", "dfas",
-                 "_matrix")
+    __slots__ = ("progress", "here", "starts", "starting", "dfas", "_matrix")
 
-    def __init__(self, progress: tuple[Lexeme, ...], here: ParserState | None,
-                 starts: list[tuple[tuple[int, int], ...]] | None, starting: tuple[int, ...],
-                 dfas: tuple[ByteDFA, ...]) -> None:
+    def __init__(self, progress: frozenset[Lexeme] | tuple[Lexeme, ...],
+                 here: ParserState | None, starts: list[tuple[tuple[int, int], ...]] | None,
+                 starting: tuple[int, ...], dfas: tuple[ByteDFA, ...]) -> None:
         self.progress = progress
-        self.rows_in_progress = tuple(dfas[t].rows[s] for t, s, _ in progress)
         self.here = here
         self.starts = starts
         self.starting = starting  # the terminals starting at `here`, sorted
@@ -478,10 +476,15 @@ class _Alternatives:
         for t in self.starting:
             yield t, self.here
 
+    def moves(self) -> list[tuple[int, list[int], ParserState]]:
+        """(terminal, DFA row, origin) of every lexeme in progress."""
+        dfas = self.dfas
+        return [(t, dfas[t].rows[s], o) for t, s, o in self.progress]
+
     @property
     def rows(self) -> list[list[int]]:
         """The DFA row of every alternative (as `tags`)."""
-        return list(self.rows_in_progress) + [
+        return [row for _, row, _ in self.moves()] + [
             self.dfas[t].rows[self.dfas[t].initial] for t in self.starting]
 
     @property
@@ -633,7 +636,9 @@ class GrammarAutomaton(TokenAutomaton):
         starting here if some lexeme can end here — with their DFA rows (cached per state)."""
         alts = self._alts.get(k)
         if alts is None:
-            progress = tuple(lex for lex in self._lexemes[k] if lex[0] != BOUNDARY)
+            progress: frozenset[Lexeme] | tuple[Lexeme, ...] = self._lexemes[k]
+            if any(t == BOUNDARY for t, _, _ in progress):  # the start state
+                progress = tuple(lex for lex in progress if lex[0] != BOUNDARY)
             here = self._ends_here(k)
             starting: tuple[int, ...] = ()
             starts = None
@@ -668,9 +673,9 @@ class GrammarAutomaton(TokenAutomaton):
             here = alts.here
             intern = self._intern
             targets = []
-            moves = tuple(zip(progress, alts.rows_in_progress))
+            moves = alts.moves()
             for b in data.tolist():
-                lex = [(t, row[b], o) for (t, _, o), row in moves if row[b] >= 0]
+                lex = [(t, row[b], o) for t, row, o in moves if row[b] >= 0]
                 if starts is not None:
                     for t, s in starts[b]:
                         lex.append((t, s, here))
