@@ -175,3 +175,20 @@ def test_string_dfas_minimised(kwargs: dict, monkeypatch: pytest.MonkeyPatch) ->
     full = lexemes._string_dfa(**args)
     assert got.n_states < full.n_states
     assert equivalent(got, full)
+
+
+def test_shortest_search_small_and_large_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python search (few edges) and the numpy one give the same distances and bytes."""
+    from structgen.automata import bytedfa
+
+    rng = np.random.default_rng(7)
+    cases = [(d.transitions, d.accepting) for d in DFAS]
+    for _ in range(30):
+        n = int(rng.integers(1, 60))
+        t = np.where(rng.random((n, 256)) < 0.03, rng.integers(0, n, (n, 256)), DEAD).astype(np.int32)
+        cases.append((t, rng.random(n) < 0.2))
+    small = [bytedfa.shortest_to_accept(t, a) for t, a in cases]
+    monkeypatch.setattr(bytedfa, "SMALL_SEARCH_EDGES", -1)
+    for (t, a), (dist, step) in zip(cases, small):
+        want_dist, want_step = bytedfa.shortest_to_accept(t, a)
+        assert (dist == want_dist).all() and (step == want_step).all()
