@@ -114,3 +114,54 @@ def test_free_lexer_caps_keep_masks_exact(smollm2, monkeypatch) -> None:
             assert np.array_equal(np.sort(got[~np.isin(got, eos)]), expected)
             ref_state, state = reference.advance(ref_state, token), automaton.advance(state, token)
         assert len(automaton._lexer._sets) <= 40
+
+
+def test_lexeme_splits_shared_across_schemas(smollm2, monkeypatch) -> None:
+    """A second schema whose terminals are the same DFA objects (string bodies, integers) finds
+    their per-lexeme splits already computed by the first, and its masks equal those of an
+    engine that starts cold."""
+    from structgen import JsonSchema
+    from structgen.constraints import grammar as engine
+
+    hits: list[int] = []
+
+    class Counting(dict):
+        def get(self, key, default=None):  # type: ignore[override]
+            if key in self:
+                hits.append(1)
+            return super().get(key, default)
+
+    original = engine._SharedLexeme.__init__
+
+    def init(self, starts: np.ndarray) -> None:
+        original(self, starts)
+        self.splits = Counting()
+
+    monkeypatch.setattr(engine._SharedLexeme, "__init__", init)
+    monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    first = JsonSchema({"type": "object", "properties": {"name": {"type": "string"},
+                                                         "age": {"type": "integer"}},
+                        "required": ["name", "age"]}).compiled
+    second = JsonSchema({"type": "object", "properties": {"title": {"type": "string"},
+                                                          "n": {"type": "integer"}},
+                         "required": ["title", "n"]}).compiled
+    assert {id(d) for d in first.terminal_dfas} & {id(d) for d in second.terminal_dfas}
+
+    def masks(compiled, text: str) -> list[np.ndarray]:
+        automaton = GrammarAutomaton(compiled, smollm2.vocab)
+        state, out = automaton.start, []
+        for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
+            out.append(np.sort(automaton.allowed_ids(state)))
+            state = automaton.advance(state, token)
+            assert state is not None
+        return out
+
+    masks(first, '{"name":"Ada Lovelace","age":36}')
+    hits.clear()
+    warm = masks(second, '{"title":"Notes on the engine","n":1843}')
+    assert hits  # splits computed for the first schema served the second
+    monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
+    cold = masks(second, '{"title":"Notes on the engine","n":1843}')
+    assert len(warm) == len(cold)
+    assert all(np.array_equal(w, c) for w, c in zip(warm, cold))

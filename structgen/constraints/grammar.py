@@ -90,7 +90,8 @@ class _FreeLexer:
     (over `EXACT_STATES`, such as an identifier excluding keywords) are widened to their
     byte-pair language, state `WIDE` (any string whose first byte may start it and whose every
     adjacent pair occurs in it; it may end where its last byte may end it), which keeps the
-    sets few. Each grammar's lexer also keeps the per-lexeme splits of views (`splits`)."""
+    sets few. Each grammar's lexer also keeps the per-lexeme splits of views that depend on
+    it (`splits`, large vocabularies); the others are shared per terminal DFA (`shared`)."""
 
     EXACT_STATES = 64
     WIDE = -2
@@ -123,8 +124,9 @@ class _FreeLexer:
         self._ends: list[bool] = [False, True]
         self._next: dict[tuple[int, int, bool], int] = {}
         self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
+        self.starts_key = np.packbits(self.starts).tobytes()
         self._walks: dict[int, _LexemeWalk] = {}
-        self._quick: dict[int, _FirstByteWalk] = {}
+        self._shared: dict[int, _SharedLexeme] = {}
         self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def accepting(self, t: int) -> set[int]:
@@ -199,11 +201,20 @@ class _FreeLexer:
             nxt = self._table[flat]
         return nxt
 
-    def first_byte_walk(self, t: int) -> "_FirstByteWalk":
-        w = self._quick.get(t)
-        if w is None:
-            w = self._quick[t] = _FirstByteWalk(self.dfas[t], self.starts)
-        return w
+    def shared(self, t: int) -> "_SharedLexeme":
+        """Terminal t's first-byte walk and splits, shared with every grammar that has the
+        same DFA object and start bytes (JSON schemas reuse string, number and key DFAs)."""
+        got = self._shared.get(t)
+        if got is None:
+            dfa = self.dfas[t]
+            per_starts = _SHARED_LEXEMES.get(dfa)
+            if per_starts is None:
+                per_starts = _SHARED_LEXEMES[dfa] = {}
+            got = per_starts.get(self.starts_key)
+            if got is None:
+                got = per_starts[self.starts_key] = _SharedLexeme(self.starts)
+            self._shared[t] = got
+        return got
 
     def walk(self, t: int) -> "_LexemeWalk":
         w = self._walks.get(t)
@@ -369,7 +380,7 @@ class _FirstByteWalk:
         n = dfa.n_states
         nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
         could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
-        table = np.empty((3 * n + 3, 256), np.int64)
+        table = np.empty((3 * n + 3, 256), np.int32)  # (int64: 62 MB at 10k states)
         table[0 : 3 * n : 3] = 3 * nxt + 1
         table[1 : 3 * n : 3] = 3 * nxt + 1 + could_end
         table[2 : 3 * n : 3] = 3 * nxt + 2
@@ -387,17 +398,21 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
                   vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """(tokens whose bytes after the view's prefix are read entirely inside terminal t's DFA
     from `state`, tokens that die in it after it could end, the rest still lexing), as local
-    indices of the view (cached per grammar). A first pass over the view with a precomputed
-    table finds the tokens inside and those that could leave (the lexeme could end before a
-    byte some terminal starts with); only the latter are walked through the free lexer."""
-    key = (t, state, view.key)
-    split = lexer.splits.get(key)
+    indices of the view. A first pass over the view with a precomputed table finds the tokens
+    inside and those that could leave (the lexeme could end before a byte some terminal starts
+    with); only the latter are walked through the free lexer, on large vocabularies. Without
+    that walk the split depends only on the DFA and the start bytes, so it is cached across
+    grammars (`_SharedLexeme`); with it, per grammar."""
+    shared = lexer.shared(t)
+    own = vocab.width >= lexer.MIN_VOCAB
+    cache, key = (lexer.splits, (t, state, view.key)) if own else (shared.splits, (state, view.key))
+    split = cache.get(key)
     if split is None:
-        quick = lexer.first_byte_walk(t)
+        quick = shared.quick(lexer.dfas[t])
         ids, ends = view.trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
         candidates = ids[~inside]
-        if vocab.width < lexer.MIN_VOCAB:
+        if not own:
             pass
         elif len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
             source = lexer.walk(t)
@@ -407,8 +422,40 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
             source = lexer.walk(t)
             trie = _leaving_trie(vocab, view, np.sort(candidates))
             candidates = trie.walk(source, source.state(state))[0]
-        split = lexer.splits[key] = (view.local(ids[inside]), view.local(candidates))
+        split = cache[key] = (view.local(ids[inside]), view.local(candidates))
+        if not own:
+            _SharedLexeme.held_bytes += split[0].nbytes + split[1].nbytes
+            if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
+                _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
+                _SharedLexeme.held_bytes = 0
     return split
+
+
+class _SharedLexeme:
+    """What `_lexeme_split` needs of one terminal DFA under one set of grammar start bytes:
+    its first-byte walk (built on first use) and its splits by (DFA state, view key)."""
+
+    #: Bytes of shared splits held (all DFAs) before they are all dropped (a bound, not a
+    #: tally: splits of DFAs since collected still count until then).
+    MAX_BYTES = 256 * 2**20
+    held_bytes = 0
+
+    def __init__(self, starts: np.ndarray) -> None:
+        # No reference to the DFA: it is this entry's weak key.
+        self.starts = starts
+        self._quick: _FirstByteWalk | None = None
+        self.splits: dict[tuple[int, tuple[str, bytes]], tuple[np.ndarray, np.ndarray]] = {}
+
+    def quick(self, dfa: ByteDFA) -> _FirstByteWalk:
+        if self._quick is None:
+            self._quick = _FirstByteWalk(dfa, self.starts)
+        return self._quick
+
+
+#: Per terminal DFA object (weakly: compiled DFAs are cached by the schema compiler, and go
+#: with it), per packed start bytes.
+_SHARED_LEXEMES: "weakref.WeakKeyDictionary[ByteDFA, dict[bytes, _SharedLexeme]]" = (
+    weakref.WeakKeyDictionary())
 
 
 _LEAVING_TRIES: dict[tuple[tuple[str, bytes], bytes], TokenTrie] = {}
