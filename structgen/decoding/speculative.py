@@ -177,6 +177,7 @@ class DraftLength:
     max_k: int = 12
     probe_every: int = 16
     margin: float = 1.05  # drafting must promise 5% more tokens/s than plain (noisy timings)
+    min_alpha: float = 0.25  # below it a kind is benched (probes only): see `k_for`
     decay: float = 0.8
     costs: PassCost = field(default_factory=PassCost)
     draft_cost: dict[str, float] = field(default_factory=dict)
@@ -204,14 +205,18 @@ class DraftLength:
         to 2-4 (~+40% on CPU): drafters chain into one pass, so nearly every pass is wide
         anyway on structured output, and pricing each kind as if it paid the jump alone kept
         drafts short (replayed extraction outputs: modelled cost 2,509 -> 2,040 one-token
-        passes for 4,618 tokens; a draft-level check of the jump dropped useful drafts, 2,361)."""
+        passes for 4,618 tokens; a draft-level check of the jump dropped useful drafts, 2,361).
+        A kind whose acceptance falls below `min_alpha` drafts nothing but probes: alone, its
+        one-token drafts would pay the jump for little (a drafter that keeps failing was kept
+        drafting ~10 times in 40 tokens by the marginal price; the replay costs 2,066 with the
+        bound)."""
         est = self.estimates.setdefault(name, _Estimate())
         base = self.costs.cost(1)
         per = self.costs.marginal() + self.draft_cost.get(name, 0.0)
         alpha = min(est.alpha, 0.999)
         best_k, best_rate = 0, self.margin / base
         emitted, power = 1.0, 1.0
-        for k in range(1, self.max_k + 1):
+        for k in range(1, self.max_k + 1 if alpha >= self.min_alpha else 1):
             power *= alpha
             emitted += power
             rate = emitted / (base + k * per)
