@@ -20,7 +20,8 @@ def test_passes_are_padded_to_a_cheaper_width():
     assert costs.width(1) == 1
     assert costs.width(2) == 4 and costs.width(3) == 4  # 70 ms beats 72 and 82
     assert costs.width(7) == 8 and costs.width(5) == 5  # 84 < 93; 83 beats 84 by too little
-    assert abs(costs.cost(3) - 0.070) < 1e-9 and abs(costs.cost(7) - 0.084) < 1e-9
+    assert abs(costs.seconds(costs.width(3)) - 0.070) < 1e-9
+    assert abs(costs.seconds(costs.width(7)) - 0.084) < 1e-9
     assert costs.width(13) == 13 and costs.width(20) == 20  # nothing wider to pad to
 
 

@@ -76,7 +76,7 @@ class PassCost:
     for 7 and 84 for 8), so a line fitted to short passes priced long drafts 2-3x too high and
     kept drafts short. Padding a pass to a wider, cheaper width is free for correctness (the
     extra positions are cropped like rejected drafts), so n positions cost the cheapest width
-    in n..n+MAX_PAD (`width`, `cost`). Each width is run `explore` times before it is trusted
+    in n..n+MAX_PAD (`width`). Each width is run `explore` times before it is trusted
     (padding a pass to an unmeasured width), so a cheap width is found once per table; the
     loop keeps one table per model, as the costs belong to the model and the machine.
     """
@@ -93,7 +93,6 @@ class PassCost:
         self.samples: dict[int, deque[float]] = {}
         self._medians: dict[int, float] = {}
         self._warm: set[int] = set()  # widths run once
-        self._costs: list[float] = []  # cost(n) at index n, rebuilt after each observation
 
     def observe(self, width: int, seconds: float) -> None:
         """One forward pass of `width` positions took `seconds`."""
@@ -105,7 +104,6 @@ class PassCost:
         samples = self.samples.setdefault(width, deque(maxlen=self.window))
         samples.append(seconds)
         self._medians[width] = statistics.median(samples)
-        self._costs = []
 
     def seconds(self, n: int) -> float:
         """Estimated seconds of a pass of exactly `n` positions: measured, else interpolated
@@ -130,16 +128,6 @@ class PassCost:
             if len(self.samples.get(w, ())) < self.explore:
                 return w
         return self._cheapest(n)
-
-    def cost(self, n: int) -> float:
-        """Estimated seconds of `n` positions at the width they would run at (no exploration),
-        never below the floor of a line from one position."""
-        if not self._costs:
-            base = self.seconds(1)
-            self._costs = [0.0] + [
-                max(self.seconds(self._cheapest(m)), base * (1 + self.floor * (m - 1)))
-                for m in range(1, self.max_width + 1)]
-        return self._costs[min(n, self.max_width)]
 
     def marginal(self) -> float:
         """Seconds one more position adds to a wide pass: the slope from 4 positions to the
@@ -211,7 +199,7 @@ class DraftLength:
         drafting ~10 times in 40 tokens by the marginal price; the replay costs 2,066 with the
         bound)."""
         est = self.estimates.setdefault(name, _Estimate())
-        base = self.costs.cost(1)
+        base = self.costs.seconds(1)
         per = self.costs.marginal() + self.draft_cost.get(name, 0.0)
         alpha = min(est.alpha, 0.999)
         best_k, best_rate = 0, self.margin / base
