@@ -1,7 +1,7 @@
 """`PassCost`: measured forward-pass costs per width, padding to cheaper widths, exploration."""
 from __future__ import annotations
 
-from structgen.decoding.speculative import DraftLength, PassCost
+from structgen.decoding.speculative import DraftLength, PassCost, _Estimate
 
 # SmolLM2 on one CPU thread, ~700 cached tokens: CPU ms of passes of 1..13 positions
 CURVE = [52, 72, 82, 70, 83, 84, 93, 84, 95, 95, 106, 98, 108]
@@ -69,3 +69,16 @@ def test_draft_length_follows_the_measured_curve():
     for _ in range(20):
         lengths.observe_draft("poor", 0, 1)
     assert lengths.k_for("poor") == 0
+
+
+def test_a_kind_below_min_alpha_only_probes():
+    """On a flat cost table (extra positions nearly free) a kind at 0.2 acceptance would still
+    pay to draft at the marginal price; below `min_alpha` it drafts nothing but probes."""
+    lengths = DraftLength(costs=_measured([50.0] * 13))
+    est = lengths.estimates.setdefault("weak", _Estimate())
+    est.accepted, est.rejected = 0.2, 0.8
+    ks = [lengths.k_for("weak") for _ in range(2 * lengths.probe_every)]
+    assert ks.count(1) == 2 and ks.count(0) == len(ks) - 2  # a probe every `probe_every` steps
+    lengths.min_alpha = 0.0
+    est.idle = 0
+    assert lengths.k_for("weak") > 0  # the marginal price alone would keep it drafting
