@@ -657,6 +657,39 @@ def _mapped_items(state, index):
 
 
 @pytest.mark.parametrize("name", NAMES + sorted(HAND))
+def test_interned_sets_continue_alike(name):
+    """Sets with the same live pieces are one object (EarleyParser.intern): along random
+    terminal sequences, a parser that interns expects and accepts what one that does not
+    expects and accepts, at every step; and on the JSON grammar, the sets after the third and
+    the fourth element of a list are the same object."""
+    from structgen.automata.earley import EarleyParser
+    from structgen.automata.grammar import compile_lark
+
+    text = grammar_text(name) if name in NAMES else HAND[name][0]
+    cfg = compile_lark(text).cfg
+    interning, plain = EarleyParser(cfg), EarleyParser(cfg)
+    plain.interning = False
+    rng = random.Random(11)
+    for _ in range(40):
+        a, b = interning.initial, plain.initial
+        for _ in range(40):
+            assert a.expected == b.expected and a.accepting == b.accepting
+            if not a.expected:
+                break
+            t = rng.choice(sorted(a.expected))
+            a, b = a.scan(t), b.scan(t)
+    if name == "json":
+        names = {n: i for i, n in enumerate(cfg.terminal_names)}
+        seq = [names[n] for n in ("LSQB", "NUMBER")]
+        state = interning.initial
+        after = []
+        for t in seq + [names["COMMA"], names["NUMBER"]] * 4:
+            state = state.scan(t)
+            after.append(state)
+        assert after[5] is after[7] is after[9]
+
+
+@pytest.mark.parametrize("name", NAMES + sorted(HAND))
 def test_earley_pieces_equal_item_walk(name):
     """Scans build sets from cached completion pieces (EarleyParser.fast); the same terminal
     sequences parsed with the plain item walk give the same items (origins matched by position),
@@ -668,6 +701,7 @@ def test_earley_pieces_equal_item_walk(name):
     cfg = compile_lark(text).cfg
     fast, slow = EarleyParser(cfg), EarleyParser(cfg)
     slow.fast = False
+    fast.interning = False  # items (dead ones too) are compared by position here
     rng = random.Random(7)
     for _ in range(40):
         a, b = fast.initial, slow.initial

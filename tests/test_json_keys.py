@@ -450,3 +450,31 @@ def test_masks_agree_with_advance_at_key_positions(order, smollm2_vocab):
         wrong = [smollm2_vocab.token_bytes[i] for i in marked
                  if bool(mask[i]) != (automaton.advance(state, i) is not None)]
         assert not wrong, (prefix, wrong[:10])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"literals": ["a", "ab", "b"]}, {"exclude": ["a", "ab"]},
+                                    {"max_length": 3}, {"pattern": "^x+$"},
+                                    {"literals": ["k"], "canonical": True}])
+def test_endless_states_are_those_with_infinitely_many_continuations(kwargs, smollm2_vocab):
+    """A key lexeme in an endless state can always spell a key that is not present (the
+    tracker's shortcut): checked against the pumping bound — a state has infinitely many
+    accepted continuations iff it accepts one of length n..2n-1 (n states)."""
+    import numpy as np
+
+    from structgen.constraints.json_keys import KeyTrackingAutomaton
+    from structgen.schema.lexemes import json_string_dfa
+
+    dfa = json_string_dfa(**kwargs)
+    automaton = KeyTrackingAutomaton(JsonSchema({}).compile(smollm2_vocab).grammar, [dfa])
+    n = dfa.n_states
+    succ = [set(row[row >= 0].tolist()) for row in dfa.transitions]
+    expected = set()
+    for s in range(n):
+        here = {s}
+        for length in range(1, 2 * n):
+            here = set().union(*(succ[q] for q in here))
+            if length >= n and any(dfa.accepting[q] for q in here):
+                expected.add(s)
+                break
+    assert automaton._endless(0) == expected
+    assert expected or kwargs.get("literals") or "max_length" in kwargs

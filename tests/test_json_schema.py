@@ -737,3 +737,21 @@ def test_invalid_schema_message_is_the_validators():
         JsonSchema(schema)
     assert str(e.value).startswith(f"invalid schema: {error.message}")
     assert e.value.pointer == "/properties/a/minLength"
+
+
+@pytest.mark.parametrize("schema,first,more", [
+    ({"type": "array", "items": {"type": "string"}}, '["a", "b", "c", "', 'd", "'),
+    ({"type": "object", "additionalProperties": {"type": "integer"}},
+     '{"a": 1, "b": 2, "c": 3, "', 'd": 4, "'),
+])
+def test_repeated_positions_are_one_grammar_state(schema, first, more, smollm2_vocab):
+    """Repetitions are left-recursive and Earley sets are interned, so the position after
+    one more element (or entry) is the same grammar state as before it: masks computed there
+    are reused, not recomputed for every element."""
+    automaton = JsonSchema(schema, property_order="any",
+                           whitespace="flexible").compile(smollm2_vocab)
+    grammar = getattr(automaton, "grammar", automaton)
+    a = automaton._advance_bytes(automaton.start, first.encode())
+    b = automaton._advance_bytes(automaton.start, (first + more).encode())
+    assert a is not None and b is not None
+    assert grammar._id(a[0]) == grammar._id(b[0])

@@ -123,3 +123,23 @@ def test_automaton_too_many_states_is_lazy(smollm2_vocab, monkeypatch):
     ids = automaton.allowed_ids(automaton.start)
     assert automaton._precomputed == {}
     assert np.array_equal(_sorted(ids), _brute(automaton, smollm2_vocab, automaton.start))
+
+
+@pytest.mark.parametrize("pattern", BRUTE_PATTERNS)
+def test_walk_each_equals_walk(smollm2_vocab, pattern):
+    """The depth-first walk (small leaving tries) finds the tokens the level walk finds, from
+    every state, on a trie of a sample of the vocabulary."""
+    from structgen.vocab.trie import TokenTrie
+
+    automaton = Regex(pattern).compile(smollm2_vocab)
+    rng = np.random.default_rng(3)
+    only = sorted(rng.choice(smollm2_vocab.width, 3000, replace=False).tolist())
+    trie = TokenTrie(smollm2_vocab.token_bytes, only=only)
+
+    def next_state(s: int, b: int) -> int:
+        return int(automaton.step(np.array([s]), np.array([b]))[0])
+
+    for s in range(automaton.dfa.n_states):
+        each = trie.walk_each(next_state, s, automaton.sink)
+        assert len(each) == len(set(each))
+        assert np.array_equal(_sorted(each), _sorted(trie.walk(automaton, s)[0])), (pattern, s)

@@ -7,6 +7,8 @@ part is a shortest derivation over Earley items (see `parser_completion`).
 from __future__ import annotations
 
 import weakref
+from functools import cached_property
+from typing import Sequence
 
 import numpy as np
 
@@ -26,15 +28,20 @@ def _dfa_tables(dfa: ByteDFA) -> tuple[np.ndarray, np.ndarray]:
     return tables
 
 
+def dfa_distances(dfa: ByteDFA) -> np.ndarray:
+    """Bytes to acceptance from every state (-1: never), cached per DFA."""
+    return _dfa_tables(dfa)[0]
+
+
 def dfa_completion(dfa: ByteDFA, state: int) -> bytes:
     """A shortest byte string leading from `state` to acceptance (b"" if accepting)."""
     dist, step = _dfa_tables(dfa)
     out = bytearray()
-    rows = dfa.rows
+    table = dfa.transitions  # (not `rows`: listing a large table costs more than the path)
     while dist[state] > 0:
         b = int(step[state])
         out.append(b)
-        state = rows[state][b]
+        state = int(table[state, b])
     return bytes(out)
 
 
@@ -51,26 +58,35 @@ class ParserCompletions:
     up to the start symbol begun at the root.
     """
 
-    def __init__(self, cfg: CFG, terminal_text: list[bytes], root: ParserState) -> None:
+    def __init__(self, cfg: CFG, terminal_dfas: Sequence[ByteDFA], root: ParserState) -> None:
         self.cfg = cfg
         self.root = root
-        self.symbol_text = list(terminal_text) + [None] * len(cfg.nonterminal_names)
-        changed = True
-        while changed:  # Bellman–Ford style: shortest derivation of every nonterminal
-            changed = False
-            for lhs, rhs in cfg.rules:
-                parts = [self.symbol_text[s] for s in rhs]
-                if any(p is None for p in parts):
-                    continue
-                text = b"".join(parts)
-                best = self.symbol_text[lhs]
-                if best is None or len(text) < len(best):
-                    self.symbol_text[lhs] = text
-                    changed = True
+        self._dfas = terminal_dfas
         self._after: "weakref.WeakKeyDictionary[ParserState, dict[int, bytes]]" = (
             weakref.WeakKeyDictionary()
         )
-        self._complete: "weakref.WeakKeyDictionary[ParserState, bytes]" = weakref.WeakKeyDictionary()
+        self._complete: "weakref.WeakKeyDictionary[ParserState, bytes]" = (
+            weakref.WeakKeyDictionary())
+
+    @cached_property
+    def symbol_text(self) -> list[bytes | None]:
+        """Shortest text of every symbol (of terminals, a shortest lexeme), on first use: only
+        completions need it, and a schema's first mask should not wait for it."""
+        text: list[bytes | None] = [dfa_shortest_match(d) for d in self._dfas]
+        text += [None] * len(self.cfg.nonterminal_names)
+        changed = True
+        while changed:  # Bellman–Ford style: shortest derivation of every nonterminal
+            changed = False
+            for lhs, rhs in self.cfg.rules:
+                parts = [text[s] for s in rhs]
+                if any(p is None for p in parts):
+                    continue
+                joined = b"".join(parts)  # type: ignore[arg-type]
+                best = text[lhs]
+                if best is None or len(joined) < len(best):
+                    text[lhs] = joined
+                    changed = True
+        return text
 
     def _rest(self, rule: int, dot: int) -> bytes:
         return b"".join(self.symbol_text[s] for s in self.cfg.rules[rule][1][dot:])

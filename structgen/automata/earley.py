@@ -31,6 +31,8 @@ class CFG:
 class EarleyParser:
     """Grammar tables shared by all states of one grammar."""
 
+    #: Whether sets with the same live pieces are made one object (`intern`).
+    interning = True
     #: Completions cached per (Earley set, nonterminal) nest at most this deep in one scan
     #: (right-recursive chains completing at once); deeper scans take the plain item walk.
     MAX_NESTING = 200
@@ -55,13 +57,20 @@ class EarleyParser:
             weakref.WeakValueDictionary())
         self._unions: weakref.WeakValueDictionary[tuple[int, ...], ParserState] = (
             weakref.WeakValueDictionary())  # by the sorted serials of the sets merged
+        # Every set by its live pieces (ids of live objects: a set holds its pieces): two sets
+        # with the same live pieces continue alike, whatever text led to them. Interning them
+        # makes positions that differ only in history (the third element of a list and the
+        # fourth) one object, so that caches keyed by sets (masks, walks) hit there.
+        self._interned: weakref.WeakValueDictionary[tuple, ParserState] = (
+            weakref.WeakValueDictionary())
         self._serials = itertools.count()
         self._frozen: dict[frozenset[int], frozenset[int]] = {}
         self.initial = ParserState(self, [(r, 0, None) for r in self.by_lhs.get(cfg.start, ())])
 
-    def _closure_nonterminals(self) -> dict[int, frozenset[int]]:
+    def _closure_nonterminals(self) -> "_Closures":
         """For each nonterminal, every nonterminal predicted along with it (itself included):
-        those at the start of its rules, past nullable symbols, transitively."""
+        those at the start of its rules, past nullable symbols, transitively. Computed per
+        nonterminal on first use: a schema's grammar has thousands, a parse meets few."""
         direct: dict[int, set[int]] = {}
         for lhs, rhs in self.rules:
             for sym in rhs:
@@ -69,35 +78,39 @@ class EarleyParser:
                     direct.setdefault(lhs, set()).add(sym)
                 if sym not in self.nullable:
                     break
-        out: dict[int, frozenset[int]] = {}
-        for nt in {lhs for lhs, _ in self.rules}:
-            seen, todo = {nt}, [nt]
-            while todo:
-                for nxt in direct.get(todo.pop(), ()):
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        todo.append(nxt)
-            out[nt] = frozenset(seen)
-        return out
+        return _Closures(direct)
 
     def _unit_cycles(self) -> bool:
         """Whether some nonterminal derives itself alone (A -> ... B ... with the rest
-        nullable, B =>* A)."""
+        nullable, B =>* A): a cycle in the graph of such unit steps (depth-first, colours)."""
+        nt, nullable = self.n_terminals, self.nullable
         unit: dict[int, set[int]] = {}
         for lhs, rhs in self.rules:
-            for i, sym in enumerate(rhs):
-                if sym >= self.n_terminals and all(
-                        s in self.nullable for j, s in enumerate(rhs) if j != i):
+            solid = [sym for sym in rhs if sym not in nullable]
+            if len(solid) > 1:
+                continue
+            for sym in (solid if solid else rhs):  # one solid symbol: only it can be B
+                if sym >= nt:
                     unit.setdefault(lhs, set()).add(sym)
-        for nt in unit:
-            seen, todo = set(), list(unit[nt])
-            while todo:
-                x = todo.pop()
-                if x == nt:
-                    return True
-                if x not in seen:
-                    seen.add(x)
-                    todo.extend(unit.get(x, ()))
+        done: set[int] = set()
+        for root in unit:
+            if root in done:
+                continue
+            on_path = {root}
+            stack = [(root, iter(unit.get(root, ())))]
+            while stack:
+                node, kids = stack[-1]
+                for kid in kids:
+                    if kid in on_path:
+                        return True
+                    if kid not in done:
+                        on_path.add(kid)
+                        stack.append((kid, iter(unit.get(kid, ()))))
+                        break
+                else:
+                    stack.pop()
+                    on_path.discard(node)
+                    done.add(node)
         return False
 
     def frozen(self, symbols) -> frozenset[int]:
@@ -124,12 +137,42 @@ class EarleyParser:
             state._waiting_for = {}
             state._items = state._waiting = None
 
+    def intern(self, state: "ParserState") -> "ParserState":
+        """The set already made of `state`'s live pieces, if one is alive; else `state`.
+        Pieces of finished items only are left out: their completions are done, and they
+        never act again (the one trace they leave, a finished start item, is `accepting`)."""
+        if not self.interning:
+            return state
+        key = (state.accepting, *sorted(id(p) for p in state.pieces if p.waiting or p.by_terminal))
+        got = self._interned.get(key)
+        if got is None:
+            self._interned[key] = got = state
+        return got
+
     def prediction(self, nts: frozenset[int]) -> "Prediction":
         """The items an Earley set predicts for these nonterminals (origin: the set itself)."""
         pred = self._predictions.get(nts)
         if pred is None:
             pred = self._predictions[nts] = Prediction(self, nts)
         return pred
+
+
+class _Closures(dict):
+    """Nonterminal -> the nonterminals predicted with it, each computed on first lookup."""
+
+    def __init__(self, direct: dict[int, set[int]]) -> None:
+        super().__init__()
+        self._direct = direct
+
+    def __missing__(self, nt: int) -> frozenset[int]:
+        seen, todo = {nt}, [nt]
+        while todo:
+            for nxt in self._direct.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        self[nt] = out = frozenset(seen)
+        return out
 
 
 class Prediction:
@@ -310,8 +353,8 @@ class ParserState:
         union = parser._unions.get(key)
         if union is None:
             pieces = tuple(dict.fromkeys(p for s in sets for p in s.pieces))
-            union = parser._unions[key] = cls._of_pieces(parser, pieces,
-                                                         any(s.accepting for s in sets))
+            union = parser._unions[key] = parser.intern(cls._of_pieces(
+                parser, pieces, any(s.accepting for s in sets)))
         return union
 
     def waiting_for(self, sym: int) -> tuple[tuple[int, int, ParserState], ...]:
@@ -409,7 +452,7 @@ class ParserState:
             if nxt is None:
                 nxt = ParserState(self.parser, list(dict.fromkeys(
                     (r, d, o) for o, got in kernel for r, d in got)))
-            self.parser._scans[key] = nxt
+            self.parser._scans[key] = nxt = self.parser.intern(nxt)
         return nxt
 
     def __repr__(self) -> str:

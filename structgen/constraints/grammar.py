@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..automata.bytedfa import ByteDFA
-from ..automata.completion import ParserCompletions, dfa_completion, dfa_shortest_match
+from ..automata.completion import ParserCompletions, dfa_completion
 from ..automata.earley import EarleyParser, ParserState
 from ..automata.grammar import CompiledGrammar, compile_lark
 from ..vocab.token_bytes import Vocabulary
@@ -112,7 +112,6 @@ class _FreeLexer:
         # Everything per terminal or per byte is built on first use: grammars compiled from
         # JSON schemas have hundreds of terminals, and their first mask should not pay for all.
         self.dfas = dfas
-        self.rows = [d.rows for d in dfas]
         self._initial_rows = np.array([d.transitions[d.initial] for d in dfas], np.int64)
         self.starts = (self._initial_rows >= 0).any(axis=0)  # bytes some terminal starts with
         self._accepting: dict[int, set[int]] = {}
@@ -166,9 +165,9 @@ class _FreeLexer:
             if f == self.ANY:
                 return self.ANY
             lexemes, b = self._sets[f]
-            rows, wide = self.rows, self.WIDE
-            out = {(t, rows[t][s][c] if s != wide else wide) for t, s in lexemes
-                   if (self._wide(t)[0][b, c] if s == wide else rows[t][s][c] >= 0)}
+            dfas, wide = self.dfas, self.WIDE
+            out = {(t, dfas[t].rows[s][c] if s != wide else wide) for t, s in lexemes
+                   if (self._wide(t)[0][b, c] if s == wide else dfas[t].rows[s][c] >= 0)}
             if restart or self._ends[f]:
                 out |= self.firsts(c)
             nxt = 0
@@ -583,6 +582,9 @@ class GrammarAutomaton(TokenAutomaton):
     split_cache_bytes = 256 * 2**20
     #: Fills of up to this many (byte, alternative) pairs run in plain Python.
     SMALL_FILL = 256
+    #: Leaving tries of up to this many nodes are walked depth first, one transition at a
+    #: time (`TokenTrie.walk_each`); larger ones level by level with numpy.
+    WALK_EACH_NODES = 2048
 
     def __init__(self, grammar: CompiledGrammar, vocab: Vocabulary) -> None:
         super().__init__(vocab)
@@ -592,9 +594,7 @@ class GrammarAutomaton(TokenAutomaton):
         self.trie = trie_for(vocab)
         self.profile = MaskProfile()
         self._start = frozenset({(BOUNDARY, 0, self.parser.initial)})
-        self.completions = ParserCompletions(
-            grammar.cfg, [dfa_shortest_match(d) for d in self.dfas], self.parser.initial
-        )
+        self.completions = ParserCompletions(grammar.cfg, self.dfas, self.parser.initial)
         self.root = _root_view(vocab)
         self._lexer = _free_lexer(grammar)
         self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], list]] = {}
@@ -814,7 +814,10 @@ class GrammarAutomaton(TokenAutomaton):
         split = self._shape_split(k, view)
         splits.append(split)
         if split.leaving is not None:
-            walked.append(split.leaving.walk(self, k)[0])
+            if split.leaving.n_nodes <= self.WALK_EACH_NODES:
+                walked.append(np.array(split.leaving.walk_each(self._next, k, DEAD), np.int64))
+            else:
+                walked.append(split.leaving.walk(self, k)[0])
         for b in split.deeper:
             nxt = self._next(k, b)
             if nxt != DEAD:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..automata.bytedfa import DEAD, ByteDFA
+from ..automata.completion import dfa_distances
 from ..schema.lexemes import _node_entries
 from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
@@ -437,6 +438,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._lexemes_of: dict[State, frozenset[tuple[int, int]]] = {}
         self._witnesses: dict[tuple, bytes | None] = {}
         self._removed: dict[State, np.ndarray] = {}
+        self._endless_states: dict[int, frozenset[int]] = {}
+        self._endless_of: dict[frozenset, tuple] = {}
 
     def clear_caches(self) -> None:
         super().clear_caches()
@@ -447,6 +450,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._witnesses.clear()
         self._moves.clear()
         self._removed.clear()
+        self._endless_of.clear()
 
     @property
     def start(self) -> State:
@@ -636,8 +640,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
                     if head not in heads:
                         heads[head] = self.grammar._advance_bytes(g, head)
                     gq = heads[head]
-                    ok = gq is not None and self._in_key_lexemes(
-                        self._walk_lexemes(self._key_lexemes(gq), rest), d2, kd2) is not None
+                    ok = gq is not None and self._fresh_key_after(
+                        self._key_lexemes(gq), rest, d2, kd2)
                 if ok is None:
                     g2 = self.grammar._advance_bytes(g, data)
                     ok = g2 is not None and self._witness(g2, end) is not None
@@ -663,9 +667,55 @@ class KeyTrackingAutomaton(TokenAutomaton):
         for i, e in zip(ids.tolist(), ends.tolist()):
             if kd.accepts(e):  # closes a present key
                 out.append(i)
-                continue
-            if self._in_key_lexemes(self._walk_lexemes(lexemes, tb[i]), e, kd) is None:
+            elif not self._fresh_key_after(lexemes, tb[i], e, kd):
                 out.append(i)
+        return out
+
+    def _fresh_key_after(self, lexemes: frozenset[tuple[int, int]], data: bytes, d: int,
+                         kd: _KeysDFA) -> bool:
+        """Whether, inside a key string, a key that is not present can still be spelled after
+        `data` (keys-DFA state d after it). At once when a lexeme reads on into a state whose
+        strings are endless: the present keys have finitely many spellings; else by search."""
+        for t, s, endless in self._endless_lexemes(lexemes):
+            if self._dfas[t].walk(s, data) in endless:
+                return True
+        return self._in_key_lexemes(self._walk_lexemes(lexemes, data), d, kd) is not None
+
+    def _endless_lexemes(self, lexemes: frozenset[tuple[int, int]]) -> tuple:
+        """(terminal, DFA state, its endless states) of the lexemes whose terminal has any."""
+        out = self._endless_of.get(lexemes)
+        if out is None:
+            if len(self._endless_of) >= self.max_memo:
+                self._endless_of.clear()
+            out = self._endless_of[lexemes] = tuple(
+                (t, s, e) for t, s in lexemes for e in (self._endless(t),) if e)
+        return out
+
+    def _endless(self, t: int) -> frozenset[int]:
+        """States of terminal t's DFA with infinitely many accepted continuations: those that
+        reach a cycle from which an accepting state is reachable (cached per terminal)."""
+        out = self._endless_states.get(t)
+        if out is None:
+            dfa = self._dfas[t]
+            succ = [set(row[row >= 0].tolist()) for row in dfa.transitions]
+            pred: list[set[int]] = [set() for _ in succ]
+            for q, nxt in enumerate(succ):
+                for r in nxt:
+                    pred[r].add(q)
+            live = set(np.flatnonzero(dfa_distances(dfa) >= 0).tolist())  # reach acceptance
+            # Within the live states, peel those with no live successor left: what remains
+            # has an infinite path, which stays live (each state of it reaches acceptance).
+            out_deg = {q: len(succ[q] & live) for q in live}
+            todo = [q for q, n in out_deg.items() if n == 0]
+            gone = set(todo)
+            while todo:
+                for q in pred[todo.pop()]:
+                    if q in live and q not in gone:
+                        out_deg[q] -= 1
+                        if out_deg[q] == 0:
+                            gone.add(q)
+                            todo.append(q)
+            out = self._endless_states[t] = frozenset(live - gone)
         return out
 
     def _walk_lexemes(self, lexemes: frozenset[tuple[int, int]], data: bytes

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import reduce
-from typing import Any, Callable, Hashable, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -1305,8 +1305,8 @@ class Emitter:
         """Zero to `count` repetitions of `unit` (None: unbounded); logarithmic for big counts."""
         def build(nt: int) -> None:
             self._rule(nt, ())
-            if count is None:
-                self._rule(nt, (unit, nt))
+            if count is None:  # left-recursive: every repetition is parsed from the same
+                self._rule(nt, (nt, unit))  # origin, so repeated positions are one Earley set
             elif count <= 64:
                 if count > 0:
                     self._rule(nt, (unit, self._up_to(unit, count - 1)))
@@ -1544,30 +1544,24 @@ class Emitter:
         if (len(named) + 1) * (min(cap, len(named)) + 1) > MAX_COUNTER_STATES:
             raise UnsupportedSchemaError("maxProperties", "too many (property, count) states",
                                          pointer)
-        states: dict[tuple[int, int], int] = {}
-        pending: list[tuple[int, int]] = []
+        machine = _Entries()
 
-        def state(i: int, c: int) -> int:
-            key = (i, min(c, cap))
-            if key not in states:
-                states[key] = self._nt(f"props{key}")
-                pending.append(key)
-            return states[key]
+        def state(i: int, c: int) -> tuple[int, int]:
+            return machine.state((i, min(c, cap)))
 
         start = state(0, 0)
-        while pending:
-            i, c = pending.pop()
-            nt = states[(i, c)]
+        while machine.pending:
+            i, c = key = machine.pending.pop()
             sep = self.comma if c > 0 else ()
             if i < len(named):
                 k = named[i][0]
                 if k not in required:
-                    self._rule(nt, (state(i + 1, c),))
+                    machine.edge(key, (), state(i + 1, c))
                 if hi is None or c + 1 <= hi:
-                    self._rule(nt, (*sep, entries[k], state(i + 1, c + 1)))
+                    machine.edge(key, (*sep, entries[k]), state(i + 1, c + 1))
                 continue
             if c >= 1 and c >= lo:
-                self._rule(nt, ())
+                machine.finals.append(key)
             need = max(lo - c, 1)  # additional entries, each a distinct key (see _object)
             if extras is None or (hi is not None and c + need > hi):
                 continue
@@ -1579,8 +1573,9 @@ class Emitter:
             more = None if hi is None else hi - c - need
             unit = self._cached(("unit-extra", extras), "next-extra",
                                 lambda u: self._rule(u, (*self.comma, extras)))
-            self._rule(nt, (*sep, extras, *[unit] * (need - 1), self._up_to(unit, more)))
-        return start
+            machine.edge(key, (*sep, extras, *[unit] * (need - 1), self._up_to(unit, more)),
+                         _Entries.END)
+        return self._left_linear(machine, start)
 
     def _any_order(self, named: list, required: set, entries: dict, extras: int | None,
                    lo: int, hi: int | None, pointer: str) -> int:
@@ -1601,35 +1596,75 @@ class Emitter:
         # there are no others); without it, up to max(minProperties, 1), then "that many or more"
         limit = None if hi is None else hi if extras is not None else min(hi, len(named))
         cap = max(lo, 1) if limit is None else limit
-        states: dict[tuple[frozenset, int], int] = {}
-        pending: list[tuple[frozenset, int]] = []
+        machine = _Entries()
 
-        def state(present: frozenset, c: int) -> int:
+        def state(present: frozenset, c: int) -> tuple[frozenset, int]:
             key = (present, min(c, cap))
-            if key not in states:
-                if len(states) >= MAX_SUBSET_STATES:
-                    raise UnsupportedSchemaError(
-                        "properties", f"any-order objects with these properties need more than "
-                        f"{MAX_SUBSET_STATES} states (sets of required keys present, entry "
-                        "counts); use property_order='schema'", pointer)
-                states[key] = self._nt(f"props{len(present)}+{key[1]}")
-                pending.append(key)
-            return states[key]
+            if len(machine.seen) >= MAX_SUBSET_STATES and key not in machine.seen:
+                raise UnsupportedSchemaError(
+                    "properties", f"any-order objects with these properties need more than "
+                    f"{MAX_SUBSET_STATES} states (sets of required keys present, entry "
+                    "counts); use property_order='schema'", pointer)
+            return machine.state(key)
 
         start = state(frozenset(), 0)
-        while pending:
-            present, c = pending.pop()
-            nt = states[(present, c)]
+        while machine.pending:
+            present, c = key = machine.pending.pop()
             sep = self.comma if c > 0 else ()
             if c >= 1 and len(present) == len(required) and c >= lo:
-                self._rule(nt, ())
+                machine.finals.append(key)
             if limit is not None and c >= limit:
                 continue
             for k in sorted(required - present):
-                self._rule(nt, (*sep, entries[k], state(present | {k}, c + 1)))
+                machine.edge(key, (*sep, entries[k]), state(present | {k}, c + 1))
             if other is not None:
-                self._rule(nt, (*sep, other, state(present, c + 1)))
-        return start
+                machine.edge(key, (*sep, other), state(present, c + 1))
+        return self._left_linear(machine, start)
+
+    def _left_linear(self, machine: "_Entries", start: Hashable) -> int:
+        """The entries a state machine reads from `start` to a final state, as a left-linear
+        grammar: one nonterminal per state for "the entries so far". Each entry is then
+        parsed from the object's start, so an entry's position does not nest one level per
+        entry before it, and positions that continue alike are one Earley set (see
+        `EarleyParser.intern`): masks cached at the third entry serve the fourth."""
+        names: dict[Hashable, int] = {}
+
+        def so_far(q: Hashable) -> int:
+            if q not in names:
+                names[q] = self._nt("entries" if q is _Entries.END else f"props{len(names)}")
+            return names[q]
+
+        reentered = any(dst == start for _, _, dst in machine.edges)
+        if reentered:
+            self._rule(so_far(start), ())
+        for src, syms, dst in machine.edges:
+            before = () if src == start and not reentered else (so_far(src),)
+            self._rule(so_far(dst), (*before, *syms))
+        for q in machine.finals:
+            self._rule(so_far(_Entries.END), () if q == start and not reentered else (so_far(q),))
+        return so_far(_Entries.END)
+
+
+@dataclass
+class _Entries:
+    """A state machine over object entries, built breadth-first from its states' keys:
+    edges (state, symbols, state) and final states; `END` is final after its edges."""
+
+    END: ClassVar[object] = object()
+    edges: list[tuple[Hashable, tuple, Hashable]] = field(default_factory=list)
+    finals: list[Hashable] = field(default_factory=list)
+    seen: set = field(default_factory=set)
+    pending: list = field(default_factory=list)
+
+    def state(self, key: Hashable) -> Hashable:
+        if key not in self.seen:
+            self.seen.add(key)
+            self.pending.append(key)
+        return key
+
+    def edge(self, src: Hashable, syms: tuple, dst: Hashable) -> None:
+        if None not in syms:  # as `_rule`: a symbol with no strings drops the edge
+            self.edges.append((src, syms, dst))
 
 
 _EMPTY_DFA = ByteDFA(np.full((1, 256), DEAD, np.int32), np.zeros(1, bool), DEAD)

@@ -7,7 +7,7 @@ their shared prefix is rejected — no Python loop over tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -124,6 +124,7 @@ class TokenTrie:
             prev_count = n_nodes
         self.n_tokens = n
         self.n_nodes = sum(len(level.byte) for level in self.levels)
+        self._nodes: tuple | None = None  # `walk_each`'s nested form, built on first use
 
     def walk(self, source: "TransitionSource", state: int,
              first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -194,6 +195,36 @@ class TokenTrie:
         if not out_ids:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_ids), np.concatenate(out_states)
+
+    def walk_each(self, next_state: Callable[[int, int], int], state: int, sink: int) -> list[int]:
+        """`walk`'s token ids, depth first with one `next_state(state, byte)` call per node
+        reached: for small tries, where `walk` pays a few numpy calls per level even when one
+        node is alive (a leaving trie holding a 64-space token has 64 levels)."""
+        nodes = self._nodes
+        if nodes is None:
+            nodes = self._nodes = self._as_tuples()
+        out: list[int] = []
+        todo = [(state, nodes)]
+        while todo:
+            s, below = todo.pop()
+            for b, ids, kids in below:
+                s2 = next_state(s, b)
+                if s2 != sink:
+                    out.extend(ids)
+                    if kids:
+                        todo.append((s2, kids))
+        return out
+
+    def _as_tuples(self) -> tuple:
+        """The root's children as nested (byte, token ids ending there, children) tuples."""
+        below: list = []
+        for level in reversed(self.levels):
+            byte, tokens = level.byte.tolist(), level.tokens.tolist()
+            ts, tc = level.token_start.tolist(), level.token_count.tolist()
+            cs, cc = level.child_start.tolist(), level.child_count.tolist()
+            below = [(byte[i], tuple(tokens[ts[i]:ts[i] + tc[i]]),
+                      tuple(below[cs[i]:cs[i] + cc[i]])) for i in range(len(byte))]
+        return tuple(below)
 
     def walk_many(
         self,
@@ -289,6 +320,7 @@ class TokenTrie:
         sub.levels = []
         first = self.levels[0] if self.levels else None
         j = int(np.searchsorted(first.byte, byte)) if first is not None else 0
+        sub._nodes = None
         if first is None or j >= len(first.byte) or first.byte[j] != byte:
             sub.max_len, sub.n_tokens, sub.n_nodes = 0, 0, 0
             return sub
