@@ -29,11 +29,14 @@ _FLAG_LETTERS = {"i", "s", "m", "x", "u", "l"}
 
 @dataclass(frozen=True, eq=False)
 class CompiledGrammar:
-    """A CFG plus one byte DFA per terminal; `ignore` terminals may appear between lexemes."""
+    """A CFG plus one byte DFA per terminal; `ignore` terminals may appear between lexemes.
+    `free_lexer`: whether masks on large vocabularies prune leaving tokens with the grammar's
+    free lexer (`structgen.constraints.grammar._FreeLexer`), which pays where lexemes touch."""
 
     cfg: CFG
     terminal_dfas: tuple[ByteDFA, ...]
     ignore: frozenset[int]
+    free_lexer: bool = True
 
 
 def _terminal_regex(term: lark.lexer.TerminalDef) -> str:

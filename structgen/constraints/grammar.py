@@ -108,10 +108,13 @@ class _FreeLexer:
     MAX_STATES = 50_000
     ANY = 1
 
-    def __init__(self, dfas: tuple[ByteDFA, ...]) -> None:
+    def __init__(self, dfas: tuple[ByteDFA, ...], prunes: bool = True) -> None:
+        """`prunes`: whether `_lexeme_split` prunes leaving tokens with this lexer on large
+        vocabularies (`CompiledGrammar.free_lexer`)."""
         # Everything per terminal or per byte is built on first use: grammars compiled from
         # JSON schemas have hundreds of terminals, and their first mask should not pay for all.
         self.dfas = dfas
+        self.prunes = prunes
         self._initial_rows = np.array([d.transitions[d.initial] for d in dfas], np.int64)
         self.starts = (self._initial_rows >= 0).any(axis=0)  # bytes some terminal starts with
         self._accepting: dict[int, set[int]] = {}
@@ -228,7 +231,7 @@ _FREE_LEXERS: "weakref.WeakKeyDictionary[CompiledGrammar, _FreeLexer]" = weakref
 def _free_lexer(grammar: CompiledGrammar) -> _FreeLexer:
     lexer = _FREE_LEXERS.get(grammar)
     if lexer is None:
-        lexer = _FREE_LEXERS[grammar] = _FreeLexer(grammar.terminal_dfas)
+        lexer = _FREE_LEXERS[grammar] = _FreeLexer(grammar.terminal_dfas, grammar.free_lexer)
     return lexer
 
 
@@ -399,21 +402,28 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
     from `state`, tokens that die in it after it could end, the rest still lexing), as local
     indices of the view. A first pass over the view with a precomputed table finds the tokens
     inside and those that could leave (the lexeme could end before a byte some terminal starts
-    with); only the latter are walked through the free lexer, on large vocabularies. Without
-    that walk the split depends only on the DFA and the start bytes, so it is cached across
-    grammars (`_SharedLexeme`); with it, per grammar."""
+    with): it depends only on the DFA and the start bytes, so it is cached across grammars
+    (`_SharedLexeme`). On large vocabularies the possible leavers are then walked through the
+    free lexer, per grammar."""
     shared = lexer.shared(t)
-    own = vocab.width >= lexer.MIN_VOCAB
-    cache, key = (lexer.splits, (t, state, view.key)) if own else (shared.splits, (state, view.key))
-    split = cache.get(key)
-    if split is None:
+    first = shared.splits.get((state, view.key))
+    if first is None:
         quick = shared.quick(lexer.dfas[t])
         ids, ends = view.trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
-        candidates = ids[~inside]
-        if not own:
-            pass
-        elif len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
+        first = shared.splits[(state, view.key)] = (view.local(ids[inside]),
+                                                    view.local(ids[~inside]))
+        _SharedLexeme.held_bytes += first[0].nbytes + first[1].nbytes
+        if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
+            _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
+            _SharedLexeme.held_bytes = 0
+    if vocab.width < lexer.MIN_VOCAB or not lexer.prunes:
+        return first
+    key = (t, state, view.key)
+    split = lexer.splits.get(key)
+    if split is None:
+        candidates = view.ids[first[1]]
+        if len(candidates) > lexer.OWN_TRIE_MAX:  # many: walk the view again, through both
             source = lexer.walk(t)
             all_ids, ends = view.trie.walk(source, source.state(state))
             candidates = all_ids[source.dfa_state[ends] < 0]
@@ -421,12 +431,7 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
             source = lexer.walk(t)
             trie = _leaving_trie(vocab, view, np.sort(candidates))
             candidates = trie.walk(source, source.state(state))[0]
-        split = cache[key] = (view.local(ids[inside]), view.local(candidates))
-        if not own:
-            _SharedLexeme.held_bytes += split[0].nbytes + split[1].nbytes
-            if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
-                _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
-                _SharedLexeme.held_bytes = 0
+        split = lexer.splits[key] = (first[0], view.local(candidates))
     return split
 
 

@@ -461,17 +461,25 @@ class KeyTrackingAutomaton(TokenAutomaton):
 
     # stepping -------------------------------------------------------------------------------
 
-    def _keys_dfa(self, keys: frozenset[str]) -> _KeysDFA:
+    def _keys_dfa(self, keys: frozenset[str], near: frozenset[str] | None = None) -> _KeysDFA:
+        """The keys DFA of `keys` (cached), grown by one key from the last one built or from
+        `near`'s (a set it may extend by one key: tokens that close a key and open another in
+        the same object, which Gemma-3's vocabulary has many of) when it can."""
         k = self._keys_dfas.get(keys)
         if k is None:
             if len(self._keys_dfas) >= 4096:
                 self._keys_dfas.clear()
             last = self._last_keys_dfa
-            if last is not None and len(last.keys) + 1 == len(keys) and last.keys < keys:
-                k = last.with_key(next(iter(keys - last.keys)))  # the object's next key
+            base = None
+            if near is not None and len(near) + 1 == len(keys) and near < keys:
+                base = self._keys_dfas.get(near)
+            if base is not None:
+                k = base.with_key(next(iter(keys - near)))  # type: ignore[operator]
+            elif last is not None and len(last.keys) + 1 == len(keys) and last.keys < keys:
+                k = self._last_keys_dfa = last.with_key(next(iter(keys - last.keys)))
             else:
-                k = _KeysDFA(keys)
-            self._keys_dfas[keys] = self._last_keys_dfa = k
+                k = self._last_keys_dfa = _KeysDFA(keys)
+            self._keys_dfas[keys] = k
         return k
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
@@ -486,16 +494,18 @@ class KeyTrackingAutomaton(TokenAutomaton):
             return None
         return (g, track)
 
-    def _witness(self, g: State, track: Track) -> bytes | None:
+    def _witness(self, g: State, track: Track, near: frozenset[str] | None = None
+                 ) -> bytes | None:
         """Bytes from a key position (`_at_key(track)`) to where a key that is not present in
         its object is certain — the first byte that stops spelling every present key, or the
-        closing quote of a key not present; None when the grammar allows no such key."""
+        closing quote of a key not present; None when the grammar allows no such key.
+        `near`: keys whose DFA is built, which `track`'s may extend by one (`_keys_dfa`)."""
         stack, mode, partial = track
         keys = stack[1]
         memo_key = (g, mode, partial, keys)
         if memo_key in self._witnesses:
             return self._witnesses[memo_key]
-        kd = self._keys_dfa(keys)
+        kd = self._keys_dfa(keys, near)
         if mode == KEY:
             found = self._before_key(g, kd, set())
         else:
@@ -629,9 +639,12 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 # verdict: whitespace does not change which keys may follow. Inside a key that
                 # no longer spells a present one, a fresh key is certain (no grammar step:
                 # the grammar allows the token, so its state after it exists).
-                kd2 = self._keys_dfa(end[0][1])
-                d2 = DEAD if end[1] == KEY else kd2.state_of(end[2])
-                ok = (after_comma.get(end) if end[1] == KEY else True if d2 == DEAD else None)
+                if end[1] == KEY:
+                    ok = after_comma.get(end)
+                else:
+                    kd2 = self._keys_dfa(end[0][1], keys)
+                    d2 = kd2.state_of(end[2])
+                    ok = True if d2 == DEAD else None
                 if ok is None and end[1] != KEY and len(end[2]) < len(data):
                     # a key opened in this token: the grammar steps only to its opening quote
                     # (shared by the tokens with the same head: `,"`, `, "`), then the key
@@ -644,7 +657,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                         self._key_lexemes(gq), rest, d2, kd2)
                 if ok is None:
                     g2 = self.grammar._advance_bytes(g, data)
-                    ok = g2 is not None and self._witness(g2, end) is not None
+                    ok = g2 is not None and self._witness(g2, end, keys) is not None
                     if end[1] == KEY:
                         after_comma[end] = ok
                 if not ok:

@@ -1142,7 +1142,10 @@ class Emitter:
                     "exact", pointer)
         cfg = CFG(n_t, tuple(rules), remap(start), tuple(self.term_names),
                   tuple(self.nt_names))
-        return CompiledGrammar(cfg, tuple(self.dfas), frozenset())
+        # JSON lexemes are delimited (quotes, punctuation): few tokens leave them, and pruning
+        # those with a free lexer built per schema made Gemma-3's first masks ~12x slower
+        # (MaskBench: median 19 vs 1.5 ms) for the same total mask time.
+        return CompiledGrammar(cfg, tuple(self.dfas), frozenset(), free_lexer=False)
 
     # nodes and parts ------------------------------------------------------------------------
 
