@@ -30,7 +30,7 @@ import gc
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Iterator
 
@@ -341,6 +341,18 @@ class _View:
         next_byte = np.concatenate(firsts)[order] if firsts else np.empty(0, np.int64)
         return cls(prefix, (key, prefix), trie, ids[order], next_byte, {})
 
+    @cached_property
+    def local_trie(self) -> TokenTrie:
+        """The view's trie with each token's local index in place of its id: first-byte walks
+        over it give local indices directly (mapping ~200k ids back cost ~130 µs per walk on
+        Gemma-3's root view)."""
+        trie = object.__new__(TokenTrie)
+        trie.__dict__.update(self.trie.__dict__)
+        trie.levels = [replace(level, tokens=self.local(level.tokens))
+                       for level in self.trie.levels]
+        trie._nodes = None
+        return trie
+
     def local(self, ids: np.ndarray) -> np.ndarray:
         """Local indices of these ids of the view."""
         if self.position is not None:
@@ -409,10 +421,9 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
     first = shared.splits.get((state, view.key))
     if first is None:
         quick = shared.quick(lexer.dfas[t])
-        ids, ends = view.trie.walk(quick, 3 * state)
+        local, ends = view.local_trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
-        first = shared.splits[(state, view.key)] = (view.local(ids[inside]),
-                                                    view.local(ids[~inside]))
+        first = shared.splits[(state, view.key)] = (local[inside], local[~inside])
         _SharedLexeme.held_bytes += first[0].nbytes + first[1].nbytes
         if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
             _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
