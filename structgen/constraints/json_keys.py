@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from bisect import bisect_left
 from typing import Any, Sequence
 
@@ -313,6 +314,8 @@ class _KeysDFA:
         new._partials = dict(self._partials)
         new._finals, new._next = self._finals, self._next
         new._init_caches()
+        # per-state caches of rows the new key leaves as they are (`_stamp` drops the others)
+        new._moves, new._alive = dict(self._moves), dict(self._alive)
         new._insert(key)
         new.keys = self.keys | {key}
         return new
@@ -343,6 +346,9 @@ class _KeysDFA:
 
     def _stamp(self, node: int) -> None:
         """(Re)build the rows of trie node `node` and its partial spelling states."""
+        for q in (node, *self._partials.get(node, ())):
+            self._moves.pop(q, None)
+            self._alive.pop(q, None)
         for q in self._partials.get(node, ()):
             del self._rows[q]
         kids = self._children[node]
@@ -404,6 +410,32 @@ class _KeysDFA:
         return q
 
 
+_ENDLESS: "weakref.WeakKeyDictionary[ByteDFA, frozenset[int]]" = weakref.WeakKeyDictionary()
+
+
+def _endless_states(dfa: ByteDFA) -> frozenset[int]:
+    """The states that reach a cycle from which an accepting state is reachable."""
+    succ = [set(row[row >= 0].tolist()) for row in dfa.transitions]
+    pred: list[set[int]] = [set() for _ in succ]
+    for q, nxt in enumerate(succ):
+        for r in nxt:
+            pred[r].add(q)
+    live = set(np.flatnonzero(dfa_distances(dfa) >= 0).tolist())  # reach acceptance
+    # Within the live states, peel those with no live successor left: what remains
+    # has an infinite path, which stays live (each state of it reaches acceptance).
+    out_deg = {q: len(succ[q] & live) for q in live}
+    todo = [q for q, n in out_deg.items() if n == 0]
+    gone = set(todo)
+    while todo:
+        for q in pred[todo.pop()]:
+            if q in live and q not in gone:
+                out_deg[q] -= 1
+                if out_deg[q] == 0:
+                    gone.add(q)
+                    todo.append(q)
+    return frozenset(live - gone)
+
+
 class _NoSpelling(Exception):
     """A key character without a JSON spelling (a lone surrogate: not from our grammars)."""
 
@@ -440,6 +472,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._removed: dict[State, np.ndarray] = {}
         self._endless_states: dict[int, frozenset[int]] = {}
         self._endless_of: dict[frozenset, tuple] = {}
+        self._stuck: dict[tuple, np.ndarray] = {}
 
     def clear_caches(self) -> None:
         super().clear_caches()
@@ -451,6 +484,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._moves.clear()
         self._removed.clear()
         self._endless_of.clear()
+        self._stuck.clear()
 
     @property
     def start(self) -> State:
@@ -619,12 +653,11 @@ class KeyTrackingAutomaton(TokenAutomaton):
             if d != DEAD:
                 ids, ends, closers = kd.along(t, d)
                 refused += closers[allowed[closers]].tolist()
-                keep = allowed[ids]
-                ids, ends = ids[keep], ends[keep]
                 if mode == KEY:
-                    cand = np.union1d(cand, ids)
+                    cand = np.union1d(cand, ids[allowed[ids]])
                 else:
-                    refused += self._inside_key(g, kd, ids, ends)
+                    stuck = self._inside_key(g, kd, d, ids, ends)
+                    refused += stuck[allowed[stuck]].tolist()
         cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
         after_comma: dict[Track, bool] = {}
@@ -642,22 +675,32 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 if end[1] == KEY:
                     ok = after_comma.get(end)
                 else:
-                    kd2 = self._keys_dfa(end[0][1], keys)
-                    d2 = kd2.state_of(end[2])
-                    ok = True if d2 == DEAD else None
-                if ok is None and end[1] != KEY and len(end[2]) < len(data):
-                    # a key opened in this token: the grammar steps only to its opening quote
-                    # (shared by the tokens with the same head: `,"`, `, "`), then the key
-                    # terminals' DFAs read the rest, as in `_inside_key`
-                    head, rest = data[: len(data) - len(end[2])], end[2]
-                    if head not in heads:
-                        heads[head] = self.grammar._advance_bytes(g, head)
-                    gq = heads[head]
-                    ok = gq is not None and self._fresh_key_after(
-                        self._key_lexemes(gq), rest, d2, kd2)
+                    ok = None
+                    gq = None
+                    opened = len(end[2]) < len(data)
+                    if opened:
+                        # a key opened in this token: the grammar steps only to its opening
+                        # quote (shared by the tokens with the same head: `,"`, `, "`), then
+                        # the key terminals' DFAs read the rest, as in `_inside_key` — first
+                        # without the keys DFA, which is new for every key being read here
+                        head, rest = data[: len(data) - len(end[2])], end[2]
+                        if head not in heads:
+                            heads[head] = self.grammar._advance_bytes(g, head)
+                        gq = heads[head]
+                        if gq is not None and self._endless_after(self._key_lexemes(gq), rest):
+                            ok = True
+                    if ok is None:
+                        kd2 = self._keys_dfa(end[0][1], keys)
+                        d2 = kd2.state_of(end[2])
+                        if d2 == DEAD:
+                            ok = True
+                        elif opened:
+                            ok = gq is not None and self._in_key_lexemes(self._walk_lexemes(
+                                self._key_lexemes(gq), end[2]), d2, kd2) is not None
                 if ok is None:
                     g2 = self.grammar._advance_bytes(g, data)
-                    ok = g2 is not None and self._witness(g2, end, keys) is not None
+                    ok = g2 is not None and (self._endless_key_next(g2, end)
+                                             or self._witness(g2, end, keys) is not None)
                     if end[1] == KEY:
                         after_comma[end] = ok
                 if not ok:
@@ -668,31 +711,45 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._removed[state] = bad
         return bad
 
-    def _inside_key(self, g: State, kd: _KeysDFA, ids: np.ndarray, ends: np.ndarray
-                    ) -> list[int]:
-        """Of tokens read inside a key string (grammar state g) that keep spelling a present
-        key (keys-DFA states `ends` after them), those after which no fresh key can follow:
-        decided on the key terminals' DFAs alone — no lexeme ends inside a string, so the
-        parser has nothing to do until the closing quote."""
+    def _inside_key(self, g: State, kd: _KeysDFA, d: int, ids: np.ndarray, ends: np.ndarray
+                    ) -> np.ndarray:
+        """Of tokens read inside a key string (grammar state g, keys-DFA state d) that keep
+        spelling a present key (`ids`, keys-DFA states `ends` after them), those after which no
+        fresh key can follow: decided on the key terminals' DFAs alone — no lexeme ends inside
+        a string, so the parser has nothing to do until the closing quote. Cached per (key
+        lexemes, keys DFA, d): the same key prefix recurs in other objects' grammar states."""
         lexemes = self._key_lexemes(g)
-        tb = self.vocab.token_bytes
-        out = []
-        for i, e in zip(ids.tolist(), ends.tolist()):
-            if kd.accepts(e):  # closes a present key
-                out.append(i)
-            elif not self._fresh_key_after(lexemes, tb[i], e, kd):
-                out.append(i)
+        memo_key = (lexemes, kd, d)
+        out = self._stuck.get(memo_key)
+        if out is None:
+            tb = self.vocab.token_bytes
+            stuck = [i for i, e in zip(ids.tolist(), ends.tolist())
+                     if kd.accepts(e) or not self._fresh_key_after(lexemes, tb[i], e, kd)]
+            if len(self._stuck) >= self.max_memo:
+                self._stuck.clear()
+            out = self._stuck[memo_key] = np.array(stuck, np.int64)
         return out
 
     def _fresh_key_after(self, lexemes: frozenset[tuple[int, int]], data: bytes, d: int,
                          kd: _KeysDFA) -> bool:
         """Whether, inside a key string, a key that is not present can still be spelled after
-        `data` (keys-DFA state d after it). At once when a lexeme reads on into a state whose
-        strings are endless: the present keys have finitely many spellings; else by search."""
-        for t, s, endless in self._endless_lexemes(lexemes):
-            if self._dfas[t].walk(s, data) in endless:
-                return True
-        return self._in_key_lexemes(self._walk_lexemes(lexemes, data), d, kd) is not None
+        `data` (keys-DFA state d after it): at once when `_endless_after`, else by search."""
+        return (self._endless_after(lexemes, data)
+                or self._in_key_lexemes(self._walk_lexemes(lexemes, data), d, kd) is not None)
+
+    def _endless_key_next(self, g: State, track: Track) -> bool:
+        """At a key position before its quote: whether the key opened by a quote right here
+        can be endless (then a key that is not present can follow; no keys DFA needed)."""
+        if track[1] != KEY:
+            return False
+        gq = self.grammar._advance_bytes(g, b'"')
+        return gq is not None and self._endless_after(self._key_lexemes(gq), b"")
+
+    def _endless_after(self, lexemes: frozenset[tuple[int, int]], data: bytes) -> bool:
+        """Whether a key lexeme reads `data` into a state whose strings are endless: then a key
+        that is not present can be spelled (present keys have finitely many spellings)."""
+        return any(self._dfas[t].walk(s, data) in endless
+                   for t, s, endless in self._endless_lexemes(lexemes))
 
     def _endless_lexemes(self, lexemes: frozenset[tuple[int, int]]) -> tuple:
         """(terminal, DFA state, its endless states) of the lexemes whose terminal has any."""
@@ -705,30 +762,15 @@ class KeyTrackingAutomaton(TokenAutomaton):
         return out
 
     def _endless(self, t: int) -> frozenset[int]:
-        """States of terminal t's DFA with infinitely many accepted continuations: those that
-        reach a cycle from which an accepting state is reachable (cached per terminal)."""
+        """States of terminal t's DFA with infinitely many accepted continuations (cached per
+        terminal, and per DFA object across automata: key DFAs recur across schemas)."""
         out = self._endless_states.get(t)
         if out is None:
             dfa = self._dfas[t]
-            succ = [set(row[row >= 0].tolist()) for row in dfa.transitions]
-            pred: list[set[int]] = [set() for _ in succ]
-            for q, nxt in enumerate(succ):
-                for r in nxt:
-                    pred[r].add(q)
-            live = set(np.flatnonzero(dfa_distances(dfa) >= 0).tolist())  # reach acceptance
-            # Within the live states, peel those with no live successor left: what remains
-            # has an infinite path, which stays live (each state of it reaches acceptance).
-            out_deg = {q: len(succ[q] & live) for q in live}
-            todo = [q for q, n in out_deg.items() if n == 0]
-            gone = set(todo)
-            while todo:
-                for q in pred[todo.pop()]:
-                    if q in live and q not in gone:
-                        out_deg[q] -= 1
-                        if out_deg[q] == 0:
-                            gone.add(q)
-                            todo.append(q)
-            out = self._endless_states[t] = frozenset(live - gone)
+            out = _ENDLESS.get(dfa)
+            if out is None:
+                out = _ENDLESS[dfa] = _endless_states(dfa)
+            self._endless_states[t] = out
         return out
 
     def _walk_lexemes(self, lexemes: frozenset[tuple[int, int]], data: bytes
