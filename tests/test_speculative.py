@@ -138,13 +138,18 @@ class WrongDrafter(Drafter):
 
 
 def test_failing_drafter_is_benched(smollm2):
-    """After its first drafts (up to 12 tokens at the prior acceptance, whatever the pass costs
-    measured so far) a drafter that keeps failing only probes: one token every 16 passes."""
+    """After its first drafts (up to `max_k` tokens at the prior acceptance, whatever the pass
+    costs measured so far) a drafter that keeps failing only probes: one token every
+    `probe_every` passes."""
+    from structgen.decoding.speculative import DraftLength
+
     result = generate(smollm2, "Digits: ", Regex(r"[0-9 ]{120}"), max_tokens=120,
                       drafters=[WrongDrafter()])
     drafted = result.stats.drafted.get("wrong", 0)
     assert result.stats.accepted.get("wrong", 0) <= drafted
-    assert drafted <= len(result.tokens) // 4  # probes only, after a few failures
+    policy = DraftLength()
+    probes = result.stats.forward_passes // policy.probe_every + 1
+    assert drafted <= policy.max_k + probes  # one first burst, then probes only (20 of 120)
 
 
 def test_drafter_arguments_are_checked(smollm2):

@@ -143,3 +143,14 @@ def test_walk_each_equals_walk(smollm2_vocab, pattern):
         each = trie.walk_each(next_state, s, automaton.sink)
         assert len(each) == len(set(each))
         assert np.array_equal(_sorted(each), _sorted(trie.walk(automaton, s)[0])), (pattern, s)
+
+
+def test_relabelled_trie_walks_to_the_new_labels(smollm2_vocab):
+    """A relabelled trie (views walk one of local indices) finds the same tokens, as labels."""
+    automaton = Regex(BRUTE_PATTERNS[1]).compile(smollm2_vocab)
+    trie = trie_for(smollm2_vocab)
+    shifted = trie.relabelled(lambda ids: ids + 7)
+    for s in range(automaton.dfa.n_states):
+        ids, ends = trie.walk(automaton, s)
+        labels, ends2 = shifted.walk(automaton, s)
+        assert np.array_equal(labels, ids + 7) and np.array_equal(ends, ends2)

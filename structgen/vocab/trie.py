@@ -6,7 +6,7 @@ their shared prefix is rejected — no Python loop over tokens.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
@@ -195,6 +195,15 @@ class TokenTrie:
         if not out_ids:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(out_ids), np.concatenate(out_states)
+
+    def relabelled(self, new_ids: Callable[[np.ndarray], np.ndarray]) -> "TokenTrie":
+        """The same trie with each token id replaced by `new_ids(ids)` (walks then return
+        those labels), sharing every other array."""
+        trie = object.__new__(TokenTrie)
+        trie.__dict__.update(self.__dict__)
+        trie.levels = [replace(level, tokens=new_ids(level.tokens)) for level in self.levels]
+        trie._nodes = None
+        return trie
 
     def walk_each(self, next_state: Callable[[int, int], int], state: int, sink: int) -> list[int]:
         """`walk`'s token ids, depth first with one `next_state(state, byte)` call per node
