@@ -136,7 +136,8 @@ def test_walk_each_equals_walk(smollm2_vocab, pattern):
     only = sorted(rng.choice(smollm2_vocab.width, 3000, replace=False).tolist())
     trie = TokenTrie(smollm2_vocab.token_bytes, only=only)
 
-    def next_state(s: int, b: int) -> int:
+    def next_state(s: int, b: int, siblings: np.ndarray) -> int:
+        assert b in siblings.tolist()
         return int(automaton.step(np.array([s]), np.array([b]))[0])
 
     for s in range(automaton.dfa.n_states):

@@ -760,11 +760,16 @@ class GrammarAutomaton(TokenAutomaton):
                 self._table = np.concatenate([self._table, grown])
         return slot
 
-    def _next(self, k: int, b: int) -> int:
+    def _next(self, k: int, b: int, siblings: np.ndarray | None = None) -> int:
+        """State k's transition on byte b, built (if unknown) together with those on the
+        `siblings` bytes still unknown: a walk reads them next, and one fill serves them all."""
         slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
         nxt = int(self._table[slot * 256 + b])
         if nxt == UNKNOWN:
-            self._fill(k, np.array([b]))
+            if siblings is None or len(siblings) == 1:
+                self._fill(k, np.array([b]))
+            else:
+                self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
             nxt = int(self._table[slot * 256 + b])
         return nxt
 
@@ -829,8 +834,9 @@ class GrammarAutomaton(TokenAutomaton):
                 walked.append(np.array(split.leaving.walk_each(self._next, k, DEAD), np.int64))
             else:
                 walked.append(split.leaving.walk(self, k)[0])
+        deeper = np.array(split.deeper, np.int64) if len(split.deeper) > 1 else None
         for b in split.deeper:
-            nxt = self._next(k, b)
+            nxt = self._next(k, b, deeper)
             if nxt != DEAD:
                 self._allowed_below(nxt, view.child(b), splits, walked)
 

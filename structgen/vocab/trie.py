@@ -36,6 +36,11 @@ class TrieLevel:
     token_node: np.ndarray  # int64 — the node each of `tokens` ends at
 
 
+def _group(nodes: list) -> tuple[tuple, np.ndarray]:
+    """`walk_each`'s children group: the nodes, and their bytes."""
+    return tuple(nodes), np.array([node[0] for node in nodes], np.int64)
+
+
 def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenate arange(start, start+count) for each pair, vectorised."""
     total = int(counts.sum())
@@ -205,35 +210,40 @@ class TokenTrie:
         trie._nodes = None
         return trie
 
-    def walk_each(self, next_state: Callable[[int, int], int], state: int, sink: int) -> list[int]:
-        """`walk`'s token ids, depth first with one `next_state(state, byte)` call per node
-        reached: for small tries, where `walk` pays a few numpy calls per level even when one
-        node is alive (a leaving trie holding a 64-space token has 64 levels)."""
+    def walk_each(self, next_state: Callable[[int, int, np.ndarray], int], state: int,
+                  sink: int) -> list[int]:
+        """`walk`'s token ids, depth first with one `next_state(state, byte, siblings)` call per
+        node reached: for small tries, where `walk` pays a few numpy calls per level even when
+        one node is alive (a leaving trie holding a 64-space token has 64 levels). `siblings`
+        holds the bytes of the node and its siblings (an int64 array), which an automaton that
+        builds transitions on demand can build together, on the first of them."""
         nodes = self._nodes
         if nodes is None:
             nodes = self._nodes = self._as_tuples()
         out: list[int] = []
         todo = [(state, nodes)]
         while todo:
-            s, below = todo.pop()
+            s, (below, siblings) = todo.pop()
             for b, ids, kids in below:
-                s2 = next_state(s, b)
+                s2 = next_state(s, b, siblings)
                 if s2 != sink:
                     out.extend(ids)
-                    if kids:
+                    if kids is not None:
                         todo.append((s2, kids))
         return out
 
     def _as_tuples(self) -> tuple:
-        """The root's children as nested (byte, token ids ending there, children) tuples."""
+        """The root's children as a group: (nodes, their bytes as an int64 array), each node a
+        (byte, token ids ending there, its children's group or None) tuple."""
         below: list = []
         for level in reversed(self.levels):
             byte, tokens = level.byte.tolist(), level.tokens.tolist()
             ts, tc = level.token_start.tolist(), level.token_count.tolist()
             cs, cc = level.child_start.tolist(), level.child_count.tolist()
             below = [(byte[i], tuple(tokens[ts[i]:ts[i] + tc[i]]),
-                      tuple(below[cs[i]:cs[i] + cc[i]])) for i in range(len(byte))]
-        return tuple(below)
+                      _group(below[cs[i]:cs[i] + cc[i]]) if cc[i] else None)
+                     for i in range(len(byte))]
+        return _group(below)
 
     def walk_many(
         self,
