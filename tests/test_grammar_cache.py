@@ -214,3 +214,76 @@ def test_walks_build_sibling_transitions_together(smollm2, monkeypatch) -> None:
         assert np.array_equal(np.sort(masks[0]), np.sort(masks[1]))
         states = [a.advance(s, token) for a, s in zip((together, alone), states)]
     assert fills["together"] < 0.6 * fills["alone"], fills
+
+
+def _string_but_keys():
+    """A JSON string that spells none of a few keys: the key terminal of additionalProperties."""
+    from structgen.automata.bytedfa import dfa_product
+    from structgen.automata.regex import regex_to_dfa
+
+    string = regex_to_dfa(r'"([^"\\\x00-\x1f]|\\["\\/bfnrtu])*"')
+    keys = regex_to_dfa(r'"(name|nickname|title|apiVersion|a|na)"')
+    return dfa_product(string, keys, "andnot")
+
+
+def test_same_walk_proves_only_equal_walks(smollm2) -> None:
+    """`_same_walk` proves two DFA states alike only when walking the trie from them classifies
+    every token alike (inside, could leave, dead); on a string that must not spell some keys it
+    proves most key-prefix states alike, though no two of them are equivalent as DFA states."""
+    from structgen.constraints.grammar import _FirstByteWalk, _same_walk, _root_view
+
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    proved = 0
+    for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0]):
+        quick = _FirstByteWalk(dfa, starts)
+        trie = _root_view(smollm2.vocab).local_trie
+        walks = []
+        for s in range(dfa.n_states):
+            local, ends = trie.walk(quick, 3 * s)
+            inside = ends // 3 < quick.n
+            walks.append((frozenset(local[inside].tolist()), frozenset(local[~inside].tolist())))
+        for x in range(dfa.n_states):
+            for y in range(x + 1, dfa.n_states):
+                if _same_walk(quick, 3 * x, 3 * y, trie, budget=10**6):
+                    assert walks[x] == walks[y], (x, y)
+                    proved += 1
+    assert proved >= 10
+
+
+def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:
+    """Splits taken from a reference state (`_SharedLexeme.split`) give the masks of splits all
+    walked, along objects whose extra keys start like the named ones."""
+    from structgen import JsonSchema
+    from structgen.constraints import grammar as engine
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"},
+                                               "nickname": {"type": "string"}},
+              "additionalProperties": {"type": "integer"}}
+    text = '{"namesake":1,"nick":2,"name":"x","nicknames":3,"title":4}'
+    taken = []
+    same = engine._same_walk
+
+    def counted(*args, **kwargs) -> bool:
+        taken.append(same(*args, **kwargs))
+        return taken[-1]
+
+    def masks() -> list[np.ndarray]:
+        monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+        monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
+        automaton = GrammarAutomaton(JsonSchema(schema, property_order="any").compiled,
+                                     smollm2.vocab)
+        state, out = automaton.start, []
+        for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
+            out.append(np.sort(automaton.allowed_ids(state)))
+            state = automaton.advance(state, token)
+            assert state is not None
+        return out
+
+    monkeypatch.setattr(engine, "_same_walk", counted)
+    with_references = masks()
+    assert any(taken)
+    monkeypatch.setattr(engine._SharedLexeme, "REFERENCE_MIN", 10**9)
+    walked = masks()
+    assert len(with_references) == len(walked)
+    assert all(np.array_equal(a, b) for a, b in zip(with_references, walked))

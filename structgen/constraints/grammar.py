@@ -415,10 +415,7 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
     shared = lexer.shared(t)
     first = shared.splits.get((state, view.key))
     if first is None:
-        quick = shared.quick(lexer.dfas[t])
-        local, ends = view.local_trie.walk(quick, 3 * state)
-        inside = ends // 3 < quick.n
-        first = shared.splits[(state, view.key)] = (local[inside], local[~inside])
+        first = shared.splits[(state, view.key)] = shared.split(lexer.dfas[t], state, view)
         _SharedLexeme.held_bytes += first[0].nbytes + first[1].nbytes
         if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
             _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
@@ -455,11 +452,87 @@ class _SharedLexeme:
         self.starts = starts
         self._quick: _FirstByteWalk | None = None
         self.splits: dict[tuple[int, tuple[str, bytes]], tuple[np.ndarray, np.ndarray]] = {}
+        self._references: dict[tuple[str, bytes], list[list]] = {}  # [spread, state, split]
+
+    #: Splits with at least this many inside tokens are kept (per view, the last few) as
+    #: references that later DFA states try first (`_same_walk`).
+    REFERENCE_MIN = 1024
+    REFERENCES = 3
 
     def quick(self, dfa: ByteDFA) -> _FirstByteWalk:
         if self._quick is None:
             self._quick = _FirstByteWalk(dfa, self.starts)
         return self._quick
+
+    def split(self, dfa: ByteDFA, state: int, view: _View) -> tuple[np.ndarray, np.ndarray]:
+        """(inside, could leave) local indices of the view from DFA state `state`. A state
+        whose walk provably classifies every token as a reference state's does takes its
+        split: many states met along a generation (in a string that must not spell some
+        keys, say) differ from plain string content only on strings no token holds."""
+        quick = self.quick(dfa)
+        trie = view.local_trie
+        refs = self._references.setdefault(view.key, [])
+        for ref in refs:
+            if _same_walk(quick, 3 * state, 3 * ref[1], trie):
+                # The best reference of a split leads to few states after the first byte:
+                # proofs against it end where the two walks meet (one with many successors,
+                # such as the start of a key that may begin many ways, makes every proof
+                # follow each of its paths).
+                spread = self._spread(quick, state, trie)
+                if spread < ref[0]:
+                    ref[0], ref[1] = spread, state
+                return ref[2]
+        local, ends = trie.walk(quick, 3 * state)
+        inside = ends // 3 < quick.n
+        split = (local[inside], local[~inside])
+        if len(split[0]) >= self.REFERENCE_MIN:
+            refs.insert(0, [self._spread(quick, state, trie), state, split])
+            del refs[self.REFERENCES:]
+        return split
+
+    @staticmethod
+    def _spread(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> int:
+        """How many walk states the first bytes of the trie lead to from DFA state `state`."""
+        top = trie.levels[0].byte
+        return len(np.unique(quick.step(np.full(len(top), 3 * state), top)))
+
+
+def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: int = 256
+               ) -> bool:
+    """Whether walking `trie` from walk states x and y gives every token the same class (inside,
+    could leave, dead), proved by following the two walks together only below the nodes where
+    their states differ (equal states have equal subtrees). False, without proof, past `budget`
+    such node groups."""
+    table, n = quick._table, quick.n
+    levels = trie.levels
+    if not levels:
+        return True
+    todo = [(x, y, 0, 0, len(levels[0].byte))]
+    while todo:
+        budget -= 1
+        if budget < 0:
+            return False
+        x, y, d, lo, hi = todo.pop()
+        level = levels[d]
+        data = level.byte[lo:hi]
+        nx, ny = table[x * 256 + data], table[y * 256 + data]
+        differ = np.flatnonzero(nx != ny)
+        if not len(differ):
+            continue
+        nx, ny = nx[differ], ny[differ]
+        # class: 0 inside (a live DFA state), 1 dead (the sink), 2 could leave (absorbing)
+        cx = np.where(nx < 3 * n, 0, nx - 3 * n)
+        cy = np.where(ny < 3 * n, 0, ny - 3 * n)
+        nodes = differ + lo
+        if ((cx != cy) & (level.token_count[nodes] > 0)).any():
+            return False
+        if d + 1 < len(levels):
+            counts = level.child_count[nodes]
+            starts = level.child_start[nodes]
+            for i in np.flatnonzero(counts).tolist():
+                todo.append((int(nx[i]), int(ny[i]), d + 1, int(starts[i]),
+                             int(starts[i] + counts[i])))
+    return True
 
 
 #: Per terminal DFA object (weakly: compiled DFAs are cached by the schema compiler, and go
