@@ -14,6 +14,16 @@ pytestmark = pytest.mark.model
 JSON = (Path(__file__).resolve().parent.parent / "grammars" / "json.lark").read_text()
 
 
+def _masks_along(automaton: GrammarAutomaton, model, text: str) -> list[np.ndarray]:
+    """The sorted allowed ids before each token of `text` (which the automaton must accept)."""
+    state, out = automaton.start, []
+    for token in model.tokenizer.encode(text, add_special_tokens=False):
+        out.append(np.sort(automaton.allowed_ids(state)))
+        state = automaton.advance(state, token)
+        assert state is not None
+    return out
+
+
 def test_masks_survive_cache_drops(smollm2) -> None:
     text = '{"name": "Ada", "tags": ["x", 1.5e3, true], "nested": {"a": [null, {}]}}'
     ids = smollm2.tokenizer.encode(text, add_special_tokens=False)
@@ -148,13 +158,7 @@ def test_lexeme_splits_shared_across_schemas(smollm2, monkeypatch) -> None:
     assert {id(d) for d in first.terminal_dfas} & {id(d) for d in second.terminal_dfas}
 
     def masks(compiled, text: str) -> list[np.ndarray]:
-        automaton = GrammarAutomaton(compiled, smollm2.vocab)
-        state, out = automaton.start, []
-        for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
-            out.append(np.sort(automaton.allowed_ids(state)))
-            state = automaton.advance(state, token)
-            assert state is not None
-        return out
+        return _masks_along(GrammarAutomaton(compiled, smollm2.vocab), smollm2, text)
 
     masks(first, '{"name":"Ada Lovelace","age":36}')
     hits.clear()
@@ -271,14 +275,8 @@ def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:
     def masks() -> list[np.ndarray]:
         monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
         monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
-        automaton = GrammarAutomaton(JsonSchema(schema, property_order="any").compiled,
-                                     smollm2.vocab)
-        state, out = automaton.start, []
-        for token in smollm2.tokenizer.encode(text, add_special_tokens=False):
-            out.append(np.sort(automaton.allowed_ids(state)))
-            state = automaton.advance(state, token)
-            assert state is not None
-        return out
+        compiled = JsonSchema(schema, property_order="any").compiled
+        return _masks_along(GrammarAutomaton(compiled, smollm2.vocab), smollm2, text)
 
     monkeypatch.setattr(engine, "_same_walk", counted)
     with_references = masks()
