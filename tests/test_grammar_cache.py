@@ -285,3 +285,28 @@ def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:
     walked = masks()
     assert len(with_references) == len(walked)
     assert all(np.array_equal(a, b) for a, b in zip(with_references, walked))
+
+
+def test_single_split_masks_are_shared(smollm2) -> None:
+    """A state whose mask is one shape split's inside tokens (no leaving token allowed) gets
+    that split's mask tensor, shared with the other states of its shape; every mask equals the
+    allowed row built afresh, with EOS exactly when accepting."""
+    from structgen import JsonSchema
+
+    schema = {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+-[0-9]{3}$"}}
+    automaton = GrammarAutomaton(JsonSchema(schema).compiled, smollm2.vocab)
+    state, seen, shared = automaton.start, {}, 0
+    tokens = smollm2.tokenizer.encode('["abcde-123","xyz-042","q-777"]', add_special_tokens=False)
+    for token in [*tokens, None]:
+        mask = automaton.mask(state)
+        row = automaton._allowed_row(state)
+        row[list(smollm2.vocab.eos_ids)] = automaton.is_accepting(state)
+        assert np.array_equal(mask.numpy(), row)
+        splits, walked = automaton._parts(state)
+        if len(splits) == 1 and not walked:
+            shared += seen.get(id(splits[0])) is mask
+            seen[id(splits[0])] = mask
+        if token is not None:
+            state = automaton.advance(state, token)
+    assert automaton.is_accepting(state)
+    assert shared >= 2  # positions inside `[a-z]+` and `[0-9]{3}` runs share their tensors

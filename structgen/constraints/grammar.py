@@ -589,6 +589,20 @@ class _ShapeSplit:
         row[self.inside] = True
         return row
 
+    def mask(self, eos: np.ndarray | None) -> torch.Tensor:
+        """The mask of a state whose only part is this split (`eos` allowed too, when given):
+        built once per split and variant, and shared by all such states (masks are read-only;
+        a fresh copy of a 262k-token row cost more than the rest of such a mask)."""
+        name = "_mask" if eos is None else "_mask_eos"
+        mask = self.__dict__.get(name)
+        if mask is None:
+            row = self.inside_row
+            if eos is not None:
+                row = row.copy()
+                row[eos] = True
+            mask = self.__dict__[name] = torch.from_numpy(row)
+        return mask
+
 
 class _Alternatives:
     """The lexemes that may read a state's next byte: those in progress (`progress`: the
@@ -946,9 +960,13 @@ class GrammarAutomaton(TokenAutomaton):
         if m is None:
             if state is DONE:
                 return super().mask(state)
+            splits, walked = self._parts(state)
+            eos = self._eos if self.is_accepting(state) else None
+            if len(splits) == 1 and not walked:
+                return self._keep_mask(state, splits[0].mask(eos))
             row = self._allowed_row(state)
-            if self.is_accepting(state):
-                row[self._eos] = True
+            if eos is not None:
+                row[eos] = True
             m = self._keep_mask(state, torch.from_numpy(row))
         return m
 
@@ -1001,7 +1019,7 @@ class GrammarAutomaton(TokenAutomaton):
             split = _ShapeSplit(view.ids[np.flatnonzero(is_inside)], trie, tuple(deeper.tolist()),
                                 self.vocab.width)
             self._shape_splits[key] = split
-            self._split_bytes += split.inside.nbytes + self.vocab.width  # (its row, if built)
+            self._split_bytes += split.inside.nbytes + 2 * self.vocab.width  # (rows, if built)
         return split
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
