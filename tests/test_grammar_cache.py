@@ -288,9 +288,9 @@ def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:
 
 
 def test_single_split_masks_are_shared(smollm2) -> None:
-    """A state whose mask is one shape split's inside tokens (no leaving token allowed) gets
-    that split's mask tensor, shared with the other states of its shape; every mask equals the
-    allowed row built afresh, with EOS exactly when accepting."""
+    """States whose masks are one shape split's inside tokens plus the same walked leaving
+    tokens share one mask tensor (kept by the split); every mask equals the allowed row built
+    afresh, with EOS exactly when accepting."""
     from structgen import JsonSchema
 
     schema = {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+-[0-9]{3}$"}}
@@ -303,10 +303,11 @@ def test_single_split_masks_are_shared(smollm2) -> None:
         row[list(smollm2.vocab.eos_ids)] = automaton.is_accepting(state)
         assert np.array_equal(mask.numpy(), row)
         splits, walked = automaton._parts(state)
-        if len(splits) == 1 and not walked:
-            shared += seen.get(id(splits[0])) is mask
-            seen[id(splits[0])] = mask
+        if len(splits) == 1:
+            key = (id(splits[0]), automaton.is_accepting(state), *(w.tobytes() for w in walked))
+            shared += seen.get(key) is mask
+            seen[key] = mask
         if token is not None:
             state = automaton.advance(state, token)
     assert automaton.is_accepting(state)
-    assert shared >= 2  # positions inside `[a-z]+` and `[0-9]{3}` runs share their tensors
+    assert shared >= 4  # positions inside `[a-z]+` and `[0-9]{3}` runs, and between items

@@ -589,19 +589,32 @@ class _ShapeSplit:
         row[self.inside] = True
         return row
 
-    def mask(self, eos: np.ndarray | None) -> torch.Tensor:
-        """The mask of a state whose only part is this split (`eos` allowed too, when given):
-        built once per split and variant, and shared by all such states (masks are read-only;
-        a fresh copy of a 262k-token row cost more than the rest of such a mask)."""
-        name = "_mask" if eos is None else "_mask_eos"
-        mask = self.__dict__.get(name)
-        if mask is None:
-            row = self.inside_row
+    #: Masks kept per split (by walked ids and EOS): states of one shape often allow the same
+    #: few leaving tokens too.
+    MASKS_PER_SPLIT = 8
+
+    def mask(self, eos: np.ndarray | None, walked: tuple[np.ndarray, ...]
+             ) -> tuple[torch.Tensor, int]:
+        """(the mask of a state whose parts are this split's inside tokens and the `walked`
+        leaving ids, with `eos` allowed too when given; bytes newly held). Built once per
+        split, walked ids and EOS, and shared by all such states (masks are read-only; a fresh
+        copy of a 262k-token row cost more than the rest of such a mask)."""
+        masks = self.__dict__.setdefault("_masks", {})
+        key = (eos is not None, *(ids.tobytes() for ids in walked))
+        mask = masks.get(key)
+        if mask is not None:
+            return mask, 0
+        row = self.inside_row
+        if eos is not None or walked:
+            row = row.copy()
+            for ids in walked:
+                row[ids] = True
             if eos is not None:
-                row = row.copy()
                 row[eos] = True
-            mask = self.__dict__[name] = torch.from_numpy(row)
-        return mask
+        if len(masks) >= self.MASKS_PER_SPLIT:
+            masks.clear()
+        mask = masks[key] = torch.from_numpy(row)
+        return mask, row.nbytes if row is not self.inside_row else 0
 
 
 class _Alternatives:
@@ -962,8 +975,10 @@ class GrammarAutomaton(TokenAutomaton):
                 return super().mask(state)
             splits, walked = self._parts(state)
             eos = self._eos if self.is_accepting(state) else None
-            if len(splits) == 1 and not walked:
-                return self._keep_mask(state, splits[0].mask(eos))
+            if len(splits) == 1:
+                m, held = splits[0].mask(eos, walked)
+                self._split_bytes += held
+                return self._keep_mask(state, m)
             row = self._allowed_row(state)
             if eos is not None:
                 row[eos] = True
@@ -1019,7 +1034,7 @@ class GrammarAutomaton(TokenAutomaton):
             split = _ShapeSplit(view.ids[np.flatnonzero(is_inside)], trie, tuple(deeper.tolist()),
                                 self.vocab.width)
             self._shape_splits[key] = split
-            self._split_bytes += split.inside.nbytes + 2 * self.vocab.width  # (rows, if built)
+            self._split_bytes += split.inside.nbytes + self.vocab.width  # (its row, if built)
         return split
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:
