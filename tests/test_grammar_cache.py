@@ -311,3 +311,36 @@ def test_single_split_masks_are_shared(smollm2) -> None:
             state = automaton.advance(state, token)
     assert automaton.is_accepting(state)
     assert shared >= 4  # positions inside `[a-z]+` and `[0-9]{3}` runs, and between items
+
+
+def test_reference_proofs_give_up(smollm2, monkeypatch) -> None:
+    """Proofs stop at their budget (unknown, not false), and a DFA and view whose proofs give
+    up far more often than they hold stop trying them: splits are then walked, unchanged."""
+    from structgen.constraints import grammar as engine
+
+    dfa = _string_but_keys()
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    view = engine._root_view(smollm2.vocab)
+    quick = engine._FirstByteWalk(dfa, starts)
+    trie = view.local_trie
+    pairs = [(x, y) for x in range(dfa.n_states) for y in range(x + 1, dfa.n_states)
+             if engine._same_walk(quick, 3 * x, 3 * y, trie, budget=10**6)]
+    assert any(engine._same_walk(quick, 3 * x, 3 * y, trie, budget=1) is None for x, y in pairs)
+
+    calls = []
+
+    def never_sure(*args, **kwargs):
+        calls.append(1)
+        return None
+
+    monkeypatch.setattr(engine, "_same_walk", never_sure)
+    shared = engine._SharedLexeme(starts)
+    for s in range(dfa.n_states):
+        local, ends = trie.walk(quick, 3 * s)
+        inside = ends // 3 < quick.n
+        got = shared.split(dfa, s, view)
+        assert np.array_equal(np.sort(got[0]), np.sort(local[inside]))
+        assert np.array_equal(np.sort(got[1]), np.sort(local[~inside]))
+    assert shared._references[view.key]  # references were kept, so proofs were tried ...
+    assert 8 <= len(calls) < 8 + shared.REFERENCES  # ... until 8 gave up, then no more

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator
 
@@ -475,9 +475,9 @@ class _SharedLexeme:
         trie = view.local_trie
         refs = self._references.setdefault(view.key, [])
         record = self._proofs.setdefault(view.key, [0, 0])  # [proofs given up, proved]
-        if record[0] >= 8 and record[0] > 4 * record[1]:
-            refs = []  # long proofs that rarely hold (keywords within identifiers, say)
-        for ref in refs:
+        # Long proofs that rarely hold (identifiers that exclude keywords, say) stop being tried.
+        trying = refs if record[0] < 8 or record[0] <= 4 * record[1] else []
+        for ref in trying:
             same = _same_walk(quick, 3 * state, 3 * ref[1], trie)
             if same is None:
                 record[0] += 1
@@ -513,7 +513,7 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
     their states differ (equal states have equal subtrees). None (unknown) past `budget` such
     node groups: breadth first, so that short tokens, where walks that differ mostly show it,
     come first (on MaskBench 96 % of the proofs need at most 16 groups)."""
-    table, n = quick._table, quick.n
+    live = 3 * quick.n  # walk states below it are live DFA states; above, the sink or absorbing
     levels = trie.levels
     if not levels:
         return True
@@ -525,14 +525,13 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
         x, y, d, lo, hi = todo.popleft()
         level = levels[d]
         data = level.byte[lo:hi]
-        nx, ny = table[x * 256 + data], table[y * 256 + data]
+        nx, ny = quick.step(x, data), quick.step(y, data)
         differ = np.flatnonzero(nx != ny)
         if not len(differ):
             continue
         nx, ny = nx[differ], ny[differ]
-        # class: 0 inside (a live DFA state), 1 dead (the sink), 2 could leave (absorbing)
-        cx = np.where(nx < 3 * n, 0, nx - 3 * n)
-        cy = np.where(ny < 3 * n, 0, ny - 3 * n)
+        # a token's class: inside (any live state: -1), dead (the sink), could leave (absorbing)
+        cx, cy = np.where(nx < live, -1, nx), np.where(ny < live, -1, ny)
         nodes = differ + lo
         if ((cx != cy) & (level.token_count[nodes] > 0)).any():
             return False
@@ -581,6 +580,7 @@ class _ShapeSplit:
     leaving: TokenTrie | None
     deeper: tuple[int, ...]
     width: int
+    masks: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)  # see `mask`
 
     @cached_property
     def inside_row(self) -> np.ndarray:
@@ -599,7 +599,7 @@ class _ShapeSplit:
         leaving ids, with `eos` allowed too when given; bytes newly held). Built once per
         split, walked ids and EOS, and shared by all such states (masks are read-only; a fresh
         copy of a 262k-token row cost more than the rest of such a mask)."""
-        masks = self.__dict__.setdefault("_masks", {})
+        masks = self.masks
         key = (eos is not None, *(ids.tobytes() for ids in walked))
         mask = masks.get(key)
         if mask is not None:
@@ -876,10 +876,9 @@ class GrammarAutomaton(TokenAutomaton):
         slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
         nxt = int(self._table[slot * 256 + b])
         if nxt == UNKNOWN:
-            if siblings is None or len(siblings) == 1:
-                self._fill(k, np.array([b]))
-            else:
-                self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
+            if siblings is None:
+                siblings = np.array([b])
+            self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
             nxt = int(self._table[slot * 256 + b])
         return nxt
 
