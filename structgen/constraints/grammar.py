@@ -315,7 +315,9 @@ class _View:
     the prefix. Below a trie node, a state's allowed tokens are a mask of their own over this
     view (from the state after the prefix), so masks can recurse into the subtrees holding most
     of a shape's leaving tokens (`_ShapeSplit.deeper`). Splits of a view are computed over its
-    own tokens (`ids`, sorted; "local" indices index it), not the whole vocabulary."""
+    own tokens (`ids`, sorted; "local" indices index it), not the whole vocabulary. The root
+    view is `dense`: its local index is the token id itself (over the logits width, specials
+    included, which no split holds), so its split rows are mask rows as they stand."""
 
     prefix: bytes
     key: tuple[str, bytes]  # (vocabulary fingerprint, prefix): names the view in split caches
@@ -323,7 +325,7 @@ class _View:
     ids: np.ndarray  # int64, sorted: the view's token ids
     next_byte: np.ndarray  # int64, per local index: the first byte after the prefix
     children: dict[int, "_View"]
-    position: np.ndarray | None = None  # id -> local index, for the root view (most lookups)
+    dense: bool = False
 
     @classmethod
     def of(cls, prefix: bytes, key: str, trie: TokenTrie) -> "_View":
@@ -347,13 +349,11 @@ class _View:
         """The view's trie with each token's local index in place of its id: first-byte walks
         over it give local indices directly (mapping ~200k ids back cost ~130 µs per walk on
         Gemma-3's root view)."""
-        return self.trie.relabelled(self.local)
+        return self.trie if self.dense else self.trie.relabelled(self.local)
 
     def local(self, ids: np.ndarray) -> np.ndarray:
         """Local indices of these ids of the view."""
-        if self.position is not None:
-            return self.position[ids]
-        return np.searchsorted(self.ids, ids)
+        return ids if self.dense else np.searchsorted(self.ids, ids)
 
     def child(self, b: int) -> "_View":
         """The view of prefix + b (built on first use, kept with its parent)."""
@@ -368,13 +368,14 @@ _ROOT_VIEWS: dict[str, _View] = {}
 
 
 def _root_view(vocab: Vocabulary) -> _View:
-    """The whole vocabulary (specials left out) as the view of the empty prefix."""
+    """The whole vocabulary as the (dense) view of the empty prefix."""
     view = _ROOT_VIEWS.get(vocab.fingerprint)
     if view is None:
-        view = _View.of(b"", vocab.fingerprint, trie_for(vocab))
-        view.position = np.full(vocab.width, -1, np.int64)
-        view.position[view.ids] = np.arange(len(view.ids))
-        _ROOT_VIEWS[vocab.fingerprint] = view
+        sparse = _View.of(b"", vocab.fingerprint, trie_for(vocab))
+        next_byte = np.zeros(vocab.width, np.int64)
+        next_byte[sparse.ids] = sparse.next_byte
+        view = _ROOT_VIEWS[vocab.fingerprint] = _View(
+            b"", sparse.key, sparse.trie, np.arange(vocab.width), next_byte, {}, dense=True)
     return view
 
 
@@ -569,22 +570,90 @@ def _leaving_trie(vocab: Vocabulary, view: _View, ids: np.ndarray) -> TokenTrie:
     return trie
 
 
+#: Bool rows of large per-lexeme inside sets, by the identity of the index array each was
+#: built from (held here, so that id cannot be reused): shapes OR them instead of scattering
+#: ~250k indices per new shape (a new key-prefix state of a JSON key, say, on Gemma-3).
+_INSIDE_ROWS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_INSIDE_ROWS_MAX = 64
+
+
+def _inside_union(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """Bool row over n local indices of the union of `parts` (index arrays). A lone large part
+    gets its cached row itself: callers must not modify the result."""
+    parts = sorted(parts, key=len, reverse=True)
+    row = None
+    if parts and 16 * len(parts[0]) >= n:
+        row = _large_row(parts[0], n)
+        parts = parts[1:]
+        if not parts:
+            return row
+        row = row.copy()
+    if row is None:
+        row = np.zeros(n, bool)
+    for part in parts:
+        if 16 * len(part) >= n:
+            row |= _large_row(part, n)
+        else:
+            row[part] = True
+    return row
+
+
+def _large_row(part: np.ndarray, n: int) -> np.ndarray:
+    held = _INSIDE_ROWS.get(id(part))
+    if held is None:
+        if len(_INSIDE_ROWS) >= _INSIDE_ROWS_MAX:
+            _INSIDE_ROWS.clear()
+        row = np.zeros(n, bool)
+        row[part] = True
+        held = _INSIDE_ROWS[id(part)] = (part, row)
+    return held[1]
+
+
+def _sorted_union(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """The distinct indices of `parts` (below n), sorted: by sorting when they are few, else
+    through a bool row (sorting 7k indices costs more than a pass over 262k bools)."""
+    if not parts:
+        return np.empty(0, np.int64)
+    joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    if 64 * len(joined) >= n:
+        row = np.zeros(n, bool)
+        row[joined] = True
+        return np.flatnonzero(row)
+    joined = np.sort(joined)
+    if len(parts) > 1 and len(joined) > 1:
+        joined = joined[np.concatenate(([True], joined[1:] != joined[:-1]))]
+    return joined
+
+
 @dataclass(frozen=True, eq=False)
 class _ShapeSplit:
-    """Mask parts shared by all states of one shape, within one view. `inside` ids are allowed
-    outright. The leaving tokens are checked per state: those whose next byte is in `deeper`
-    (many of them: whitespace leaves into almost anything) in the view of prefix + that byte,
-    from the state after it; the others by walking their own small trie (`leaving`)."""
+    """Mask parts shared by all states of one shape, within one view. `inside` tokens are
+    allowed outright. The leaving tokens are checked per state: those whose next byte is in
+    `deeper` (many of them: whitespace leaves into almost anything) in the view of prefix + that
+    byte, from the state after it; the others by walking their own small trie (`leaving`)."""
 
-    inside: np.ndarray  # int64 token ids
+    view: _View
+    local: np.ndarray  # bool over the view's local indices: inside (read-only: may be shared)
     leaving: TokenTrie | None
     deeper: tuple[int, ...]
     width: int
     masks: dict[tuple, torch.Tensor] = field(default_factory=dict, repr=False)  # see `mask`
 
     @cached_property
+    def inside(self) -> np.ndarray:
+        """The inside tokens' ids."""
+        return self.view.ids[np.flatnonzero(self.local)]
+
+    @cached_property
+    def n_inside(self) -> int:
+        return int(np.count_nonzero(self.local))
+
+    @cached_property
     def inside_row(self) -> np.ndarray:
-        """`inside` as a bool row of the logits width: masks start from (or OR in) it."""
+        """The inside tokens as a bool row of the logits width: masks start from (or OR in)
+        it. The root view's rows are such rows already."""
+        if self.view.dense:
+            return self.local
         row = np.zeros(self.width, bool)
         row[self.inside] = True
         return row
@@ -954,9 +1023,9 @@ class GrammarAutomaton(TokenAutomaton):
         splits, walked = self._parts(state)
         row = splits[0].inside_row.copy()
         for split in splits[1:]:
-            if 16 * len(split.inside) > self.vocab.width:
+            if 16 * split.n_inside > self.vocab.width:
                 row |= split.inside_row
-            elif len(split.inside):
+            elif split.n_inside:
                 row[split.inside] = True
         for ids in walked:
             row[ids] = True
@@ -988,7 +1057,7 @@ class GrammarAutomaton(TokenAutomaton):
         if state is DONE:
             return False
         splits, walked = self._parts(state)
-        return (not any(len(split.inside) for split in splits) and not walked
+        return (not any(split.n_inside for split in splits) and not walked
                 and self.is_accepting(state))
 
     def clear_caches(self) -> None:
@@ -1012,14 +1081,11 @@ class GrammarAutomaton(TokenAutomaton):
             if self._split_bytes > self.split_cache_bytes:
                 self._shape_splits.clear()
                 self._split_bytes = 0
+            parts = [_lexeme_split(self._lexer, t, s, view, self.vocab) for t, s in shape]
             n = len(view.ids)
-            is_inside = np.zeros(n, bool)  # bool scatters: much cheaper than sorting or
-            is_leaving = np.zeros(n, bool)  # hashing index arrays
-            for t, s in shape:
-                p_inside, p_leaving = _lexeme_split(self._lexer, t, s, view, self.vocab)
-                is_inside[p_inside] = True
-                is_leaving[p_leaving] = True
-            leaving = np.flatnonzero(is_leaving & ~is_inside)
+            is_inside = _inside_union([inside for inside, _ in parts], n)
+            leaving = _sorted_union([out for _, out in parts], n)
+            leaving = leaving[~is_inside[leaving]]
             nb = view.next_byte[leaving]
             least = self.DEEPER_MIN
             if least is None:
@@ -1030,10 +1096,9 @@ class GrammarAutomaton(TokenAutomaton):
             if len(deeper):
                 leaving = leaving[~np.isin(nb, deeper)]
             trie = _leaving_trie(self.vocab, view, view.ids[leaving]) if len(leaving) else None
-            split = _ShapeSplit(view.ids[np.flatnonzero(is_inside)], trie, tuple(deeper.tolist()),
-                                self.vocab.width)
+            split = _ShapeSplit(view, is_inside, trie, tuple(deeper.tolist()), self.vocab.width)
             self._shape_splits[key] = split
-            self._split_bytes += split.inside.nbytes + self.vocab.width  # (its row, if built)
+            self._split_bytes += is_inside.nbytes + (0 if view.dense else self.vocab.width)
         return split
 
     def _advance_bytes(self, state: State, data: bytes) -> State | None:

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from ..automata.bytedfa import DEAD, ByteDFA
-from ..automata.completion import dfa_distances
 from ..schema.lexemes import _node_entries
 from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
@@ -410,30 +409,56 @@ class _KeysDFA:
         return q
 
 
-_ENDLESS: "weakref.WeakKeyDictionary[ByteDFA, frozenset[int]]" = weakref.WeakKeyDictionary()
+class _Endless:
+    """The states of a DFA with infinitely many accepted continuations: those that reach a
+    cycle (the DFA is trimmed, so every state can still accept). Decided per state on demand,
+    by a depth-first search that stops at the first cycle: key DFAs have hundreds of states
+    and the tracker asks about a few (listing every state's successors cost ~2.5 ms per new
+    key DFA, the largest part of Gemma-3's slowest MaskBench masks)."""
+
+    def __init__(self, dfa: ByteDFA) -> None:
+        self.dfa = dfa
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, state: int) -> bool:
+        if state == DEAD:
+            return False
+        known = self._known.get(state)
+        return self._search(state) if known is None else known
+
+    def __bool__(self) -> bool:
+        """Whether any state is endless, for the states reachable from the initial one (the
+        only ones a lexeme is ever in)."""
+        return self.dfa.initial in self
+
+    def _successors(self, state: int) -> set[int]:
+        row = self.dfa.transitions[state]
+        return set(row[row >= 0].tolist())
+
+    def _search(self, root: int) -> bool:
+        known = self._known
+        path, on_path = [root], {root}
+        todo = [iter(self._successors(root))]
+        while path:
+            for nxt in todo[-1]:
+                verdict = known.get(nxt)
+                if verdict or nxt in on_path:  # a cycle is reachable from the whole path
+                    known.update(dict.fromkeys(path, True))
+                    return True
+                if verdict is None:
+                    path.append(nxt)
+                    on_path.add(nxt)
+                    todo.append(iter(self._successors(nxt)))
+                    break
+            else:  # every successor explored without reaching a cycle
+                done = path.pop()
+                on_path.discard(done)
+                todo.pop()
+                known[done] = False
+        return False
 
 
-def _endless_states(dfa: ByteDFA) -> frozenset[int]:
-    """The states that reach a cycle from which an accepting state is reachable."""
-    succ = [set(row[row >= 0].tolist()) for row in dfa.transitions]
-    pred: list[set[int]] = [set() for _ in succ]
-    for q, nxt in enumerate(succ):
-        for r in nxt:
-            pred[r].add(q)
-    live = set(np.flatnonzero(dfa_distances(dfa) >= 0).tolist())  # reach acceptance
-    # Within the live states, peel those with no live successor left: what remains
-    # has an infinite path, which stays live (each state of it reaches acceptance).
-    out_deg = {q: len(succ[q] & live) for q in live}
-    todo = [q for q, n in out_deg.items() if n == 0]
-    gone = set(todo)
-    while todo:
-        for q in pred[todo.pop()]:
-            if q in live and q not in gone:
-                out_deg[q] -= 1
-                if out_deg[q] == 0:
-                    gone.add(q)
-                    todo.append(q)
-    return frozenset(live - gone)
+_ENDLESS: "weakref.WeakKeyDictionary[ByteDFA, _Endless]" = weakref.WeakKeyDictionary()
 
 
 class _NoSpelling(Exception):
@@ -470,7 +495,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._lexemes_of: dict[State, frozenset[tuple[int, int]]] = {}
         self._witnesses: dict[tuple, bytes | None] = {}
         self._removed: dict[State, np.ndarray] = {}
-        self._endless_states: dict[int, frozenset[int]] = {}
+        self._endless_states: dict[int, _Endless] = {}
         self._endless_of: dict[frozenset, tuple] = {}
         self._stuck: dict[tuple, np.ndarray] = {}
 
@@ -761,7 +786,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 (t, s, e) for t, s in lexemes for e in (self._endless(t),) if e)
         return out
 
-    def _endless(self, t: int) -> frozenset[int]:
+    def _endless(self, t: int) -> _Endless:
         """States of terminal t's DFA with infinitely many accepted continuations (cached per
         terminal, and per DFA object across automata: key DFAs recur across schemas)."""
         out = self._endless_states.get(t)
@@ -769,7 +794,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
             dfa = self._dfas[t]
             out = _ENDLESS.get(dfa)
             if out is None:
-                out = _ENDLESS[dfa] = _endless_states(dfa)
+                out = _ENDLESS[dfa] = _Endless(dfa)
             self._endless_states[t] = out
         return out
 
