@@ -220,21 +220,37 @@ def test_walks_build_sibling_transitions_together(smollm2, monkeypatch) -> None:
     assert fills["together"] < 0.6 * fills["alone"], fills
 
 
-def _string_but_keys():
+def _string_but_keys(keys: str = "name|nickname|title|apiVersion|a|na"):
     """A JSON string that spells none of a few keys: the key terminal of additionalProperties."""
     from structgen.automata.bytedfa import dfa_product
     from structgen.automata.regex import regex_to_dfa
 
     string = regex_to_dfa(r'"([^"\\\x00-\x1f]|\\["\\/bfnrtu])*"')
-    keys = regex_to_dfa(r'"(name|nickname|title|apiVersion|a|na)"')
-    return dfa_product(string, keys, "andnot")
+    return dfa_product(string, regex_to_dfa(f'"({keys})"'), "andnot")
+
+
+def _equivalence_classes(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Language classes of the states of DFAs a and b, by Moore's partition refinement over
+    their disjoint union (with one dead state): the oracle for `_Bisimilar.equivalent`."""
+    n = a.n_states + b.n_states
+    table = np.concatenate([np.where(a.transitions >= 0, a.transitions, n),
+                            np.where(b.transitions >= 0, b.transitions + a.n_states, n),
+                            np.full((1, 256), n)])
+    classes = np.concatenate([a.accepting, b.accepting, [False]]).astype(np.int64)
+    while True:
+        signature = np.concatenate([classes[:, None], classes[table]], axis=1)
+        _, refined = np.unique(signature, axis=0, return_inverse=True)
+        refined = refined.ravel()
+        if len(np.unique(refined)) == len(np.unique(classes)):
+            return refined[: a.n_states], refined[a.n_states : n]
+        classes = refined
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:
     """`_same_walk` proves two DFA states alike only when walking the trie from them classifies
     every token alike (inside, could leave, dead); on a string that must not spell some keys it
     proves most key-prefix states alike, though no two of them are equivalent as DFA states."""
-    from structgen.constraints.grammar import _FirstByteWalk, _same_walk, _root_view
+    from structgen.constraints.grammar import _FirstByteWalk, _root_view, _same_walk
 
     starts = np.zeros(256, bool)
     starts[[ord(c) for c in ' ,:}]"']] = True
@@ -253,6 +269,86 @@ def test_same_walk_proves_only_equal_walks(smollm2) -> None:
                     assert walks[x] == walks[y], (x, y)
                     proved += 1
     assert proved >= 10
+
+
+def test_bisimilar_finds_language_equivalent_states() -> None:
+    """`_Bisimilar.equivalent` pairs two DFAs' states exactly when they accept the same strings
+    (Moore's refinement as the oracle), across key DFAs of different key sets and plain JSON
+    string content; with a tiny exploration limit it only ever says "no" more often."""
+    from structgen.constraints.grammar import _Bisimilar, _FirstByteWalk
+
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    dfas = [_string_but_keys(), _string_but_keys("id|items|name"),
+            Grammar(JSON).compiled.terminal_dfas[0]]
+    found = 0
+    for a in dfas:
+        for b in dfas:
+            ca, cb = _equivalence_classes(a, b)
+            pairing = _Bisimilar(_FirstByteWalk(a, starts), _FirstByteWalk(b, starts))
+            narrow = _Bisimilar(pairing.a, pairing.b)
+            narrow.LIMIT = 2
+            for p in range(a.n_states):
+                for q in range(b.n_states):
+                    assert pairing.equivalent(p, q) == (ca[p] == cb[q]), (p, q)
+                    assert not narrow.equivalent(p, q) or ca[p] == cb[q]
+                    found += bool(a is not b and ca[p] == cb[q])
+    assert found >= 10
+
+
+def test_same_walk_across_dfas_proves_only_equal_walks(smollm2) -> None:
+    """Proofs against another DFA's state (`across`) hold only where the two walks classify
+    every token alike, and they hold between key DFAs of different key sets: past their key
+    prefixes both are plain string content."""
+    from structgen.constraints.grammar import _Bisimilar, _FirstByteWalk, _root_view, _same_walk
+
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    trie = _root_view(smollm2.vocab).local_trie
+    a, b = _string_but_keys(), _string_but_keys("id|items|name|n")
+    qa, qb = _FirstByteWalk(a, starts), _FirstByteWalk(b, starts)
+    pairing = _Bisimilar(qa, qb)
+
+    def walks(quick, dfa):
+        out = []
+        for s in range(dfa.n_states):
+            local, ends = trie.walk(quick, 3 * s)
+            inside = ends // 3 < quick.n
+            out.append((frozenset(local[inside].tolist()), frozenset(local[~inside].tolist())))
+        return out
+
+    wa, wb = walks(qa, a), walks(qb, b)
+    proved = refuted = 0
+    for x in range(a.n_states):
+        for y in range(b.n_states):
+            same = _same_walk(qa, 3 * x, 3 * y, trie, budget=10**6, across=pairing)
+            assert same == (wa[x] == wb[y]), (x, y)
+            proved += bool(same)
+            refuted += not same
+    assert proved >= 10 and refuted >= 10
+
+
+def test_splits_taken_across_dfas(smollm2, monkeypatch) -> None:
+    """A new key DFA's first large split is proved against another DFA's reference (the same
+    array comes back, no walk) and equals its own walk."""
+    from structgen.constraints import grammar as engine
+
+    monkeypatch.setattr(engine, "_REFERENCES", {})
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    view = engine._root_view(smollm2.vocab)
+    a, b = _string_but_keys(), _string_but_keys("id|items|name|n")
+    first = engine._SharedLexeme(starts).split(a, a.walk(a.initial, b'"x'), view)
+    assert len(first[0]) >= engine._SharedLexeme.REFERENCE_MIN
+    quick, state = engine._FirstByteWalk(b, starts), b.walk(b.initial, b'"')
+    local, ends = view.local_trie.walk(quick, 3 * state)
+    inside = ends // 3 < quick.n
+    own = [sorted(local[inside].tolist()), sorted(local[~inside].tolist())]
+
+    monkeypatch.setattr(engine.TokenTrie, "walk", lambda *args: pytest.fail("walked"))
+    taken = engine._SharedLexeme(starts).split(b, state, view)
+    assert taken is first
+    assert [sorted(part.tolist()) for part in taken] == own
 
 
 def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:

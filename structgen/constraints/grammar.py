@@ -400,9 +400,79 @@ class _FirstByteWalk:
         self.n = n
         self.sink = 3 * n + 1
         self._table = table.ravel()
+        # (the arrays, not the DFA: shared lexemes must not keep their weak key alive)
+        self.transitions, self.accepting = dfa.transitions, dfa.accepting
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
         return self._table[states * 256 + data]
+
+    def token_class(self, states: np.ndarray) -> np.ndarray:
+        """A token's class after its walk ends in these states: -1 inside (a live DFA state),
+        1 dead (the sink), 2 could leave (absorbing)."""
+        live = 3 * self.n
+        return np.where(states < live, -1, states - live)
+
+
+class _Bisimilar:
+    """Which walk states of two DFAs' first-byte walks (under the same start bytes) are alike:
+    both the sink, both absorbing, or the same phase with language-equivalent DFA states —
+    then every token walks to the same class from either. Lets a split of one DFA stand for
+    another's: the key DFAs of different schemas ("a string that is none of these keys")
+    are all plain string content past their key prefixes."""
+
+    #: Product states explored per question; past it the answer is "not known alike" (sound:
+    #: a proof then only follows both walks further).
+    LIMIT = 64
+
+    def __init__(self, a: _FirstByteWalk, b: _FirstByteWalk) -> None:
+        self.a, self.b = a, b
+        self._equivalent: dict[tuple[int, int], bool] = {}
+        self._alike: dict[int, bool] = {}  # by x * (walk states of b) + y
+
+    def alike(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per position, whether walk state x[i] of `a` is alike walk state y[i] of `b`."""
+        known = self._alike
+        keys = (x.astype(np.int64) * (3 * self.b.n + 3) + y).tolist()
+        out = [known.get(key) for key in keys]
+        if None in out:
+            live_a, live_b = 3 * self.a.n, 3 * self.b.n
+            for i, verdict in enumerate(out):
+                if verdict is None:
+                    xi, yi = int(x[i]), int(y[i])
+                    if xi >= live_a or yi >= live_b:
+                        verdict = xi - live_a == yi - live_b
+                    else:
+                        verdict = xi % 3 == yi % 3 and self.equivalent(xi // 3, yi // 3)
+                    out[i] = known[keys[i]] = verdict
+        return np.array(out, bool)
+
+    def equivalent(self, p: int, q: int) -> bool:
+        """Whether DFA state p of `a` and q of `b` accept the same strings: the product closure
+        from (p, q) agrees everywhere on acceptance and on the bytes with a way on (both DFAs
+        are trimmed: a byte has a way on iff it has a transition)."""
+        known = self._equivalent.get((p, q))
+        if known is not None:
+            return known
+        ta, tb, acc_a, acc_b = self.a.transitions, self.b.transitions, self.a.accepting, \
+            self.b.accepting
+        seen = {(p, q)}
+        todo = [(p, q)]
+        while todo:
+            p1, q1 = todo.pop()
+            if self._equivalent.get((p1, q1)):
+                continue
+            row_a, row_b = ta[p1], tb[q1]
+            on = row_a >= 0
+            if (len(seen) > self.LIMIT or self._equivalent.get((p1, q1)) is False
+                    or acc_a[p1] != acc_b[q1] or (on != (row_b >= 0)).any()):
+                self._equivalent[(p, q)] = False
+                return False
+            for pair in zip(row_a[on].tolist(), row_b[on].tolist()):
+                if pair not in seen:
+                    seen.add(pair)
+                    todo.append(pair)
+        self._equivalent.update(dict.fromkeys(seen, True))
+        return True
 
 
 def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
@@ -421,6 +491,7 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
         _SharedLexeme.held_bytes += first[0].nbytes + first[1].nbytes
         if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
             _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
+            _REFERENCES.clear()
             _SharedLexeme.held_bytes = 0
     if vocab.width < lexer.MIN_VOCAB or not lexer.prunes:
         return first
@@ -452,13 +523,16 @@ class _SharedLexeme:
     def __init__(self, starts: np.ndarray) -> None:
         # No reference to the DFA: it is this entry's weak key.
         self.starts = starts
+        self.starts_key = np.packbits(starts).tobytes()
         self._quick: _FirstByteWalk | None = None
         self.splits: dict[tuple[int, tuple[str, bytes]], tuple[np.ndarray, np.ndarray]] = {}
         self._references: dict[tuple[str, bytes], list[list]] = {}  # [spread, state, split]
         self._proofs: dict[tuple[str, bytes], list[int]] = {}
+        self._bisimilar: dict[_SharedLexeme, _Bisimilar] = {}
 
     #: Splits with at least this many inside tokens are kept (per view, the last few) as
-    #: references that later DFA states try first (`_same_walk`).
+    #: references that later DFA states try first (`_same_walk`); the last few of all DFAs
+    #: under the same start bytes are tried next (`_REFERENCES`).
     REFERENCE_MIN = 1024
     REFERENCES = 3
 
@@ -471,15 +545,22 @@ class _SharedLexeme:
         """(inside, could leave) local indices of the view from DFA state `state`. A state
         whose walk provably classifies every token as a reference state's does takes its
         split: many states met along a generation (in a string that must not spell some
-        keys, say) differ from plain string content only on strings no token holds."""
+        keys, say) differ from plain string content only on strings no token holds; and the
+        key DFAs of other schemas hold such states too."""
         quick = self.quick(dfa)
         trie = view.local_trie
         refs = self._references.setdefault(view.key, [])
         record = self._proofs.setdefault(view.key, [0, 0])  # [proofs given up, proved]
         # Long proofs that rarely hold (identifiers that exclude keywords, say) stop being tried.
-        trying = refs if record[0] < 8 or record[0] <= 4 * record[1] else []
-        for ref in trying:
-            same = _same_walk(quick, 3 * state, 3 * ref[1], trie)
+        if record[0] < 8 or record[0] <= 4 * record[1]:
+            shared = _REFERENCES.get((self.starts_key, view.key), [])
+            trying = [(ref, None) for ref in refs] + [
+                (ref, self._across(owner)) for owner, ref in sorted(shared, key=lambda e: e[1][0])
+                if owner is not self]
+        else:
+            trying = []
+        for ref, across in trying:
+            same = _same_walk(quick, 3 * state, 3 * ref[1], trie, across=across)
             if same is None:
                 record[0] += 1
             elif same:
@@ -489,16 +570,39 @@ class _SharedLexeme:
                 # such as the start of a key that may begin many ways, makes every proof
                 # follow each of its paths).
                 spread = self._spread(quick, state, trie)
-                if spread < ref[0]:
+                if across is not None:  # this DFA's own reference from now on: cheaper proofs
+                    self._refer(view.key, [spread, state, ref[2]])
+                elif spread < ref[0]:
                     ref[0], ref[1] = spread, state
                 return ref[2]
         local, ends = trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
         split = (local[inside], local[~inside])
         if len(split[0]) >= self.REFERENCE_MIN:
-            refs.insert(0, [self._spread(quick, state, trie), state, split])
-            del refs[self.REFERENCES:]
+            self._refer(view.key, [self._spread(quick, state, trie), state, split])
         return split
+
+    def _refer(self, view_key: tuple[str, bytes], ref: list) -> None:
+        """Keep `ref` as this DFA's newest reference in the view, and among all DFAs' (the
+        same list object: a swap to a better state shows in both)."""
+        refs = self._references[view_key]
+        refs.insert(0, ref)
+        del refs[self.REFERENCES:]
+        if len(_REFERENCES) >= _REFERENCES_MAX:
+            _REFERENCES.clear()
+        shared = _REFERENCES.setdefault((self.starts_key, view_key), [])
+        shared.insert(0, (self, ref))
+        del shared[self.REFERENCES:]
+
+    def _across(self, owner: _SharedLexeme) -> _Bisimilar:
+        """The pairing of this DFA's walk with another's (kept for a few DFAs at a time)."""
+        got = self._bisimilar.get(owner)
+        if got is None:
+            if len(self._bisimilar) >= 2 * self.REFERENCES:
+                self._bisimilar.clear()
+            assert self._quick is not None and owner._quick is not None
+            got = self._bisimilar[owner] = _Bisimilar(self._quick, owner._quick)
+        return got
 
     @staticmethod
     def _spread(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> int:
@@ -507,14 +611,16 @@ class _SharedLexeme:
         return len(np.unique(quick.step(np.full(len(top), 3 * state), top)))
 
 
-def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: int = 32
-               ) -> bool | None:
+def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: int = 32,
+               across: _Bisimilar | None = None) -> bool | None:
     """Whether walking `trie` from walk states x and y gives every token the same class (inside,
     could leave, dead), proved by following the two walks together only below the nodes where
     their states differ (equal states have equal subtrees). None (unknown) past `budget` such
     node groups: breadth first, so that short tokens, where walks that differ mostly show it,
-    come first (on MaskBench 96 % of the proofs need at most 16 groups)."""
-    live = 3 * quick.n  # walk states below it are live DFA states; above, the sink or absorbing
+    come first (on MaskBench 96 % of the proofs need at most 16 groups). With `across`, y is
+    a state of another DFA's walk (`across.b`; `quick` is `across.a`), and states differ unless
+    they are alike."""
+    other = quick if across is None else across.b
     levels = trie.levels
     if not levels:
         return True
@@ -526,16 +632,19 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
         x, y, d, lo, hi = todo.popleft()
         level = levels[d]
         data = level.byte[lo:hi]
-        nx, ny = quick.step(x, data), quick.step(y, data)
-        differ = np.flatnonzero(nx != ny)
-        if not len(differ):
-            continue
-        nx, ny = nx[differ], ny[differ]
-        # a token's class: inside (any live state: -1), dead (the sink), could leave (absorbing)
-        cx, cy = np.where(nx < live, -1, nx), np.where(ny < live, -1, ny)
-        nodes = differ + lo
-        if ((cx != cy) & (level.token_count[nodes] > 0)).any():
+        nx, ny = quick.step(x, data), other.step(y, data)
+        nodes = np.arange(lo, hi)
+        if across is None:  # equal states walk alike
+            keep = np.flatnonzero(nx != ny)
+            nx, ny, nodes = nx[keep], ny[keep], nodes[keep]
+        if ((quick.token_class(nx) != other.token_class(ny))
+                & (level.token_count[nodes] > 0)).any():
             return False
+        if across is not None:  # (classes first: alike states cost more to find)
+            keep = np.flatnonzero(~across.alike(nx, ny))
+            nx, ny, nodes = nx[keep], ny[keep], nodes[keep]
+        if not len(nodes):
+            continue
         if d + 1 < len(levels):
             counts = level.child_count[nodes]
             starts = level.child_start[nodes]
@@ -544,6 +653,10 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
                              int(starts[i] + counts[i])))
     return True
 
+
+#: References of all DFAs per (packed start bytes, view key): (owner, [spread, state, split]).
+_REFERENCES: dict[tuple[bytes, tuple[str, bytes]], list[tuple[_SharedLexeme, list]]] = {}
+_REFERENCES_MAX = 1024
 
 #: Per terminal DFA object (weakly: compiled DFAs are cached by the schema compiler, and go
 #: with it), per packed start bytes.
