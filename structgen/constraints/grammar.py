@@ -467,7 +467,9 @@ class _Bisimilar:
                     or acc_a[p1] != acc_b[q1] or (on != (row_b >= 0)).any()):
                 self._equivalent[(p, q)] = False
                 return False
-            for pair in zip(row_a[on].tolist(), row_b[on].tolist()):
+            width = 3 * self.b.n + 3
+            for key in set((row_a[on].astype(np.int64) * width + row_b[on]).tolist()):
+                pair = divmod(key, width)
                 if pair not in seen:
                     seen.add(pair)
                     todo.append(pair)
@@ -526,7 +528,8 @@ class _SharedLexeme:
         self.starts_key = np.packbits(starts).tobytes()
         self._quick: _FirstByteWalk | None = None
         self.splits: dict[tuple[int, tuple[str, bytes]], tuple[np.ndarray, np.ndarray]] = {}
-        self._references: dict[tuple[str, bytes], list[list]] = {}  # [spread, state, split]
+        # per view: [spread, state, split, classes of one-byte tokens] (see `_first_level`)
+        self._references: dict[tuple[str, bytes], list[list]] = {}
         self._proofs: dict[tuple[str, bytes], list[int]] = {}
         self._bisimilar: dict[_SharedLexeme, _Bisimilar] = {}
 
@@ -535,6 +538,12 @@ class _SharedLexeme:
     #: under the same start bytes are tried next (`_REFERENCES`).
     REFERENCE_MIN = 1024
     REFERENCES = 3
+    #: Other DFAs' references are tried in views of at least this many tokens: a proof
+    #: across DFAs costs ~1-2 ms (equivalence checks of DFA states along it), about what a
+    #: walk of SmolLM2's 49k tokens costs, and a quarter of one of Gemma-3's 262k.
+    ACROSS_MIN = 100_000
+    #: Node groups a proof across DFAs may follow (each costs ~0.4 ms there).
+    ACROSS_BUDGET = 12
 
     def quick(self, dfa: ByteDFA) -> _FirstByteWalk:
         if self._quick is None:
@@ -551,16 +560,20 @@ class _SharedLexeme:
         trie = view.local_trie
         refs = self._references.setdefault(view.key, [])
         record = self._proofs.setdefault(view.key, [0, 0])  # [proofs given up, proved]
+        shared = _REFERENCES.get((self.starts_key, view.key), [])
+        first = None
         # Long proofs that rarely hold (identifiers that exclude keywords, say) stop being tried.
+        trying: list[tuple[list, _Bisimilar | None]] = []
         if record[0] < 8 or record[0] <= 4 * record[1]:
-            shared = _REFERENCES.get((self.starts_key, view.key), [])
-            trying = [(ref, None) for ref in refs] + [
-                (ref, self._across(owner)) for owner, ref in sorted(shared, key=lambda e: e[1][0])
-                if owner is not self]
-        else:
-            trying = []
+            trying = [(ref, None) for ref in refs]
+            if shared and len(view.ids) >= self.ACROSS_MIN:
+                first = self._first_level(quick, state, trie)
+                trying += [(ref, self._across(owner))
+                           for owner, ref in sorted(shared, key=lambda e: e[1][0])
+                           if owner is not self and ref[3] == first[1]]
         for ref, across in trying:
-            same = _same_walk(quick, 3 * state, 3 * ref[1], trie, across=across)
+            same = _same_walk(quick, 3 * state, 3 * ref[1], trie,
+                              budget=32 if across is None else self.ACROSS_BUDGET, across=across)
             if same is None:
                 record[0] += 1
             elif same:
@@ -569,17 +582,18 @@ class _SharedLexeme:
                 # proofs against it end where the two walks meet (one with many successors,
                 # such as the start of a key that may begin many ways, makes every proof
                 # follow each of its paths).
-                spread = self._spread(quick, state, trie)
+                first = first or self._first_level(quick, state, trie)
                 if across is not None:  # this DFA's own reference from now on: cheaper proofs
-                    self._refer(view.key, [spread, state, ref[2]])
-                elif spread < ref[0]:
-                    ref[0], ref[1] = spread, state
+                    self._refer(view.key, [first[0], state, ref[2], first[1]])
+                elif first[0] < ref[0]:
+                    ref[0], ref[1] = first[0], state
                 return ref[2]
         local, ends = trie.walk(quick, 3 * state)
         inside = ends // 3 < quick.n
         split = (local[inside], local[~inside])
         if len(split[0]) >= self.REFERENCE_MIN:
-            self._refer(view.key, [self._spread(quick, state, trie), state, split])
+            first = first or self._first_level(quick, state, trie)
+            self._refer(view.key, [first[0], state, split, first[1]])
         return split
 
     def _refer(self, view_key: tuple[str, bytes], ref: list) -> None:
@@ -605,10 +619,14 @@ class _SharedLexeme:
         return got
 
     @staticmethod
-    def _spread(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> int:
-        """How many walk states the first bytes of the trie lead to from DFA state `state`."""
-        top = trie.levels[0].byte
-        return len(np.unique(quick.step(np.full(len(top), 3 * state), top)))
+    def _first_level(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> tuple[int, bytes]:
+        """(how many walk states the trie's first bytes lead to from DFA state `state`, the
+        classes of the one-byte tokens): a reference whose split could be this state's has the
+        same classes (a proof against another costs ~25 µs to fail)."""
+        top = trie.levels[0]
+        walked = quick.step(np.full(len(top.byte), 3 * state), top.byte)
+        classes = quick.token_class(walked)[top.token_count > 0].astype(np.int8)
+        return len(set(walked.tolist())), classes.tobytes()
 
 
 def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: int = 32,
@@ -654,7 +672,7 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
     return True
 
 
-#: References of all DFAs per (packed start bytes, view key): (owner, [spread, state, split]).
+#: References of all DFAs per (packed start bytes, view key): (owner, its reference list).
 _REFERENCES: dict[tuple[bytes, tuple[str, bytes]], list[tuple[_SharedLexeme, list]]] = {}
 _REFERENCES_MAX = 1024
 
