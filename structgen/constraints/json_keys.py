@@ -485,7 +485,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self.grammar = grammar
         self._dfas = terminal_dfas
         self._outs: dict[tuple[int, int], frozenset[int]] = {}
-        self._moves: dict[frozenset, tuple[frozenset[int], list]] = {}
+        self._outs_of: dict[frozenset, frozenset[int]] = {}
         tables = _TABLES.get(grammar.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
@@ -506,7 +506,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._last_keys_dfa = None
         self._lexemes_of.clear()
         self._witnesses.clear()
-        self._moves.clear()
+        self._outs_of.clear()
         self._removed.clear()
         self._endless_of.clear()
         self._stuck.clear()
@@ -617,36 +617,34 @@ class KeyTrackingAutomaton(TokenAutomaton):
         found = None
         while todo:
             lexemes, d, path = todo.pop()
-            outs, steps = self._lexeme_moves(lexemes)
+            outs = self._lexeme_outs(lexemes)
             leaving = outs - kd.alive_bytes(d)
             if leaving:  # a byte that stops spelling every present key (or closes a new one)
                 found = path + bytes((_best_byte(leaving),))
                 break
+            # Every byte read here goes on spelling a present key: few bytes, best popped first.
             row = kd.row(d)
-            for b, nxt in steps:  # best byte popped first
-                nd = row.get(b, DEAD)
-                if nd != DEAD and not kd.accepts(nd) and (nxt, nd) not in seen:
-                    seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
+            for b in sorted(outs, key=_probe_rank, reverse=True):
+                nd = row[b]
+                if kd.accepts(nd):  # the closing quote of a present key
+                    continue
+                nxt = frozenset((t, s2) for t, s in lexemes
+                                for s2 in (self._dfas[t].rows[s][b],) if s2 >= 0)
+                if (nxt, nd) not in seen:
+                    seen.add((nxt, nd))
                     todo.append((nxt, nd, path + bytes((b,))))
         self._witnesses[memo_key] = found
         return found
 
-    def _lexeme_moves(self, lexemes: frozenset[tuple[int, int]]
-                      ) -> tuple[frozenset[int], list[tuple[int, frozenset[tuple[int, int]]]]]:
-        """(bytes some lexeme reads, (byte, lexemes after it) from the worst byte to the best):
-        cached per lexeme set, which recurs in every witness search over the same keys."""
-        out = self._moves.get(lexemes)
+    def _lexeme_outs(self, lexemes: frozenset[tuple[int, int]]) -> frozenset[int]:
+        """Bytes some lexeme reads (cached per lexeme set: a witness search's first question,
+        and most searches end with it)."""
+        out = self._outs_of.get(lexemes)
         if out is None:
-            steps: dict[int, set[tuple[int, int]]] = {}
-            for t, s in lexemes:
-                row = self._dfas[t].rows[s]
-                for b in self._out_bytes(t, s):
-                    steps.setdefault(b, set()).add((t, row[b]))
-            if len(self._moves) >= self.max_memo:
-                self._moves.clear()
-            out = self._moves[lexemes] = (
-                frozenset(steps), [(b, frozenset(steps[b]))
-                                   for b in sorted(steps, key=_probe_rank, reverse=True)])
+            if len(self._outs_of) >= self.max_memo:
+                self._outs_of.clear()
+            out = self._outs_of[lexemes] = frozenset().union(
+                *(self._out_bytes(t, s) for t, s in lexemes))
         return out
 
     def _out_bytes(self, t: int, s: int) -> frozenset[int]:
