@@ -486,6 +486,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._dfas = terminal_dfas
         self._outs: dict[tuple[int, int], frozenset[int]] = {}
         self._outs_of: dict[frozenset, frozenset[int]] = {}
+        self._steps: dict[frozenset, list[tuple[int, frozenset[tuple[int, int]]]]] = {}
         tables = _TABLES.get(grammar.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
@@ -507,6 +508,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._lexemes_of.clear()
         self._witnesses.clear()
         self._outs_of.clear()
+        self._steps.clear()
         self._removed.clear()
         self._endless_of.clear()
         self._stuck.clear()
@@ -624,17 +626,28 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 break
             # Every byte read here goes on spelling a present key: few bytes, best popped first.
             row = kd.row(d)
-            for b in sorted(outs, key=_probe_rank, reverse=True):
+            for b, nxt in self._lexeme_steps(lexemes):
                 nd = row[b]
-                if kd.accepts(nd):  # the closing quote of a present key
-                    continue
-                nxt = frozenset((t, s2) for t, s in lexemes
-                                for s2 in (self._dfas[t].rows[s][b],) if s2 >= 0)
-                if (nxt, nd) not in seen:
-                    seen.add((nxt, nd))
+                if not kd.accepts(nd) and (nxt, nd) not in seen:
+                    seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
                     todo.append((nxt, nd, path + bytes((b,))))
         self._witnesses[memo_key] = found
         return found
+
+    def _lexeme_steps(self, lexemes: frozenset[tuple[int, int]]
+                      ) -> list[tuple[int, frozenset[tuple[int, int]]]]:
+        """(byte, lexemes after it) for the bytes some lexeme reads, from the worst byte to the
+        best. Asked only where every such byte goes on spelling a present key (few bytes);
+        cached: exhaustive searches over the same present keys meet the same sets again."""
+        out = self._steps.get(lexemes)
+        if out is None:
+            if len(self._steps) >= self.max_memo:
+                self._steps.clear()
+            out = self._steps[lexemes] = [
+                (b, frozenset((t, s2) for t, s in lexemes
+                              for s2 in (self._dfas[t].rows[s][b],) if s2 >= 0))
+                for b in sorted(self._lexeme_outs(lexemes), key=_probe_rank, reverse=True)]
+        return out
 
     def _lexeme_outs(self, lexemes: frozenset[tuple[int, int]]) -> frozenset[int]:
         """Bytes some lexeme reads (cached per lexeme set: a witness search's first question,
