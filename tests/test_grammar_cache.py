@@ -441,3 +441,24 @@ def test_reference_proofs_give_up(smollm2, monkeypatch) -> None:
         assert np.array_equal(np.sort(got[1]), np.sort(local[~inside]))
     assert shared._references[view.key]  # references were kept, so proofs were tried ...
     assert 8 <= len(calls) < 8 + shared.REFERENCES  # ... until 8 gave up, then no more
+
+
+def test_split_unions_equal_set_unions() -> None:
+    """Shape splits combine per-lexeme splits with `_inside_union` (cached rows of large parts,
+    shared when alone) and `_sorted_union`: equal to plain set unions, and a shared row is
+    never written by a later union."""
+    from structgen.constraints.grammar import _inside_union, _sorted_union
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    large = rng.choice(n, 4000, replace=False)
+    alone = _inside_union([large], n)
+    assert alone is _inside_union([large], n)  # the cached row itself
+    before = alone.copy()
+    for sizes in ([4000, 3], [10, 20, 300], [1], [], [4000, 900, 1]):
+        parts = [large if k == 4000 else rng.choice(n, k, replace=False) for k in sizes]
+        expect = set().union(*(p.tolist() for p in parts))
+        assert set(np.flatnonzero(_inside_union(parts, n)).tolist()) == expect
+        got = _sorted_union(parts, n)
+        assert got.tolist() == sorted(expect)
+    assert np.array_equal(alone, before)
