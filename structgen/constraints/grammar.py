@@ -453,8 +453,9 @@ class _Bisimilar:
         known = self._equivalent.get((p, q))
         if known is not None:
             return known
-        ta, tb, acc_a, acc_b = self.a.transitions, self.b.transitions, self.a.accepting, \
-            self.b.accepting
+        ta, tb = self.a.transitions, self.b.transitions
+        acc_a, acc_b = self.a.accepting, self.b.accepting
+        width = 3 * self.b.n + 3  # pairs packed as one int while deduplicated
         seen = {(p, q)}
         todo = [(p, q)]
         while todo:
@@ -467,7 +468,6 @@ class _Bisimilar:
                     or acc_a[p1] != acc_b[q1] or (on != (row_b >= 0)).any()):
                 self._equivalent[(p, q)] = False
                 return False
-            width = 3 * self.b.n + 3
             for key in set((row_a[on].astype(np.int64) * width + row_b[on]).tolist()):
                 pair = divmod(key, width)
                 if pair not in seen:
