@@ -482,6 +482,25 @@ def test_endless_states_are_those_with_infinitely_many_continuations(kwargs, smo
     assert expected or kwargs.get("literals") or "max_length" in kwargs
 
 
+def test_endless_states_do_not_keep_their_dfa_alive() -> None:
+    """`_ENDLESS` is keyed weakly by DFA (key DFAs come and go with schemas): its values must
+    not reference their key, or no entry would ever go."""
+    import gc
+    import weakref
+
+    from structgen.automata.bytedfa import dfa_product
+    from structgen.automata.regex import regex_to_dfa
+    from structgen.constraints.json_keys import _ENDLESS, _Endless
+
+    dfa = dfa_product(regex_to_dfa(r'"[a-z]*"'), regex_to_dfa(r'"(ab|cd)"'), "andnot")
+    _ENDLESS[dfa] = _Endless(dfa)
+    assert _ENDLESS[dfa] and dfa.walk(dfa.initial, b'"a') in _ENDLESS[dfa]
+    alive = weakref.ref(dfa)
+    del dfa
+    gc.collect()
+    assert alive() is None
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("name", ["shared-prefixes", "names-enum"])
 def test_any_order_masks_match_documents_gemma(name, gemma_vocab):

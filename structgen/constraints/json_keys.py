@@ -417,7 +417,8 @@ class _Endless:
     key DFA, the largest part of Gemma-3's slowest MaskBench masks)."""
 
     def __init__(self, dfa: ByteDFA) -> None:
-        self.dfa = dfa
+        # (the table, not the DFA: `_ENDLESS` entries must not keep their weak key alive)
+        self.transitions, self.initial = dfa.transitions, dfa.initial
         self._known: dict[int, bool] = {}
 
     def __contains__(self, state: int) -> bool:
@@ -429,10 +430,10 @@ class _Endless:
     def __bool__(self) -> bool:
         """Whether any state is endless, for the states reachable from the initial one (the
         only ones a lexeme is ever in)."""
-        return self.dfa.initial in self
+        return self.initial in self
 
     def _successors(self, state: int) -> set[int]:
-        row = self.dfa.transitions[state]
+        row = self.transitions[state]
         return set(row[row >= 0].tolist())
 
     def _search(self, root: int) -> bool:
