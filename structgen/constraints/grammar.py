@@ -389,12 +389,14 @@ class _FirstByteWalk:
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = dfa.n_states
-        nxt = np.where(dfa.transitions >= 0, dfa.transitions, n)  # (n, 256), dead = n
+        base = 3 * dfa.transitions  # (n, 256) int32: 3 * next state, dead = n
+        base[dfa.transitions < 0] = 3 * n
         could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
         table = np.empty((3 * n + 3, 256), np.int32)  # (int64: 62 MB at 10k states)
-        table[0 : 3 * n : 3] = 3 * nxt + 1
-        table[1 : 3 * n : 3] = 3 * nxt + 1 + could_end
-        table[2 : 3 * n : 3] = 3 * nxt + 2
+        # (in place: a table is built per new DFA, and key DFAs are new with every schema)
+        np.add(base, 1, out=table[0 : 3 * n : 3])
+        np.add(table[0 : 3 * n : 3], could_end, out=table[1 : 3 * n : 3])
+        np.add(base, 2, out=table[2 : 3 * n : 3])
         table[3 * n : 3 * n + 2] = 3 * n + 1  # dead, no way out: the sink
         table[3 * n + 2] = 3 * n + 2
         self.n = n
