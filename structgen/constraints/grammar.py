@@ -653,10 +653,11 @@ def _same_walk(quick: _FirstByteWalk, x: int, y: int, trie: TokenTrie, budget: i
         level = levels[d]
         data = level.byte[lo:hi]
         nx, ny = quick.step(x, data), other.step(y, data)
-        nodes = np.arange(lo, hi)
         if across is None:  # equal states walk alike
             keep = np.flatnonzero(nx != ny)
-            nx, ny, nodes = nx[keep], ny[keep], nodes[keep]
+            nx, ny, nodes = nx[keep], ny[keep], keep + lo
+        else:
+            nodes = np.arange(lo, hi)
         if ((quick.token_class(nx) != other.token_class(ny))
                 & (level.token_count[nodes] > 0)).any():
             return False
