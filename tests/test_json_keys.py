@@ -452,6 +452,31 @@ def test_masks_agree_with_advance_at_key_positions(order, smollm2_vocab):
         assert not wrong, (prefix, wrong[:10])
 
 
+BRANCHES = [  # (value that leaves a fresh key, value that leaves none, prefix before them)
+    ("x", "x.", b'{"a":1,"t":"x'), ("x.", "x", b'{"a":1,"t":"x')]  # tokens `",` and `.",`
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("fresh,full,prefix", BRANCHES)
+def test_comma_verdicts_depend_on_what_precedes_the_comma(fresh, full, prefix, smollm2_vocab):
+    """Tokens that end after the same comma share a verdict only when they differ in trailing
+    whitespace: `",` and `.",` close different values, and so different branches — one with a
+    key still to come, one with every key present (then the comma strands the object)."""
+    branch = {"type": "object", "required": ["t"], "additionalProperties": False}
+    schema = {"anyOf": [
+        {**branch, "properties": {"t": {"const": fresh}, "a": {"const": 1}, "b": {"const": 1}}},
+        {**branch, "properties": {"t": {"const": full}, "a": {"const": 1}}}]}
+    automaton = JsonSchema(schema, property_order="any").compile(smollm2_vocab)
+    state = automaton._advance_bytes(automaton.start, prefix)
+    mask = automaton.mask(state)
+    grammar = automaton.grammar.mask(state[0])
+    commas = [i for i, b in enumerate(smollm2_vocab.token_bytes) if b and b"," in b and grammar[i]]
+    taken = {i for i in commas if automaton.advance(state, i) is not None}
+    assert taken and len(taken) < len(commas)  # both branches' commas are among them
+    wrong = [smollm2_vocab.token_bytes[i] for i in commas if bool(mask[i]) != (i in taken)]
+    assert not wrong, wrong[:10]
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"literals": ["a", "ab", "b"]}, {"exclude": ["a", "ab"]},
                                     {"max_length": 3}, {"pattern": "^x+$"},
                                     {"literals": ["k"], "canonical": True}])

@@ -697,7 +697,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                     refused += stuck[allowed[stuck]].tolist()
         cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
-        after_comma: dict[Track, bool] = {}
+        after_comma: dict[tuple[bytes, Track], bool] = {}
         heads: dict[bytes, State | None] = {}
         for i in cand.tolist():  # allowed by the grammar: only the tracker's verdict is needed
             data = tb[i]
@@ -705,12 +705,14 @@ class KeyTrackingAutomaton(TokenAutomaton):
             if end is None:
                 refused.append(i)
             elif _at_key(end):
-                # Tokens ending after the same comma (with more or less whitespace) share one
-                # verdict: whitespace does not change which keys may follow. Inside a key that
-                # no longer spells a present one, a fresh key is certain (no grammar step:
-                # the grammar allows the token, so its state after it exists).
+                # Tokens ending after the same comma with more or less whitespace share one
+                # verdict: whitespace does not change which keys may follow (what comes
+                # before the comma may: `"x",` and `"x.",` can close different branches).
+                # Inside a key that no longer spells a present one, a fresh key is certain
+                # (no grammar step: the grammar allows the token, so its state after exists).
                 if end[1] == KEY:
-                    ok = after_comma.get(end)
+                    comma = (data.rstrip(_WHITESPACE), end)
+                    ok = after_comma.get(comma)
                 else:
                     ok = None
                     gq = None
@@ -739,7 +741,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                     ok = g2 is not None and (self._endless_key_next(g2, end)
                                              or self._witness(g2, end, keys) is not None)
                     if end[1] == KEY:
-                        after_comma[end] = ok
+                        after_comma[comma] = ok
                 if not ok:
                     refused.append(i)
         bad = np.unique(np.array(refused, np.int64)) if refused else _NO_IDS
