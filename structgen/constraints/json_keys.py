@@ -500,6 +500,9 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._endless_states: dict[int, _Endless] = {}
         self._endless_of: dict[frozenset, tuple] = {}
         self._stuck: dict[tuple, np.ndarray] = {}
+        self._cands: dict[tuple[State, int], list[int]] = {}
+        self._after: dict[tuple[State, bytes], State | None] = {}
+        self._fresh: dict[tuple, bool] = {}
 
     def clear_caches(self) -> None:
         super().clear_caches()
@@ -513,6 +516,9 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._removed.clear()
         self._endless_of.clear()
         self._stuck.clear()
+        self._cands.clear()
+        self._after.clear()
+        self._fresh.clear()
 
     @property
     def start(self) -> State:
@@ -677,71 +683,57 @@ class KeyTrackingAutomaton(TokenAutomaton):
             return bad
         g, track = state
         stack, mode, partial = track
-        allowed = self.grammar.mask(g).numpy()
-        t = self._tables
+        cand = self._candidates(g, mode)
         keys = stack[1] if stack else None
         refused: list[int] = []
-        cand = t.reaching(mode)  # from a key position: what may reach a key past this one
         if mode in (KEY, KSTR, KESC) and keys:
             # the current key: tokens ending where a present key could still be spelled, and
             # those completing a present key (refused outright)
             kd = self._keys_dfa(keys)
             d = kd.pre if mode == KEY else kd.state_of(partial)
             if d != DEAD:
-                ids, ends, closers = kd.along(t, d)
+                allowed = self.grammar.mask(g).numpy()
+                ids, ends, closers = kd.along(self._tables, d)
                 refused += closers[allowed[closers]].tolist()
                 if mode == KEY:
-                    cand = np.union1d(cand, ids[allowed[ids]])
+                    cand = sorted(set(cand).union(ids[allowed[ids]].tolist()))
                 else:
                     stuck = self._inside_key(g, kd, d, ids, ends)
                     refused += stuck[allowed[stuck]].tolist()
-        cand = cand[allowed[cand]]
         tb = self.vocab.token_bytes
         after_comma: dict[tuple[bytes, Track], bool] = {}
-        heads: dict[bytes, State | None] = {}
-        for i in cand.tolist():  # allowed by the grammar: only the tracker's verdict is needed
+        for i in cand:  # allowed by the grammar: only the tracker's verdict is needed
             data = tb[i]
             end = feed(track, data)
             if end is None:
                 refused.append(i)
-            elif _at_key(end):
+            elif _at_key(end) and not self._fresh_by_grammar(g, data, end):
                 # Tokens ending after the same comma with more or less whitespace share one
                 # verdict: whitespace does not change which keys may follow (what comes
                 # before the comma may: `"x",` and `"x.",` can close different branches).
-                # Inside a key that no longer spells a present one, a fresh key is certain
-                # (no grammar step: the grammar allows the token, so its state after exists).
                 if end[1] == KEY:
                     comma = (data.rstrip(_WHITESPACE), end)
                     ok = after_comma.get(comma)
-                else:
-                    ok = None
-                    gq = None
-                    opened = len(end[2]) < len(data)
-                    if opened:
-                        # a key opened in this token: the grammar steps only to its opening
-                        # quote (shared by the tokens with the same head: `,"`, `, "`), then
-                        # the key terminals' DFAs read the rest, as in `_inside_key` — first
-                        # without the keys DFA, which is new for every key being read here
-                        head, rest = data[: len(data) - len(end[2])], end[2]
-                        if head not in heads:
-                            heads[head] = self.grammar._advance_bytes(g, head)
-                        gq = heads[head]
-                        if gq is not None and self._endless_after(self._key_lexemes(gq), rest):
-                            ok = True
                     if ok is None:
-                        kd2 = self._keys_dfa(end[0][1], keys)
-                        d2 = kd2.state_of(end[2])
-                        if d2 == DEAD:
-                            ok = True
-                        elif opened:
-                            ok = gq is not None and self._in_key_lexemes(self._walk_lexemes(
-                                self._key_lexemes(gq), end[2]), d2, kd2) is not None
-                if ok is None:
-                    g2 = self.grammar._advance_bytes(g, data)
-                    ok = g2 is not None and (self._endless_key_next(g2, end)
-                                             or self._witness(g2, end, keys) is not None)
-                    if end[1] == KEY:
-                        after_comma[comma] = ok
+                        g2 = self._grammar_after(g, data)
+                        ok = after_comma[comma] = (
+                            g2 is not None and self._witness(g2, end, keys) is not None)
+                else:
+                    # inside a key, not certainly fresh by its lexemes alone: fresh when it no
+                    # longer spells a present key (no grammar step: the grammar allows the
+                    # token, so its state after it exists), else by search — from the key
+                    # lexemes after the opening quote when the key opened in this token
+                    kd2 = self._keys_dfa(end[0][1], keys)
+                    d2 = kd2.state_of(end[2])
+                    if d2 == DEAD:
+                        ok = True
+                    elif len(end[2]) < len(data):
+                        gq = self._grammar_after(g, data[: len(data) - len(end[2])])
+                        ok = gq is not None and self._in_key_lexemes(self._walk_lexemes(
+                            self._key_lexemes(gq), end[2]), d2, kd2) is not None
+                    else:
+                        g2 = self._grammar_after(g, data)
+                        ok = g2 is not None and self._witness(g2, end, keys) is not None
                 if not ok:
                     refused.append(i)
         bad = np.unique(np.array(refused, np.int64)) if refused else _NO_IDS
@@ -749,6 +741,52 @@ class KeyTrackingAutomaton(TokenAutomaton):
             self._removed.clear()
         self._removed[state] = bad
         return bad
+
+    def _candidates(self, g: State, mode: int) -> list[int]:
+        """Ids grammar state g allows that may close a key or reach a key position from
+        `mode` (cached per (g, mode): a grammar state recurs with many tracker states — other
+        keys present, other enclosing objects)."""
+        key = (g, mode)
+        out = self._cands.get(key)
+        if out is None:
+            cand = self._tables.reaching(mode)  # from a key position: past the current key
+            if len(self._cands) >= self.max_memo:
+                self._cands.clear()
+            out = self._cands[key] = cand[self.grammar.mask(g).numpy()[cand]].tolist()
+        return out
+
+    def _grammar_after(self, g: State, data: bytes) -> State | None:
+        """The grammar's state after `data` from g (cached: the same tokens are asked again
+        from g under other tracker states)."""
+        key = (g, data)
+        if key in self._after:
+            return self._after[key]
+        if len(self._after) >= self.max_memo:
+            self._after.clear()
+        out = self._after[key] = self.grammar._advance_bytes(g, data)
+        return out
+
+    def _fresh_by_grammar(self, g: State, data: bytes, end: Track) -> bool:
+        """Whether, after token `data` from grammar state g ends at key position `end`, a key
+        that is not present certainly follows whatever keys are present: the key string
+        opened right there (`_endless_key_next`), or opened in the token and read on
+        (`_endless_after`), can be endless. Cached per (g, token, where it ends): the answer
+        depends on the grammar alone."""
+        key = (g, data, end[1], len(end[2]))
+        out = self._fresh.get(key)
+        if out is None:
+            if end[1] == KEY:
+                g2 = self._grammar_after(g, data)
+                out = g2 is not None and self._endless_key_next(g2, end)
+            elif len(end[2]) < len(data):  # the key opened in this token
+                gq = self._grammar_after(g, data[: len(data) - len(end[2])])
+                out = gq is not None and self._endless_after(self._key_lexemes(gq), end[2])
+            else:
+                out = False
+            if len(self._fresh) >= self.max_memo:
+                self._fresh.clear()
+            self._fresh[key] = out
+        return out
 
     def _inside_key(self, g: State, kd: _KeysDFA, d: int, ids: np.ndarray, ends: np.ndarray
                     ) -> np.ndarray:
