@@ -683,23 +683,28 @@ class KeyTrackingAutomaton(TokenAutomaton):
             return bad
         g, track = state
         stack, mode, partial = track
-        cand = self._candidates(g, mode)
         keys = stack[1] if stack else None
         refused: list[int] = []
+        closing = mode in (KSTR, KESC)  # closing the current key cannot repeat a key...
+        cand = None
         if mode in (KEY, KSTR, KESC) and keys:
             # the current key: tokens ending where a present key could still be spelled, and
             # those completing a present key (refused outright)
             kd = self._keys_dfa(keys)
             d = kd.pre if mode == KEY else kd.state_of(partial)
             if d != DEAD:
+                closing = False  # ...unless it may spell a present one
                 allowed = self.grammar.mask(g).numpy()
                 ids, ends, closers = kd.along(self._tables, d)
                 refused += closers[allowed[closers]].tolist()
                 if mode == KEY:
-                    cand = sorted(set(cand).union(ids[allowed[ids]].tolist()))
+                    cand = sorted(set(self._candidates(g, mode, False)).union(
+                        ids[allowed[ids]].tolist()))
                 else:
                     stuck = self._inside_key(g, kd, d, ids, ends)
                     refused += stuck[allowed[stuck]].tolist()
+        if cand is None:
+            cand = self._candidates(g, mode, closing)
         tb = self.vocab.token_bytes
         after_comma: dict[tuple[bytes, Track], bool] = {}
         for i in cand:  # allowed by the grammar: only the tracker's verdict is needed
@@ -707,7 +712,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
             end = feed(track, data)
             if end is None:
                 refused.append(i)
-            elif _at_key(end) and not self._fresh_by_grammar(g, data, end):
+            elif _at_key(end) and not self._fresh_by_grammar(g, data, end[1], len(end[2])):
                 # Tokens ending after the same comma with more or less whitespace share one
                 # verdict: whitespace does not change which keys may follow (what comes
                 # before the comma may: `"x",` and `"x.",` can close different branches).
@@ -742,17 +747,27 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._removed[state] = bad
         return bad
 
-    def _candidates(self, g: State, mode: int) -> list[int]:
+    def _candidates(self, g: State, mode: int, closing: bool) -> list[int]:
         """Ids grammar state g allows that may close a key or reach a key position from
-        `mode` (cached per (g, mode): a grammar state recurs with many tracker states — other
-        keys present, other enclosing objects)."""
-        key = (g, mode)
+        `mode`, less those the tracker takes whatever its state: they close no key (or, when
+        `closing`, only the current one, which spells no present key), leave no container,
+        and end outside a key position or where a key that is not present certainly follows
+        (`_fresh_by_grammar`). Cached per (g, mode, closing): a grammar state recurs with many
+        tracker states — other keys present, other enclosing objects."""
+        key = (g, mode, closing)
         out = self._cands.get(key)
         if out is None:
             cand = self._tables.reaching(mode)  # from a key position: past the current key
+            tb = self.vocab.token_bytes
+            out = []
+            for i in cand[self.grammar.mask(g).numpy()[cand]].tolist():
+                end = _local_end(tb[i], mode, closing)
+                if end is None or end[0] in (KEY, KSTR, KESC) and not self._fresh_by_grammar(
+                        g, tb[i], *end):
+                    out.append(i)
             if len(self._cands) >= self.max_memo:
                 self._cands.clear()
-            out = self._cands[key] = cand[self.grammar.mask(g).numpy()[cand]].tolist()
+            self._cands[key] = out
         return out
 
     def _grammar_after(self, g: State, data: bytes) -> State | None:
@@ -766,21 +781,22 @@ class KeyTrackingAutomaton(TokenAutomaton):
         out = self._after[key] = self.grammar._advance_bytes(g, data)
         return out
 
-    def _fresh_by_grammar(self, g: State, data: bytes, end: Track) -> bool:
-        """Whether, after token `data` from grammar state g ends at key position `end`, a key
-        that is not present certainly follows whatever keys are present: the key string
-        opened right there (`_endless_key_next`), or opened in the token and read on
-        (`_endless_after`), can be endless. Cached per (g, token, where it ends): the answer
-        depends on the grammar alone."""
-        key = (g, data, end[1], len(end[2]))
+    def _fresh_by_grammar(self, g: State, data: bytes, mode: int, n: int) -> bool:
+        """Whether, after token `data` from grammar state g ends at a key position (scanner
+        `mode` there, n bytes of the key string read), a key that is not present certainly
+        follows whatever keys are present: the key string opened right there
+        (`_endless_key_next`), or opened in the token and read on (`_endless_after`), can be
+        endless. Cached per (g, token, mode, n): the answer depends on the grammar alone."""
+        key = (g, data, mode, n)
         out = self._fresh.get(key)
         if out is None:
-            if end[1] == KEY:
+            if mode == KEY:
                 g2 = self._grammar_after(g, data)
-                out = g2 is not None and self._endless_key_next(g2, end)
-            elif len(end[2]) < len(data):  # the key opened in this token
-                gq = self._grammar_after(g, data[: len(data) - len(end[2])])
-                out = gq is not None and self._endless_after(self._key_lexemes(gq), end[2])
+                out = g2 is not None and self._endless_key_next(g2, ((), KEY, b""))
+            elif n < len(data):  # the key opened in this token
+                gq = self._grammar_after(g, data[: len(data) - n])
+                out = gq is not None and self._endless_after(self._key_lexemes(gq), data[-n:]
+                                                             if n else b"")
             else:
                 out = False
             if len(self._fresh) >= self.max_memo:
@@ -915,6 +931,50 @@ class KeyTrackingAutomaton(TokenAutomaton):
             assert state is not None
             out += rest[:start] + witness
         return None
+
+
+def _local_end(data: bytes, mode: int, closing: bool) -> tuple[int, int] | None:
+    """(scanner mode, bytes of the key string read) after `data` from `mode`, when it
+    leaves no container and closes no key (`closing`: but for the current key string);
+    else None. A comma outside containers it opens is taken to be an object's: in an
+    array the token ends outside a key position, where nothing is refused."""
+    pushed: list[bool] = []  # containers opened by `data`: is an object
+    n = 0  # bytes of the key string being read
+    current = mode in (KSTR, KESC)  # still in the key string it started in
+    for b in data:
+        if mode in (VSTR, KSTR):
+            if b == _QUOTE:
+                if mode == KSTR:
+                    if not current or not closing:
+                        return None
+                    current, n = False, 0
+                mode = VALUE
+            elif b == _BACKSLASH:
+                mode += 1
+            if mode in (KSTR, KESC):
+                n += 1
+        elif mode in (VESC, KESC):
+            mode -= 1
+            if mode == KSTR:
+                n += 1
+        elif b == _QUOTE:
+            mode, n = (KSTR, 0) if mode == KEY else (VSTR, n)
+        elif b == 0x7B:
+            pushed.append(True)
+            mode = KEY
+        elif b == 0x5B:
+            pushed.append(False)
+            mode = VALUE
+        elif b in (0x7D, 0x5D):
+            if not pushed:
+                return None
+            pushed.pop()
+            mode = VALUE
+        elif b == _COMMA:
+            mode = KEY if not pushed or pushed[-1] else VALUE
+        elif b == 0x3A:
+            mode = VALUE
+    return None if current else (mode, n)
 
 
 def _at_key(track: Track) -> bool:
