@@ -20,8 +20,10 @@ fresh key exists (a missing required key, or enough distinct optional/additional
 Masks are the grammar's mask minus the refused tokens, which are found among few candidates:
 tokens that can reach a key position or close a key from the current scanner mode, and inside
 key strings only those that keep spelling a present key (found by a search along that DFA over
-the sorted vocabulary). A state with no candidate costs one dictionary lookup more than the
-grammar's mask.
+the sorted vocabulary). Candidates whose verdict cannot depend on the tracker state — they
+close no key that could be present, leave no container, and end where a fresh key certainly
+follows by the grammar alone — are dropped once per grammar state, so a new tracker state over
+a known grammar state mostly costs a few lookups.
 """
 from __future__ import annotations
 
@@ -500,7 +502,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._endless_states: dict[int, _Endless] = {}
         self._endless_of: dict[frozenset, tuple] = {}
         self._stuck: dict[tuple, np.ndarray] = {}
-        self._cands: dict[tuple[State, int], list[int]] = {}
+        self._cands: dict[tuple[State, int, bool], list[int]] = {}
         self._after: dict[tuple[State, bytes], State | None] = {}
         self._fresh: dict[tuple, bool] = {}
 
