@@ -186,6 +186,12 @@ ANY_ORDER = [
     ("names-enum", {  # propertyNames: every key one of three, any of them additional
         "type": "object", "propertyNames": {"enum": ["p", "q", "r"]},
         "additionalProperties": {"const": 1}, "minProperties": 2}, ["p", "q", "r", "s"], 3),
+    ("discriminated", {"anyOf": [  # the value of "t" picks the keys that may follow
+        {"type": "object", "properties": {"t": {"const": 1}, "a": {"enum": [None, "x"]},
+                                          "b": {"type": "boolean"}},
+         "required": ["t"], "additionalProperties": False},
+        {"type": "object", "properties": {"t": {"const": "x"}, "a": {"const": True}},
+         "required": ["t"], "additionalProperties": False}]}, ["t", "a", "b"], 3),
 ]
 
 
