@@ -459,30 +459,29 @@ def test_masks_agree_with_advance_at_key_positions(order, smollm2_vocab):
         assert not wrong, (prefix, wrong[:10])
 
 
-
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(list(b'ab "\\,:{}[]')), min_size=1, max_size=8).map(bytes),
        st.sampled_from([VALUE, VSTR, VESC, KEY, KSTR, KESC]), st.booleans(), st.booleans())
 def test_local_end_is_where_feed_ends_whatever_the_tracker_state(data, mode, in_array, keys):
-    """Tokens the masks take without a tracker step (`_local_end` not None) end, from any
-    tracker state in that mode, where `_local_end` says — or, in an array (where a comma
-    leads to a value), outside a key position — and never repeat a key."""
+    """Tokens the masks take without a tracker step (`_local_end` not None) end where
+    `_local_end` says from any tracker state in that mode and container, and never repeat a
+    key."""
+    in_object = not in_array or mode in (KEY, KSTR, KESC)
     closing = mode in (KSTR, KESC)
-    end = _local_end(data, mode, closing)
+    end = _local_end(data, mode, closing, in_object)
     if end is None:
         return
-    if in_array and mode not in (KEY, KSTR, KESC):
-        stack = (((), frozenset({"z"})), None)
-    else:
+    if in_object:
         stack = ((), frozenset({"z"}) if keys else frozenset())  # "z": never spelled here
+    else:
+        stack = (((), frozenset({"z"})), None) if keys else ()  # an array, or the top level
     partial = {KSTR: b"a", KESC: b"a\\"}.get(mode, b"")
     try:
         got = feed((stack, mode, partial), data)
     except ValueError:  # a key with an invalid escape: not JSON, no token reads it there
         return
     assert got is not None, (data, mode)
-    if (got[1], len(got[2])) != end:
-        assert stack[1] is None and got[1] not in (KEY, KSTR, KESC), (data, mode, got, end)
+    assert (got[1], len(got[2])) == end, (data, mode, got, end)
 
 BRANCHES = [  # (value that leaves a fresh key, value that leaves none, prefix before them)
     ("x", "x.", b'{"a":1,"t":"x'), ("x.", "x", b'{"a":1,"t":"x')]  # tokens `",` and `.",`

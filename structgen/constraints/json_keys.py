@@ -211,6 +211,7 @@ class _VocabTables:
         self._marked = [i for i in content if b'"' in vocab.token_bytes[i]
                         or b"," in vocab.token_bytes[i]]
         self._reaching: dict[int, np.ndarray] = {}
+        self._local_ends: dict[tuple[int, bool, bool], dict[int, tuple[int, int] | None]] = {}
         self.ids_of: dict[bytes, list[int]] = {}
         for i in content:
             self.ids_of.setdefault(vocab.token_bytes[i], []).append(i)
@@ -252,6 +253,18 @@ class _VocabTables:
                 else:
                     todo.append((word, q2))
         return ids, ends, closers
+
+    def local_ends(self, mode: int, closing: bool, in_object: bool
+                   ) -> dict[int, tuple[int, int] | None]:
+        """`_local_end` of every id in `reaching(mode)` (computed once per vocabulary: it
+        depends on the token's bytes alone)."""
+        key = (mode, closing, in_object)
+        out = self._local_ends.get(key)
+        if out is None:
+            out = self._local_ends[key] = {
+                i: _local_end(self.token_bytes[i], mode, closing, in_object)
+                for i in self.reaching(mode).tolist()}
+        return out
 
     def reaching(self, mode: int) -> np.ndarray:
         """Ids that may close a key or end in a key position when read from `mode` (VALUE,
@@ -502,7 +515,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._endless_states: dict[int, _Endless] = {}
         self._endless_of: dict[frozenset, tuple] = {}
         self._stuck: dict[tuple, np.ndarray] = {}
-        self._cands: dict[tuple[State, int, bool], list[int]] = {}
+        self._cands: dict[tuple[State, int, bool, bool], list[int]] = {}
         self._after: dict[tuple[State, bytes], State | None] = {}
         self._fresh: dict[tuple, bool] = {}
 
@@ -700,13 +713,13 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 ids, ends, closers = kd.along(self._tables, d)
                 refused += closers[allowed[closers]].tolist()
                 if mode == KEY:
-                    cand = sorted(set(self._candidates(g, mode, False)).union(
+                    cand = sorted(set(self._candidates(g, mode, False, True)).union(
                         ids[allowed[ids]].tolist()))
                 else:
                     stuck = self._inside_key(g, kd, d, ids, ends)
                     refused += stuck[allowed[stuck]].tolist()
         if cand is None:
-            cand = self._candidates(g, mode, closing)
+            cand = self._candidates(g, mode, closing, bool(stack) and stack[1] is not None)
         tb = self.vocab.token_bytes
         after_comma: dict[tuple[bytes, Track], bool] = {}
         for i in cand:  # allowed by the grammar: only the tracker's verdict is needed
@@ -749,21 +762,23 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._removed[state] = bad
         return bad
 
-    def _candidates(self, g: State, mode: int, closing: bool) -> list[int]:
+    def _candidates(self, g: State, mode: int, closing: bool, in_object: bool) -> list[int]:
         """Ids grammar state g allows that may close a key or reach a key position from
         `mode`, less those the tracker takes whatever its state: they close no key (or, when
-        `closing`, only the current one, which spells no present key), leave no container,
-        and end outside a key position or where a key that is not present certainly follows
-        (`_fresh_by_grammar`). Cached per (g, mode, closing): a grammar state recurs with many
-        tracker states — other keys present, other enclosing objects."""
-        key = (g, mode, closing)
+        `closing`, only the current one, which spells no present key), leave no container
+        (an object when `in_object`, else an array or none), and end outside a key position
+        or where a key that is not present certainly follows (`_fresh_by_grammar`). Cached
+        per (g, mode, closing, in_object): a grammar state recurs with many tracker states —
+        other keys present, other enclosing objects."""
+        key = (g, mode, closing, in_object)
         out = self._cands.get(key)
         if out is None:
             cand = self._tables.reaching(mode)  # from a key position: past the current key
+            ends = self._tables.local_ends(mode, closing, in_object)
             tb = self.vocab.token_bytes
             out = []
             for i in cand[self.grammar.mask(g).numpy()[cand]].tolist():
-                end = _local_end(tb[i], mode, closing)
+                end = ends[i]
                 if end is None or end[0] in (KEY, KSTR, KESC) and not self._fresh_by_grammar(
                         g, tb[i], *end):
                     out.append(i)
@@ -789,6 +804,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
         follows whatever keys are present: the key string opened right there
         (`_endless_key_next`), or opened in the token and read on (`_endless_after`), can be
         endless. Cached per (g, token, mode, n): the answer depends on the grammar alone."""
+        if mode == KEY:  # whitespace after the comma does not change which keys may follow
+            data = data.rstrip(_WHITESPACE)
         key = (g, data, mode, n)
         out = self._fresh.get(key)
         if out is None:
@@ -935,11 +952,11 @@ class KeyTrackingAutomaton(TokenAutomaton):
         return None
 
 
-def _local_end(data: bytes, mode: int, closing: bool) -> tuple[int, int] | None:
-    """(scanner mode, bytes of the key string read) after `data` from `mode`, when it
-    leaves no container and closes no key (`closing`: but for the current key string);
-    else None. A comma outside containers it opens is taken to be an object's: in an
-    array the token ends outside a key position, where nothing is refused."""
+def _local_end(data: bytes, mode: int, closing: bool, in_object: bool = True
+               ) -> tuple[int, int] | None:
+    """(scanner mode, bytes of the key string read) after `data` from `mode` in an object
+    (`in_object`; else in an array or at the top level), when it leaves no container and
+    closes no key (`closing`: but for the current key string); else None."""
     pushed: list[bool] = []  # containers opened by `data`: is an object
     n = 0  # bytes of the key string being read
     current = mode in (KSTR, KESC)  # still in the key string it started in
@@ -973,7 +990,7 @@ def _local_end(data: bytes, mode: int, closing: bool) -> tuple[int, int] | None:
             pushed.pop()
             mode = VALUE
         elif b == _COMMA:
-            mode = KEY if not pushed or pushed[-1] else VALUE
+            mode = KEY if (pushed[-1] if pushed else in_object) else VALUE
         elif b == 0x3A:
             mode = VALUE
     return None if current else (mode, n)
