@@ -53,6 +53,7 @@ _STRING_SPECIAL = re.compile(rb'["\\]')
 _STRUCTURAL = re.compile(rb'["{}\[\],:]')
 _QUOTE, _BACKSLASH, _COMMA = 0x22, 0x5C, 0x2C
 _WHITESPACE = b" \t\n\r"
+_HEAD_BYTES = frozenset(_WHITESPACE + b'"')
 
 
 def _probe_rank(b: int) -> int:
@@ -212,13 +213,29 @@ class _VocabTables:
                         or b"," in vocab.token_bytes[i]]
         self._reaching: dict[int, np.ndarray] = {}
         self._local_ends: dict[tuple[int, bool, bool], dict[int, tuple[int, int] | None]] = {}
-        self.ids_of: dict[bytes, list[int]] = {}
+        # bytes -> id, and the few byte strings several ids share: no list per token (262k
+        # lists cost Gemma-3 ~0.5 s, most of it the collector passes they set off)
+        self._id_of: dict[bytes, int] = {}
+        self._shared: dict[bytes, list[int]] = {}
         for i in content:
-            self.ids_of.setdefault(vocab.token_bytes[i], []).append(i)
-        self.sorted_tokens = sorted(self.ids_of)
+            b = vocab.token_bytes[i]
+            if b in self._id_of:
+                self._shared.setdefault(b, [self._id_of[b]]).append(i)
+            else:
+                self._id_of[b] = i
+        self.sorted_tokens = sorted(self._id_of)
         # whitespace then an opening quote: how tokens may start a key after a comma
         self.quote_heads = sorted({w[: len(w) - len(w.lstrip(_WHITESPACE)) + 1]
-                                   for w in self.ids_of if w.lstrip(_WHITESPACE)[:1] == b'"'})
+                                   for w in self._id_of if w[0] in _HEAD_BYTES
+                                   and w.lstrip(_WHITESPACE)[:1] == b'"'})
+
+    def ids_of(self, word: bytes) -> list[int]:
+        """Ids of the content tokens spelled `word` (none when no token is)."""
+        shared = self._shared.get(word)
+        if shared is not None:
+            return shared
+        i = self._id_of.get(word)
+        return [] if i is None else [i]
 
     def spelled_along(self, kd: "_KeysDFA", d: int) -> tuple[list[int], list[int], list[int]]:
         """(ids, keys-DFA state after each) of the tokens `kd` reads from state d without
@@ -234,8 +251,9 @@ class _VocabTables:
         if d == kd.pre:
             todo = [(head, kd.after_quote) for head in self.quote_heads]
             for head in self.quote_heads:
-                ids += self.ids_of.get(head, [])
-                ends += [kd.after_quote] * len(self.ids_of.get(head, []))
+                found = self.ids_of(head)
+                ids += found
+                ends += [kd.after_quote] * len(found)
         while todo:
             prefix, q = todo.pop()
             for b, q2 in kd.moves(q):
@@ -244,12 +262,13 @@ class _VocabTables:
                 if j == n or not words[j].startswith(word):
                     continue
                 if words[j] == word:
-                    ids += self.ids_of[word]
-                    ends += [q2] * len(self.ids_of[word])
+                    found = self.ids_of(word)
+                    ids += found
+                    ends += [q2] * len(found)
                     j += 1
                 if kd.accepts(q2):  # every longer token starting with the closed key
                     stop = bisect_left(words, word[:-1] + bytes((word[-1] + 1,)), j)
-                    closers += [i for w in words[j:stop] for i in self.ids_of[w]]
+                    closers += [i for w in words[j:stop] for i in self.ids_of(w)]
                 else:
                     todo.append((word, q2))
         return ids, ends, closers
