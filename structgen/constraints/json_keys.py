@@ -820,23 +820,21 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def _fresh_by_grammar(self, g: State, data: bytes, mode: int, n: int) -> bool:
         """Whether, after token `data` from grammar state g ends at a key position (scanner
         `mode` there, n bytes of the key string read), a key that is not present certainly
-        follows whatever keys are present: the key string opened right there
-        (`_endless_key_next`), or opened in the token and read on (`_endless_after`), can be
-        endless. Cached per (g, token, mode, n): the answer depends on the grammar alone."""
+        follows whatever keys are present: a key lexeme of the key string opened there (by a
+        quote right after the token, before a key) or in the token (read on by its last n
+        bytes) can be endless (`_endless_after`). Cached per (g, token, mode, n): the answer
+        depends on the grammar alone."""
         if mode == KEY:  # whitespace after the comma does not change which keys may follow
             data = data.rstrip(_WHITESPACE)
         key = (g, data, mode, n)
         out = self._fresh.get(key)
         if out is None:
             if mode == KEY:
-                g2 = self._grammar_after(g, data)
-                out = g2 is not None and self._endless_key_next(g2, ((), KEY, b""))
-            elif n < len(data):  # the key opened in this token
-                gq = self._grammar_after(g, data[: len(data) - n])
-                out = gq is not None and self._endless_after(self._key_lexemes(gq), data[-n:]
-                                                             if n else b"")
-            else:
-                out = False
+                head, rest = data + b'"', b""
+            else:  # (n >= len(data): still the key the token started in, not decided here)
+                head, rest = data[: max(len(data) - n, 0)], data[len(data) - n :]
+            gq = self._grammar_after(g, head) if head else None
+            out = gq is not None and self._endless_after(self._key_lexemes(gq), rest)
             if len(self._fresh) >= self.max_memo:
                 self._fresh.clear()
             self._fresh[key] = out
@@ -867,14 +865,6 @@ class KeyTrackingAutomaton(TokenAutomaton):
         `data` (keys-DFA state d after it): at once when `_endless_after`, else by search."""
         return (self._endless_after(lexemes, data)
                 or self._in_key_lexemes(self._walk_lexemes(lexemes, data), d, kd) is not None)
-
-    def _endless_key_next(self, g: State, track: Track) -> bool:
-        """At a key position before its quote: whether the key opened by a quote right here
-        can be endless (then a key that is not present can follow; no keys DFA needed)."""
-        if track[1] != KEY:
-            return False
-        gq = self.grammar._advance_bytes(g, b'"')
-        return gq is not None and self._endless_after(self._key_lexemes(gq), b"")
 
     def _endless_after(self, lexemes: frozenset[tuple[int, int]], data: bytes) -> bool:
         """Whether a key lexeme reads `data` into a state whose strings are endless: then a key
