@@ -279,21 +279,23 @@ def from_char_dfa(
         row = rows[state]
         for seq, target in seqs:
             lo, hi = seq[0]
+            if len(seq) == 1:
+                row[lo:hi + 1] = [target] * (hi + 1 - lo)
+                continue
             for b in range(lo, hi + 1):
-                if len(seq) == 1:
-                    row[b] = target
-                else:
-                    groups.setdefault(b, set()).add((seq[1:], target))
+                groups.setdefault(b, set()).add((seq[1:], target))
         for b, rest in groups.items():
             row[b] = node_for(frozenset(rest))
 
+    sequences: dict[tuple[int, int], list[tuple[tuple[int, int], ...]]] = {}
     for s, out_edges in edges.items():
-        seqs = [
-            (seq, target)
-            for ranges, target in out_edges
-            for lo, hi in ranges
-            for seq in utf8_sequences(lo, hi)
-        ]
+        seqs = []
+        for ranges, target in out_edges:
+            for lo_hi in ranges:
+                got = sequences.get(lo_hi)
+                if got is None:
+                    got = sequences[lo_hi] = utf8_sequences(*lo_hi)
+                seqs.extend((seq, target) for seq in got)
         fill(s, seqs)
     while pending:
         node, rest = pending.pop()

@@ -1,4 +1,4 @@
-"""Regular expressions → trimmed byte DFAs (via interegular's character DFA)."""
+"""Regular expressions → trimmed byte DFAs (via a character DFA over interegular's parse)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,6 +8,7 @@ from interegular.fsm import anything_else
 
 from ..errors import RegexError, UnsupportedRegexError
 from .bytedfa import ByteDFA, complement_ranges, from_char_dfa, ranges_of
+from .positions import to_fsm
 from .regex_syntax import to_interegular
 
 
@@ -20,7 +21,7 @@ def regex_to_dfa(pattern: str) -> ByteDFA:
     """
     rewritten = to_interegular(pattern)
     try:
-        fsm = interegular.parse_pattern(rewritten).to_fsm()
+        fsm = to_fsm(interegular.parse_pattern(rewritten))
     except interegular.Unsupported as e:
         raise UnsupportedRegexError(str(e), pattern) from None
     except Exception as e:  # interegular's parser errors have no stable type

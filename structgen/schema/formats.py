@@ -32,6 +32,7 @@ from functools import lru_cache
 import interegular
 from interegular.fsm import FSM
 
+from ..automata.positions import to_fsm
 from ..automata.regex_syntax import to_interegular
 from ..errors import UnsupportedSchemaError
 
@@ -216,4 +217,4 @@ def format_language(name: str, compact: bool = False
     if compact:
         regex = COMPACT.get(name, regex)
     classes = CLASSES if name in ("iri", "iri-reference", "uri-template") else {}
-    return interegular.parse_pattern(to_interegular(regex)).to_fsm(), max_length, classes
+    return to_fsm(interegular.parse_pattern(to_interegular(regex))), max_length, classes

@@ -43,6 +43,7 @@ from ..automata.bytedfa import (
     trim,
     utf8_byte_sets,
 )
+from ..automata.positions import to_fsm
 from ..automata.regex import regex_to_dfa
 from ..automata.regex_syntax import to_interegular
 from ..errors import RegexError, UnsupportedSchemaError
@@ -474,7 +475,7 @@ def pattern_fsm(pattern: str) -> FSM:
         for (start, end), bodies in by_anchors.items():
             core = "|".join(f"(?:{to_interegular(flags + body)})" for body in bodies)
             parts.append(("" if start else "(?s:.)*") + f"(?:{core})" + ("" if end else "(?s:.)*"))
-        return interegular.parse_pattern("|".join(f"(?:{p})" for p in parts)).to_fsm()
+        return to_fsm(interegular.parse_pattern("|".join(f"(?:{p})" for p in parts)))
     except RegexError as e:
         raise UnsupportedSchemaError("pattern", str(e)) from None
     except Exception as e:  # interegular's parser errors have no stable type
