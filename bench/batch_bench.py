@@ -29,14 +29,16 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extraction_bench import chat_messages, load_tasks  # noqa: E402
+from extraction_bench import chat_messages, forget_shared, load_tasks  # noqa: E402
 
 import structgen  # noqa: E402
 
 
 def run(lm: Any, tasks: list[dict[str, Any]], size: int, speculative: bool,
         max_tokens: int) -> tuple[dict[str, Any], list[list[int]]]:
-    """Decode every task, `size` prompts per call (0: the single-prompt path, no list)."""
+    """Decode every task, `size` prompts per call (0: the single-prompt path, no list). Each
+    configuration starts cold: constraints shared from an earlier one would be warm."""
+    forget_shared()
     outputs: list[list[int]] = []
     passes = 0
     wall, cpu = time.perf_counter(), time.process_time()

@@ -247,13 +247,20 @@ class StructgenEngine(Engine):
         return self._sg.Grammar(lark_text)
 
     def clear_cache(self) -> None:
-        # structgen memoises pattern -> byte DFA (functools.lru_cache); per-state masks
-        # live in the Regex object, which compile() creates afresh.
+        # structgen memoises pattern -> byte DFA (functools.lru_cache), and equal constraints
+        # made again share their compiled form and automata (per-state masks) until
+        # forget_shared().
         try:
             from structgen.automata.regex import regex_to_dfa
 
             regex_to_dfa.cache_clear()
         except (ImportError, AttributeError):
+            pass
+        try:
+            from structgen.constraints.base import forget_shared
+
+            forget_shared()
+        except ImportError:
             pass
 
     def matcher(self, compiled):

@@ -6,8 +6,10 @@ so speculation, rollback and forks are just keeping old states around.
 """
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from typing import Any, Hashable
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import torch
@@ -202,11 +204,45 @@ def spell(vocab: Vocabulary, data: bytes) -> list[bytes] | None:
     return chunks[::-1]
 
 
+#: Constraints made again with equal arguments (the same schema for every document of an
+#: extraction run, a grammar read per request) share the compiled form and the per-vocabulary
+#: automata of the last `SHARED_MAX` made in the same thread, so from the second one on,
+#: compiling is a lookup and masks of states met before are cached. Per thread because
+#: automata fill their caches as they go and are not made for concurrent use; few because an
+#: automaton keeps its cached masks (256 KiB each on a 262k-token vocabulary, up to
+#: `TokenAutomaton.cache_bytes`) as long as it is shared. `forget_shared()` drops them.
+SHARED_MAX = 4
+_SHARED: "OrderedDict[Hashable, tuple[Any, dict[str, TokenAutomaton]]]" = OrderedDict()
+
+
+def forget_shared() -> None:
+    """Drop the shared compiled constraints (a benchmark's cold compile starts here)."""
+    _SHARED.clear()
+
+
 class Constraint(ABC):
     """A user-facing constraint: compiled lazily, once per vocabulary."""
 
     def __init__(self) -> None:
         self._compiled: dict[str, TokenAutomaton] = {}
+
+    def _shared(self, key: Hashable | None, build: Callable[[], Any]) -> Any:
+        """`build()`'s result, shared (with this constraint's automata) by the constraints
+        made in this thread with the same `key`, among the last `SHARED_MAX` keys; None:
+        never shared. A `build` that raises caches nothing."""
+        if key is None:
+            return build()
+        key = (threading.get_ident(), key)
+        entry = _SHARED.get(key)
+        if entry is None:
+            entry = (build(), self._compiled)
+            _SHARED[key] = entry
+            while len(_SHARED) > SHARED_MAX:
+                _SHARED.popitem(last=False)
+        else:
+            _SHARED.move_to_end(key)
+        self._compiled = entry[1]
+        return entry[0]
 
     def compile(self, vocab: Vocabulary) -> TokenAutomaton:
         automaton = self._compiled.get(vocab.fingerprint)

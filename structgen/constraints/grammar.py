@@ -1291,7 +1291,7 @@ class Grammar(Constraint):
         super().__init__()
         self.text = text
         self.start = start
-        self.compiled = compile_lark(text, start)
+        self.compiled = self._shared(("grammar", text, start), lambda: compile_lark(text, start))
 
     @classmethod
     def from_gbnf(cls, text: str) -> "Grammar":

@@ -9,7 +9,7 @@ what the grammar alone cannot say without one state per set of keys.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Hashable
 
 from ..automata.grammar import CompiledGrammar
 from ..schema.compile import compile_schema
@@ -75,9 +75,19 @@ class JsonSchema(Constraint):
         self.property_order = property_order
         self.spelling = spelling
         self.compiled: CompiledGrammar
-        self.compiled, self.warnings = compile_schema(
+        key = None
+        if registry is None:  # (a registry's documents are not part of the key)
+            try:
+                value = _value_key(self.schema)
+            except RecursionError:
+                value = None
+            if value is not None:
+                key = ("json", value, whitespace, property_order, spelling, lenient,
+                       format_assertion)
+        self.compiled, warnings = self._shared(key, lambda: compile_schema(
             self.schema, whitespace=whitespace, property_order=property_order, spelling=spelling,
-            lenient=lenient, format_assertion=format_assertion, registry=registry)
+            lenient=lenient, format_assertion=format_assertion, registry=registry))
+        self.warnings = list(warnings)
 
     def __repr__(self) -> str:
         name = self.model.__name__ if self.model is not None else "schema"
@@ -94,3 +104,25 @@ class JsonSchema(Constraint):
         if self.model is not None:
             return self.model.model_validate_json(text)
         return json.loads(text)
+
+
+def _value_key(value: Any) -> Hashable | None:
+    """A hashable key equal only for schema values that compile alike: dicts keep their
+    order (it is the property order) and values their JSON type (`1`, `1.0` and `true` differ);
+    None for a value that is not plain JSON."""
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            got = _value_key(v)
+            if not isinstance(k, str) or got is None:
+                return None
+            items.append((k, got))
+        return ("object", tuple(items))
+    if isinstance(value, (list, tuple)):
+        got_all = tuple(_value_key(v) for v in value)
+        return None if None in got_all else ("array", got_all)
+    if isinstance(value, float):
+        return ("float", repr(value))  # -0.0 is not 0.0 (its canonical spelling differs)
+    if value is None or isinstance(value, (str, bool, int)):
+        return (type(value).__name__, value)
+    return None

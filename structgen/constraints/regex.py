@@ -98,7 +98,7 @@ class Regex(Constraint):
     def __init__(self, pattern: str) -> None:
         super().__init__()
         self.pattern = pattern
-        self.dfa = regex_to_dfa(pattern)
+        self.dfa = self._shared(("regex", pattern), lambda: regex_to_dfa(pattern))
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"

@@ -293,9 +293,13 @@ class StructgenSchemaEngine:
         self._property_order = property_order
 
     def compile(self, schema: Any, *, format_assertion: bool) -> Any:
+        """A cold compile: a schema compiled before (a case may recur) is not taken from the
+        shared constraints (`Constraint._shared`)."""
+        from structgen.constraints.base import forget_shared
         from structgen.constraints.json_schema import JsonSchema
         from structgen.errors import SchemaError
 
+        forget_shared()
         try:
             return JsonSchema(schema, property_order=self._property_order, whitespace="flexible",
                               spelling="any", format_assertion=format_assertion,
