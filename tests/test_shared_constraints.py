@@ -55,6 +55,15 @@ def test_different_schemas_are_not_shared(one, other, smollm2_vocab):
     assert _automaton(a, smollm2_vocab) is not _automaton(b, smollm2_vocab)
 
 
+def test_schema_key_is_exact():
+    from structgen.constraints.json_schema import _value_key
+
+    assert _value_key({"a": 1}) != _value_key({"a": 1.0}) != _value_key({"a": True})
+    assert _value_key({"a": 1, "b": 2}) != _value_key({"b": 2, "a": 1})
+    for inexact in ({1: "a"}, {"a": (1, 2)}, {"a": float("nan")}, {"a": object()}):
+        assert _value_key(inexact) is None  # not plain JSON: never shared
+
+
 def test_options_are_part_of_the_key():
     plain = JsonSchema(SCHEMA)
     for other in (JsonSchema(SCHEMA, whitespace="flexible"),

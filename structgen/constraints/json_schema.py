@@ -77,10 +77,7 @@ class JsonSchema(Constraint):
         self.compiled: CompiledGrammar
         key = None
         if registry is None:  # (a registry's documents are not part of the key)
-            try:
-                value = _value_key(self.schema)
-            except RecursionError:
-                value = None
+            value = _value_key(self.schema)
             if value is not None:
                 key = ("json", value, whitespace, property_order, spelling, lenient,
                        format_assertion)
@@ -107,22 +104,12 @@ class JsonSchema(Constraint):
 
 
 def _value_key(value: Any) -> Hashable | None:
-    """A hashable key equal only for schema values that compile alike: dicts keep their
-    order (it is the property order) and values their JSON type (`1`, `1.0` and `true` differ);
-    None for a value that is not plain JSON."""
-    if isinstance(value, dict):
-        items = []
-        for k, v in value.items():
-            got = _value_key(v)
-            if not isinstance(k, str) or got is None:
-                return None
-            items.append((k, got))
-        return ("object", tuple(items))
-    if isinstance(value, (list, tuple)):
-        got_all = tuple(_value_key(v) for v in value)
-        return None if None in got_all else ("array", got_all)
-    if isinstance(value, float):
-        return ("float", repr(value))  # -0.0 is not 0.0 (its canonical spelling differs)
-    if value is None or isinstance(value, (str, bool, int)):
-        return (type(value).__name__, value)
-    return None
+    """A key equal only for schema values that compile alike: the JSON text keeps dict order
+    (it is the property order) and number types (`1`, `1.0`, `true` and `-0.0` differ); None
+    for a value the text does not stand for exactly (non-string keys, tuples, NaN). Both steps
+    run in C: the key is made on every construction, shared or not."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if json.loads(text) == value else None
+    except (TypeError, ValueError, RecursionError):
+        return None

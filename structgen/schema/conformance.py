@@ -294,7 +294,9 @@ class StructgenSchemaEngine:
 
     def compile(self, schema: Any, *, format_assertion: bool) -> Any:
         """A cold compile: a schema compiled before (a case may recur) is not taken from the
-        shared constraints (`Constraint._shared`)."""
+        shared constraints (`Constraint._shared`). The new one is not left shared either, so
+        its automaton is freed with the case (dropping it at the next compile would put its
+        deallocation inside that compile's timed window)."""
         from structgen.constraints.base import forget_shared
         from structgen.constraints.json_schema import JsonSchema
         from structgen.errors import SchemaError
@@ -306,6 +308,8 @@ class StructgenSchemaEngine:
                               registry=self._registry)
         except SchemaError as e:
             raise Refused(str(e), getattr(e, "keyword", None), e.pointer) from e
+        finally:
+            forget_shared()
 
     def matcher(self, compiled: Any) -> SchemaMatcher:
         from structgen.errors import SchemaError
