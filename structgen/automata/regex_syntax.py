@@ -1,10 +1,11 @@
-"""Python regex syntax → the dialect interegular compiles, with exact (never widened) semantics.
+"""Python regex syntax → the dialect interegular parses, with exact (never widened) semantics.
 
-interegular builds good DFAs but differs from Python's `re` in a few places: it reads `\\D`,
-`\\S`, `\\W` as complements of ASCII classes (wider than Python's Unicode classes), it silently
-approximates lookarounds, and it lacks some escapes. This module rewrites a pattern so that the
-language interegular builds is always a subset of what `re.fullmatch` accepts, and refuses —
-with the construct and its position — whatever cannot be enforced by a finite automaton.
+interegular's parser (whose trees `positions.py` turns into DFAs) differs from Python's `re` in
+a few places: it reads `\\D`, `\\S`, `\\W` as complements of ASCII classes (wider than
+Python's Unicode classes), it silently approximates lookarounds, and it lacks some escapes. This
+module rewrites a pattern so that the language of the parse is always a subset of what
+`re.fullmatch` accepts, and refuses — with the construct and its position — whatever cannot be
+enforced by a finite automaton.
 
 Documented narrowing: `\\d`, `\\w`, `\\s` match their ASCII members only (as with `re.ASCII`);
 `\\W` matches ASCII non-word characters only. `\\D` and `\\S` are exact Unicode complements.

@@ -52,7 +52,7 @@ def _groups(n: int) -> str:
 def _ipv6(max_compressed: int, max_v4_compressed: int) -> str:
     """IPv6 text forms: 8 groups, 6 groups + IPv4, or '::' with at most `max_compressed` groups
     around it (`max_v4_compressed` when an IPv4 tail follows). One alternative per group count
-    left of '::' keeps the regex small (interegular's construction time grows with it)."""
+    left of '::' keeps the regex small (its DFA construction time grows with it)."""
     forms = [_groups(8), _groups(6) + ":" + IPV4]
     for left in range(max_compressed + 1):
         room = max_compressed - left
