@@ -206,8 +206,9 @@ def spell(vocab: Vocabulary, data: bytes) -> list[bytes] | None:
 
 #: Constraints made again with equal arguments (the same schema for every document of an
 #: extraction run, a grammar read per request) share the compiled form and the per-vocabulary
-#: automata of the last `SHARED_MAX` made in the same thread, so from the second one on,
-#: compiling is a lookup and masks of states met before are cached. Per thread because
+#: automata of one made earlier in the same thread, if it is among the last `SHARED_MAX` kept
+#: (all threads together), so from the second one on, compiling is a lookup and masks of
+#: states met before are cached. Per thread because
 #: automata fill their caches as they go and are not made for concurrent use; few because an
 #: automaton keeps its cached masks (256 KiB each on a 262k-token vocabulary, up to
 #: `TokenAutomaton.cache_bytes`) as long as it is shared. `forget_shared()` drops them.
@@ -228,8 +229,9 @@ class Constraint(ABC):
 
     def _shared(self, key: Hashable | None, build: Callable[[], Any]) -> Any:
         """`build()`'s result, shared (with this constraint's automata) by the constraints
-        made in this thread with the same `key`, among the last `SHARED_MAX` keys; None:
-        never shared. A `build` that raises caches nothing."""
+        made in this thread with the same `key`, while it is among the last `SHARED_MAX`
+        kept (all threads together); None: never shared. A `build` that raises caches
+        nothing."""
         if key is None:
             return build()
         key = (threading.get_ident(), key)
