@@ -156,3 +156,17 @@ def test_shared_automaton_gives_the_same_masks(smollm2):
     base.forget_shared()
     fresh = masks(JsonSchema(SCHEMA))
     assert all((a == b).all() and (a == c).all() for a, b, c in zip(cold, warm, fresh))
+
+
+def test_conformance_runner_compiles_cold(smollm2):
+    """The MaskBench / test-suite runner times cold compiles: it neither takes a constraint
+    shared earlier nor leaves its own shared (its deallocation would land in the next case's
+    timed compile)."""
+    from structgen.schema.conformance import StructgenSchemaEngine
+
+    held = JsonSchema(SCHEMA, property_order="any", whitespace="flexible", spelling="any")
+    engine = StructgenSchemaEngine(smollm2.tokenizer, None, smollm2.vocab.width)
+    first = engine.compile(SCHEMA, format_assertion=True)
+    assert first.compiled is not held.compiled
+    assert not base._SHARED
+    assert engine.compile(SCHEMA, format_assertion=True).compiled is not first.compiled

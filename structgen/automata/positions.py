@@ -28,35 +28,22 @@ _Node = tuple[bool, frozenset[int], frozenset[int]]
 _EMPTY_NODE: _Node = (True, frozenset(), frozenset())
 
 
+# `.` as a class: any character but a newline, or (flag s) any character at all
+_NOT_NEWLINE = _CharGroup(frozenset("\n"), True)
+_ANY = _CharGroup(frozenset(), True)
+
+
 class _Positions:
-    """The positions of one pattern: per position the alphabet symbols it reads (a bit mask)
-    and the positions that may follow it."""
+    """The positions of one pattern: per position the class it reads and the positions that
+    may follow it, found in one pass over the tree."""
 
-    def __init__(self, alphabet: Alphabet) -> None:
-        self.alphabet = alphabet
-        self.every = (1 << (max(alphabet._symbol_mapping.values(), default=-1) + 1)) - 1
-        self.symbols: list[int] = []
+    def __init__(self) -> None:
+        self.classes: list[_CharGroup] = []
         self.follow: list[set[int]] = []
-        self._masks: dict[_CharGroup, int] = {}
 
-    def _mask(self, group: _CharGroup) -> int:
-        """The symbols `group` reads (memoized: repeats copy their classes, and a Unicode
-        class may hold thousands of characters)."""
-        mask = self._masks.get(group)
-        if mask is None:
-            mask = 0
-            for symbol in {self.alphabet[ch] for ch in group.chars}:
-                mask |= 1 << symbol
-            if group.negated:
-                mask = self.every & ~mask
-            self._masks[group] = mask
-        return mask
-
-    def _position(self, mask: int) -> _Node:
-        if not mask:  # a class nothing matches: no string goes through it
-            return (False, frozenset(), frozenset())
-        p = len(self.symbols)
-        self.symbols.append(mask)
+    def _position(self, group: _CharGroup) -> _Node:
+        p = len(self.classes)
+        self.classes.append(group)
         self.follow.append(set())
         one = frozenset((p,))
         return (False, one, one)
@@ -101,46 +88,35 @@ class _Positions:
                 rest = (True, n[1], n[2])
             return self._concat(out, rest)
         if isinstance(node, _CharGroup):
-            return self._position(self._mask(node))
+            return self._position(node)
         if isinstance(node, type(_EMPTY)):
             return _EMPTY_NODE
         if isinstance(node, type(_DOT)):
-            mask = self.every
-            if not flags & REFlags.SINGLE_LINE and "\n" in self.alphabet:
-                mask &= ~(1 << self.alphabet["\n"])
-            return self._position(mask)
+            return self._position(_ANY if flags & REFlags.SINGLE_LINE else _NOT_NEWLINE)
         raise Unsupported(f"pattern element {type(node).__name__}")
 
-
-def _alphabet(pattern: Pattern) -> Alphabet:
-    """The pattern's alphabet: characters read by exactly the same classes share a symbol, and
-    every other character is `anything_else`'s. interegular's `get_alphabet` merges the
-    alphabets of every subpattern level by level, which on deep patterns costs more than the
-    DFA itself."""
-    groups: dict[frozenset[str], None] = {}
-    todo = [(pattern, REFlags(0))]
-    while todo:
-        node, flags = todo.pop()
-        if isinstance(node, Pattern):
-            flags = (flags | node.added_flags) & ~node.removed_flags
-            todo.extend((option, flags) for option in node.options)
-        elif isinstance(node, _Concatenation):
-            todo.extend((part, flags) for part in node.parts if not isinstance(part, _NonCapturing))
-        elif isinstance(node, _Repeated):
-            todo.append((node.base, flags))
-        elif isinstance(node, _CharGroup):
-            groups[node.chars] = None
-        elif isinstance(node, type(_DOT)) and not flags & REFlags.SINGLE_LINE:
-            groups[frozenset("\n")] = None
-    member: dict[str, list[int]] = {}
-    for i, chars in enumerate(groups):
-        for ch in chars:
-            member.setdefault(ch, []).append(i)
-    keys: dict[tuple[int, ...], int] = {(): 0}
-    mapping: dict = {anything_else: 0}
-    for ch, of in member.items():
-        mapping[ch] = keys.setdefault(tuple(of), len(keys))
-    return Alphabet(mapping)
+    def symbols(self) -> tuple[Alphabet, list[int]]:
+        """The alphabet — characters read by exactly the same classes share a symbol, every
+        other character is `anything_else`'s — and per position the symbols it reads, as a bit
+        mask (0: a class nothing matches). interegular's `get_alphabet` merges the alphabets of
+        every subpattern level by level, which on deep patterns costs more than the DFA."""
+        groups = list(dict.fromkeys(c.chars for c in self.classes))
+        member: dict[str, list[int]] = {}
+        for i, chars in enumerate(groups):
+            for ch in chars:
+                member.setdefault(ch, []).append(i)
+        keys: dict[tuple[int, ...], int] = {(): 0}
+        mapping: dict = {anything_else: 0}
+        for ch, of in member.items():
+            mapping[ch] = keys.setdefault(tuple(of), len(keys))
+        every = (1 << len(keys)) - 1
+        masks: dict[_CharGroup, int] = {}  # repeats copy classes; a Unicode one may be large
+        for c in dict.fromkeys(self.classes):
+            mask = 0
+            for symbol in {mapping[ch] for ch in c.chars}:
+                mask |= 1 << symbol
+            masks[c] = every & ~mask if c.negated else mask
+        return Alphabet(mapping), [masks[c] for c in self.classes]
 
 
 def _classes(candidates: list[int], symbols: list[int]) -> list[tuple[int, list[int]]]:
@@ -172,10 +148,10 @@ def _classes(candidates: list[int], symbols: list[int]) -> list[tuple[int, list[
 def to_fsm(pattern: Pattern) -> FSM:
     """The DFA of `pattern`: the language interegular's `pattern.to_fsm()` builds (with the
     flags structgen passes it: `s` only), over an alphabet that partitions characters alike."""
-    alphabet = _alphabet(pattern)
-    pos = _Positions(alphabet)
+    pos = _Positions()
     nullable, first, last = pos.build(pattern, REFlags(0))
-    symbols, follow = pos.symbols, pos.follow
+    alphabet, symbols = pos.symbols()
+    follow = pos.follow
     numbers: dict[frozenset[int] | None, int] = {None: 0}  # None: nothing read yet
     todo: list[frozenset[int] | None] = [None]
     finals = {0} if nullable else set()

@@ -961,7 +961,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         return None
 
 
-def _local_end(data: bytes, mode: int, closing: bool, in_object: bool = True
+def _local_end(data: bytes, mode: int, closing: bool, in_object: bool
                ) -> tuple[int, int] | None:
     """(scanner mode, bytes of the key string read) after `data` from `mode` in an object
     (`in_object`; else in an array or at the top level), when it leaves no container and
