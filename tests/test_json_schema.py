@@ -482,15 +482,15 @@ def test_remote_ref_needs_registry():
 @pytest.mark.model
 def test_unsupported_keyword_and_lenient(smollm2_vocab):
     schema = {"type": "object", "properties": {
-        "xs": {"type": "array", "items": {"type": "object"}, "uniqueItems": True}}}
+        "xs": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}}}
     with pytest.raises(UnsupportedSchemaError) as e:
         JsonSchema(schema)
     assert e.value.keyword == "uniqueItems" and e.value.pointer == "/properties/xs"
     lenient = JsonSchema(schema, lenient=True)
     assert len(lenient.warnings) == 1
     assert "uniqueItems" in lenient.warnings[0] and "/properties/xs" in lenient.warnings[0]
-    assert accepts(lenient, smollm2_vocab, '{"xs":[{},{}]}')  # dropped: duplicates allowed
-    assert not accepts(lenient, smollm2_vocab, '{"xs":[1]}')  # the rest still holds
+    assert accepts(lenient, smollm2_vocab, '{"xs":[1,1]}')  # dropped: duplicates allowed
+    assert not accepts(lenient, smollm2_vocab, '{"xs":[{}]}')  # the rest still holds
     overlap = {"oneOf": [{"type": "string"}, {"type": "string", "minLength": 2}]}
     assert JsonSchema(overlap).compiled  # complements of string parts are exact
     with pytest.raises(UnsupportedSchemaError) as e:

@@ -4,7 +4,8 @@ The schema is compiled once, at construction, into a context-free grammar whose 
 exact byte DFAs (`structgen.schema.compile`); per vocabulary it becomes a `GrammarAutomaton`,
 so masks, forced tokens and budget plans work as for `Grammar`, composed with a key tracker
 (`structgen.constraints.json_keys`) that keeps any object from holding the same key twice —
-what the grammar alone cannot say without one state per set of keys.
+what the grammar alone cannot say without one state per set of keys — and, where `uniqueItems`
+ranges over unboundedly many values, an items tracker (`structgen.constraints.json_unique`).
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import json
 from typing import Any, Hashable
 
 from ..automata.grammar import CompiledGrammar
-from ..schema.compile import compile_schema
+from ..schema.compile import UNIQUE_OPEN, compile_schema
 from ..schema.resolve import load_json
 from ..vocab.token_bytes import Vocabulary
-from .base import Constraint
+from .base import Constraint, TokenAutomaton
 from .grammar import GrammarAutomaton
 from .json_keys import KeyTrackingAutomaton
+from .json_unique import UniqueItemsAutomaton
 
 
 class JsonSchema(Constraint):
@@ -92,9 +94,14 @@ class JsonSchema(Constraint):
                 f"whitespace={self.whitespace!r}, property_order={self.property_order!r}, "
                 f"spelling={self.spelling!r})")
 
-    def _build(self, vocab: Vocabulary) -> KeyTrackingAutomaton:
-        return KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab),
-                                    self.compiled.terminal_dfas)
+    def _build(self, vocab: Vocabulary) -> TokenAutomaton:
+        automaton = KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab),
+                                         self.compiled.terminal_dfas)
+        names = self.compiled.cfg.terminal_names
+        if UNIQUE_OPEN not in names:
+            return automaton
+        plain = names.index("'['") if "'['" in names else None
+        return UniqueItemsAutomaton(automaton, names.index(UNIQUE_OPEN), plain)
 
     def parse(self, text: str) -> Any:
         """The parsed JSON value, or a model instance when a Pydantic model was given."""

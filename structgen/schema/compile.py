@@ -52,6 +52,10 @@ MAX_PATTERNS = 6  # distinct patternProperties/additionalProperties key regions 
 MAX_UNION = 256  # parts of one node after distributing intersections over unions
 MAX_NODES = 50_000  # memoized intersections/complements of references
 MAX_UNIQUE_DOMAIN = 10  # uniqueItems: distinct item values enumerated exactly
+# The terminal opening an array whose items the unique-items tracker keeps distinct
+# (`structgen.constraints.json_unique`): it reads "[" like the plain one, and tells the tracker
+# which arrays to watch.
+UNIQUE_OPEN = "'[' unique items"
 
 
 # --- the normal form -------------------------------------------------------------------------
@@ -171,6 +175,38 @@ def _check_pattern(pattern: str, keyword: str, pointer: str) -> None:
         json_string_dfa(pattern=pattern)
     except UnsupportedSchemaError as e:
         raise UnsupportedSchemaError(keyword, e.reason, pointer) from None
+
+
+def _grows_until_accepted(dfa: ByteDFA) -> bool:
+    """Whether infinitely many byte strings lead to acceptance from every live state that is
+    not accepting: pruning states without live successors, repeatedly, leaves exactly the
+    states that reach a cycle, and those must be all the non-accepting ones."""
+    table = dfa.transitions
+    live = np.zeros(len(table), bool)
+    live[dfa.initial] = True
+    todo = [dfa.initial]
+    while todo:
+        row = table[todo.pop()]
+        for t in np.unique(row[row >= 0]).tolist():
+            if not live[t]:
+                live[t] = True
+                todo.append(t)
+    src, byte = np.nonzero((table >= 0) & live[:, None])
+    edges = np.unique(src.astype(np.int64) * len(table) + table[src, byte])
+    src, dst = edges // len(table), edges % len(table)
+    out_degree = np.bincount(src, minlength=len(table))
+    preds: dict[int, list[int]] = {}
+    for a, b in zip(src.tolist(), dst.tolist()):
+        preds.setdefault(b, []).append(a)
+    gone = live & (out_degree == 0)
+    todo = np.flatnonzero(gone).tolist()
+    while todo:
+        for a in preds.get(todo.pop(), ()):
+            out_degree[a] -= 1
+            if out_degree[a] == 0 and not gone[a]:
+                gone[a] = True
+                todo.append(a)
+    return not (gone & live & ~dfa.accepting).any()
 
 
 def _num_key(v: Any) -> Fraction:
@@ -553,6 +589,73 @@ class Normaliser:
                 raise refuse()
         return out
 
+    def unique_domains(self, a: Arr, max_items: int | None
+                       ) -> list[dict[Hashable, Node]] | None:
+        """How uniqueItems is enforced on `a`: per item position, its values (equality key →
+        single-value node) when all positions draw from at most MAX_UNIQUE_DOMAIN scalars (the
+        grammar tracks the set used); None when every position has open values (the unique-items
+        tracker keeps them distinct, see `open_values`); else UnsupportedSchemaError."""
+        positions = len(a.prefix) + 1
+        if max_items is not None and max_items <= len(a.prefix):
+            positions = max_items
+        elements = [a.prefix[i] if i < len(a.prefix) else a.items for i in range(positions)]
+        try:
+            domains = [self.finite_values(e, a.pointer) for e in elements]
+            if len({k for d in domains for k in d}) <= MAX_UNIQUE_DOMAIN:
+                return domains
+        except UnsupportedSchemaError:
+            pass
+        if all(self.open_values(e) for e in elements if e != NEVER):
+            return None
+        raise UnsupportedSchemaError(
+            "uniqueItems", f"items are neither drawn from at most {MAX_UNIQUE_DOMAIN} scalars "
+            "nor open (any value, strings that can always grow, unbounded numbers, objects "
+            "that take any further key), so uniqueness cannot be enforced exactly", a.pointer)
+
+    def open_values(self, node: Node, depth: int = 8) -> bool:
+        """Whether distinct values of `node` can be kept apart by the unique-items tracker
+        alone: the node has infinitely many values, and any text that does not yet fix one can
+        still grow into infinitely many — a value is fixed only at its first byte (null, true,
+        false), its closing quote or bracket, or the byte after a number, where the tracker
+        checks it. Then refusing a duplicate there never strands the output. So: any value,
+        unbounded non-integer numbers, strings whose DFA can grow from every state before the
+        closing quote, objects that take any further key with any value, with null and
+        booleans beside them; not closed objects or arrays with a schema (their last entry can
+        be forced), integers (`0` fixes its value) or finite strings."""
+        if node.parts is None:
+            return True
+        infinite = False
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0 or not self.open_values(self.expand(p.key), depth - 1):
+                    return False
+                infinite = True
+            elif isinstance(p, (Null, Bool)):
+                continue
+            elif isinstance(p, Num):
+                if p != Num(pointer=p.pointer):
+                    return False
+                infinite = True
+            elif isinstance(p, Str):
+                if p.literals is not None or p.negated or len(p.patterns) > 1 or len(p.formats) > 1:
+                    return False
+                dfa = json_string_dfa(pattern=p.patterns[0] if p.patterns else None,
+                                      format=p.formats[0] if p.formats else None,
+                                      min_length=p.min_len, max_length=p.max_len,
+                                      exclude=sorted(p.exclude))
+                if not dfa.is_empty():
+                    if not _grows_until_accepted(dfa):
+                        return False
+                    infinite = True
+            elif isinstance(p, Obj):  # open if any further key may always follow
+                if (p.max_props is not None or p.patterns or p.names.parts is not None
+                        or any(v.parts is not None for _, v in p.fallbacks)):
+                    return False
+                infinite = True
+            else:
+                return False
+        return infinite
+
     # schema objects → nodes --------------------------------------------------------------
 
     def compile_location(self, loc: Location) -> Node:
@@ -783,21 +886,15 @@ def _array_group(n: Normaliser, loc: Location, dropped: set) -> Node:
                         None if c.get("maxItems") is None else int(c["maxItems"]),
                         contains, mc, xc, unique, loc.pointer))
     if a is not None and unique and (a.max_items is None or a.max_items > 1):
-        # refuse now (so lenient mode can drop the keyword) unless the domain is finite
+        # refuse now (so lenient mode can drop the keyword) unless it can be enforced
         if contains is not None:
             raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
                                          loc.pointer)
         try:
-            universe = {k for node in prefix + ((items,) if a.max_items is None or
-                                                a.max_items > len(prefix) else ())
-                        for k in n.finite_values(node, loc.pointer)}
+            n.unique_domains(a, a.max_items)
         except _Cycle:
             raise UnsupportedSchemaError("uniqueItems", "recursive item schema",
                                          loc.pointer) from None
-        if len(universe) > MAX_UNIQUE_DOMAIN:
-            raise UnsupportedSchemaError(
-                "uniqueItems", f"items take more than {MAX_UNIQUE_DOMAIN} distinct values; "
-                "uniqueness is enforced exactly only over small finite item domains", loc.pointer)
     return Node(_others(Arr) + ((a,) if a is not None else ()))
 
 
@@ -1073,6 +1170,7 @@ class Emitter:
         self._pools: list[tuple[str, int, list[tuple[int, int]]]] = []
         self._offers_memo: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._number_dfas: dict[Num, ByteDFA] = {}  # (negated parts recur across parts)
+        self._tracked: list[Arr] = []  # arrays opened by UNIQUE_OPEN
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1129,6 +1227,8 @@ class Emitter:
         while self._queue:
             nt, node = self._queue.pop()
             self._emit_node(nt, node)
+        if self._tracked:
+            self._check_tracked()
         n_t = len(self.dfas)
         remap = lambda s: s - _NT + n_t if s >= _NT else s  # noqa: E731
         rules = [(remap(lhs), tuple(remap(s) for s in rhs)) for lhs, rhs in self.rules]
@@ -1146,6 +1246,86 @@ class Emitter:
         # those with a free lexer built per schema made Gemma-3's first masks ~12x slower
         # (MaskBench: median 19 vs 1.5 ms) for the same total mask time.
         return CompiledGrammar(cfg, tuple(self.dfas), frozenset(), free_lexer=False)
+
+    def _check_tracked(self) -> None:
+        """Refuse tracked arrays where the parser may follow two readings of one text, one
+        inside a tracked array and one not: the tracker learns which arrays to watch from the
+        opening terminal it reads, so it must be the same in every reading. Readings split
+        only at a node with two alternatives of one container type (an object or array read
+        against both) and inside the items of an array with `contains` (an item counted or
+        not); alternatives of different types start with different bytes."""
+        # every node reachable, with the nodes below it; `reach`: those with a unique array
+        # somewhere below (any such array, which errs on the side of refusing)
+        kids: dict[Node, list[Node]] = {}
+        todo = list(self._node_nts)
+        while todo:
+            node = todo.pop()
+            if node not in kids:
+                kids[node] = [k for p in node.parts or () for k in self._children(p)]
+                todo += kids[node]
+        reach = {node for node in kids
+                 if any(isinstance(p, Arr) and p.unique for p in node.parts or ())}
+        parents: dict[Node, list[Node]] = {}
+        for node, below in kids.items():
+            for k in below:
+                parents.setdefault(k, []).append(node)
+        todo = list(reach)
+        while todo:
+            for up in parents.get(todo.pop(), ()):
+                if up not in reach:
+                    reach.add(up)
+                    todo.append(up)
+
+        tracked = set(self._tracked)
+
+        def watched(p: Any) -> bool:
+            return p in tracked or any(k in reach for k in self._children(p))
+
+        for node in kids:
+            if node.parts is None:
+                continue
+            parts = self._flatten_any(node)
+            for kind in (Arr, Obj):
+                same = [p for p in parts if p is None or isinstance(p, kind)]
+                hit = next((p for p in same if p is not None and watched(p)), None)
+                if len(same) > 1 and hit is not None:
+                    raise UnsupportedSchemaError(
+                        "uniqueItems", "an array with uniqueItems inside one of several "
+                        "overlapping alternatives", hit.pointer)
+            for p in parts:
+                if p in tracked and any(k in reach for k in self._children(p)):
+                    raise UnsupportedSchemaError(
+                        "uniqueItems", "an array with uniqueItems inside the items of another",
+                        p.pointer)
+                if isinstance(p, Arr) and p.contains is not None and watched(p):
+                    raise UnsupportedSchemaError(
+                        "uniqueItems", "an array with uniqueItems inside the items of an array "
+                        "with contains", p.pointer)
+
+    def _children(self, part: Any) -> list[Node]:
+        """The nodes a part's values are read against (a reference: its node)."""
+        if isinstance(part, Ref):
+            return [self.norm.expand(part.key)]
+        if isinstance(part, Arr):
+            return [*part.prefix, part.items, *((part.contains,) if part.contains else ())]
+        if isinstance(part, Obj):
+            return [v for _, v in part.props + part.patterns] + [v for _, v in part.fallbacks]
+        return []
+
+    def _flatten_any(self, node: Node, depth: int = 16) -> list:
+        """The alternatives of a node, references expanded; None for an unconstrained value
+        (its plain object and array)."""
+        if node.parts is None:
+            return [None]
+        out: list = []
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth == 0:
+                    raise UnsupportedSchemaError("uniqueItems", "reference nesting too deep")
+                out += self._flatten_any(self.norm.expand(p.key), depth - 1)
+            else:
+                out.append(p)
+        return out
 
     # nodes and parts ------------------------------------------------------------------------
 
@@ -1267,13 +1447,23 @@ class Emitter:
         max_items = a.max_items
         if items == NEVER:
             max_items = len(prefix) if max_items is None else min(max_items, len(prefix))
+        domains = None
+        if a.unique and (max_items is None or max_items > 1):
+            if a.contains is not None:
+                raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
+                                             a.pointer)
+            domains = self.norm.unique_domains(a, max_items)
+            if domains is None:  # open items: the tracker keeps them distinct
+                open_ = self._term(("unique-open",), UNIQUE_OPEN,
+                                   lambda: regex_to_dfa(re.escape("[")))  # type: ignore[assignment]
+                self._tracked.append(a)
         if a.min_items == 0 and (a.contains is None or a.min_contains == 0):
             self._rule(nt, (open_, *self.ows, close))
         if max_items == 0:
             return
         element = lambda i: prefix[i] if i < len(prefix) else items  # noqa: E731
-        if a.unique and (max_items is None or max_items > 1):
-            body = self._unique_body(a, element, max_items)
+        if domains is not None:
+            body = self._unique_body(a, max_items, domains)
         elif a.contains is not None:
             body = self._contains_body(a, element, max_items)
         else:
@@ -1363,21 +1553,10 @@ class Emitter:
                 self._rule(nt, (*self.comma, self.value(elem), state(i + 1, c + int(is_c))))
         return body
 
-    def _unique_body(self, a: Arr, element: Callable[[int], Node],
-                     max_items: int | None) -> int:
+    def _unique_body(self, a: Arr, max_items: int | None,
+                     domains: list[dict[Hashable, Node]]) -> int:
         """uniqueItems over a small finite item domain: states are the sets of values used."""
-        if a.contains is not None:
-            raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
-                                         a.pointer)
-        positions = len(a.prefix) + 1
-        if max_items is not None and max_items <= len(a.prefix):
-            positions = max_items
-        domains = [self.norm.finite_values(element(i), a.pointer) for i in range(positions)]
-        universe = {k for d in domains for k in d}
-        if len(universe) > MAX_UNIQUE_DOMAIN:
-            raise UnsupportedSchemaError(
-                "uniqueItems", f"items take more than {MAX_UNIQUE_DOMAIN} distinct values; "
-                "uniqueness is enforced exactly only over small finite item domains", a.pointer)
+        positions = len(domains)
         states: dict[frozenset, int] = {}
         pending: list[frozenset] = []
 

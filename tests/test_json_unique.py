@@ -1,0 +1,231 @@
+"""uniqueItems over open item values (structgen.constraints.json_unique), against oracles.
+
+1. The tracker alone: `feed` refuses an array text exactly when jsonschema finds two equal items
+   (hypothesis: random values with duplicates, random spellings, whitespace and splits).
+2. Masks equal the brute force (`advance` of every token), so the candidate filters drop
+   nothing; refused tokens have no valid completion among many suffixes tried, allowed ones
+   complete (`completion_bytes`) to documents jsonschema accepts.
+3. Random walks over the masks never get stuck; their completions validate.
+4. Compilation: which item schemas are tracked, and what stays refused (named).
+5. SmolLM2 writes a list of distinct tags under a tight budget.
+"""
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from structgen import JsonSchema, UnsupportedSchemaError, generate
+from structgen.constraints.json_unique import UniqueItemsAutomaton, feed, value_key
+
+
+def _valid(schema: Any, value: Any) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+# --- 1. the tracker ------------------------------------------------------------------------
+
+def test_value_key_is_json_schema_equality() -> None:
+    same = [(b"1", b"1.0"), (b"1", b"1e0"), (b"-0", b"0"), (b'"a"', b'"\\u0061"'),
+            (b'{"a": 1, "b": [2]}', b'{"b": [2.0], "a": 1}'), (b"[]", b" [ ] ")]
+    for x, y in same:
+        assert value_key(x) == value_key(y), (x, y)
+    differ = [(b"1", b"true"), (b"0", b"false"), (b"[1, 2]", b"[2, 1]"), (b'"1"', b"1"),
+              (b"null", b"0"), (b'{"a": 1}', b'{"a": 1, "b": 1}')]
+    for x, y in differ:
+        assert value_key(x) != value_key(y), (x, y)
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
+                     st.sampled_from([0.0, 1.0, 1.5, -0.5, 1e20]),
+                     st.text("ab\u00e9\"\\", max_size=3))
+_values = st.recursive(_scalars, lambda kids: st.one_of(
+    st.lists(kids, max_size=3), st.dictionaries(st.text("ab", max_size=2), kids, max_size=3)),
+    max_leaves=6)
+
+
+def _spell(value: Any, rnd: random.Random) -> str:
+    """One JSON spelling of `value`: random whitespace, escapes and number forms."""
+    ws = lambda: rnd.choice(["", " ", "\n  "])  # noqa: E731
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        forms = [json.dumps(value)]
+        if isinstance(value, int):
+            forms += [f"{value}.0", f"{value}e0"]
+        return rnd.choice(forms)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=rnd.random() < 0.5)
+    if isinstance(value, list):
+        return "[" + ws() + ("," + ws()).join(_spell(v, rnd) for v in value) + ws() + "]"
+    items = list(value.items())
+    rnd.shuffle(items)
+    return "{" + ",".join(f"{ws()}{json.dumps(k)}{ws()}:{ws()}{_spell(v, rnd)}"
+                          for k, v in items) + ws() + "}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_values, max_size=5), st.randoms(use_true_random=False), st.data())
+def test_feed_refuses_exactly_the_arrays_with_equal_items(items: list, rnd: random.Random,
+                                                          data: st.DataObject) -> None:
+    if items and data.draw(st.booleans()):
+        items.append(data.draw(st.sampled_from(items)))  # a duplicate, often respelled
+    text = _spell(items, rnd).encode()
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=6)))
+    state, refused = None, False
+    for a, b in zip([0, *cuts], [*cuts, len(text)]):
+        # the outer "[" opens the tracked array; any other one is a plain array inside
+        state = feed(state, text[a:b], lambda i, a=a: a + i == 0)
+        if state is False:
+            refused = True
+            break
+    assert refused == (not _valid({"uniqueItems": True}, items)), text
+    if not refused:
+        assert state is None  # the array was closed
+
+
+# --- 2. masks ------------------------------------------------------------------------------
+
+SCHEMAS = {
+    "any": {"type": "array", "uniqueItems": True},
+    "tags": {"type": "object", "properties": {"tags": {
+        "type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"},
+        "uniqueItems": True, "minItems": 2}}, "required": ["tags"]},
+    "records": {"type": "array", "uniqueItems": True, "items": {
+        "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}},
+    "mixed": {"type": "array", "uniqueItems": True, "items": {"type": ["string", "null",
+                                                                   "boolean", "number"]}},
+}
+PREFIXES = {
+    "any": ['[1, "a", [1], {"k": true}, null, tr', '[1, "a", [1], {"k": true}, null, "', '[1, 1',
+            '[1, "a", [1], {"k": true}, null, [1', '[1, "a", [1], {"k": true}, null, {"k": true',
+            '[1, "a", [1], {"k": true}, null, '],
+    "tags": ['{"tags": ["ab", "a', '{"tags": ["ab", "', '{"tags": ["ab", "abc", "ab'],
+    "records": ['[{"id": "x"}, {"id": "x"', '[{"id": "x"}, {"id": "', '[{"id": "x"}, '],
+    "mixed": ['[1.5, null, "n", true, ', '[1.5, null, "n", true, 1.', '[1.5, null, "n", "'],
+}
+SUFFIXES = ["", '"', "]", '"]', "}]", '"}]', "]}", '"]}', "0]", "1]", '1"]', 'a"]', 'z"]',
+            '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]", '}, {"id": "q"}]', ', 0.25]']
+
+
+def _state_after(automaton: UniqueItemsAutomaton, tokenizer: Any, text: str) -> Any:
+    state = automaton.start
+    for t in tokenizer.encode(text, add_special_tokens=False):
+        state = automaton.advance(state, t)
+        assert state is not None, text
+    return state
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_masks_equal_brute_force_and_refusals_have_no_valid_completion(name, smollm2,
+                                                                        smollm2_vocab) -> None:
+    schema = SCHEMAS[name]
+    automaton = JsonSchema(schema, whitespace="flexible", spelling="any",
+                           property_order="any").compile(smollm2_vocab)
+    assert isinstance(automaton, UniqueItemsAutomaton)
+    words = smollm2_vocab.token_bytes
+    inner_refusals = 0
+    for prefix in PREFIXES[name]:
+        state = _state_after(automaton, smollm2.tokenizer, prefix)
+        mask = automaton.mask(state).numpy()
+        inner = automaton.inner.mask(state[0]).numpy()
+        for t in range(len(words)):
+            if not words[t] or t in smollm2_vocab.special_ids:
+                continue
+            assert mask[t] == (automaton.advance(state, t) is not None), (prefix, words[t])
+            if inner[t] and not mask[t]:
+                inner_refusals += 1
+                text = prefix + words[t].decode("utf-8", "replace")
+                for suffix in SUFFIXES:
+                    try:
+                        value = json.loads(text + suffix)
+                    except ValueError:
+                        continue
+                    assert not _valid(schema, value), (text, suffix)
+        done = prefix.encode() + automaton.completion_bytes(state)
+        assert _valid(schema, json.loads(done)), done
+    assert inner_refusals > 0  # the tracker refused something here
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_random_walks_never_stall_and_complete_valid(name, smollm2_vocab) -> None:
+    schema = SCHEMAS[name]
+    automaton = JsonSchema(schema, whitespace="flexible", spelling="any",
+                           property_order="any").compile(smollm2_vocab)
+    words = smollm2_vocab.token_bytes
+    rnd = random.Random(7)
+    eos = set(smollm2_vocab.eos_ids)
+    for _ in range(12):
+        state, text = automaton.start, b""
+        for _ in range(40):
+            ids = [i for i in automaton.allowed_ids(state).tolist() if i not in eos]
+            assert ids or automaton.is_accepting(state), text
+            if not ids:
+                break
+            # short tokens and structure often: more items, more chances of a duplicate
+            short = [i for i in ids if len(words[i]) <= 2]
+            t = rnd.choice(short if short and rnd.random() < 0.8 else ids)
+            state = automaton.advance(state, t)
+            text += words[t]
+        done = text + automaton.completion_bytes(state)
+        assert _valid(schema, json.loads(done)), done
+
+
+# --- 4. compilation ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("items", [
+    {"type": "string"}, {"type": "string", "pattern": "^[a-z]"}, {"type": ["string", "null"]},
+    {"type": "object"}, {"type": "number"}, {"$ref": "#/$defs/s"}, {}])
+def test_open_items_are_tracked(items, smollm2_vocab) -> None:
+    schema = {"type": "array", "items": items, "uniqueItems": True,
+              "$defs": {"s": {"type": "string", "minLength": 1}}}
+    assert isinstance(JsonSchema(schema).compile(smollm2_vocab), UniqueItemsAutomaton)
+
+
+@pytest.mark.parametrize("schema, reason", [
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "nor open"),
+    ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True},
+     "nor open"),
+    ({"type": "array", "items": {"type": "object", "additionalProperties": False},
+      "uniqueItems": True}, "nor open"),
+    ({"type": "array", "uniqueItems": True, "items": {
+        "type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}},
+     "inside the items of another"),
+    ({"anyOf": [{"type": "array", "uniqueItems": True}, {"type": "array", "minItems": 3}]},
+     "overlapping alternatives"),
+    ({"type": "array", "contains": {"type": "array", "uniqueItems": True}},
+     "array with contains"),
+])
+def test_what_stays_refused_is_named(schema, reason) -> None:
+    with pytest.raises(UnsupportedSchemaError, match=reason) as e:
+        JsonSchema(schema)
+    assert e.value.keyword == "uniqueItems"
+
+
+def test_finite_domains_keep_the_grammar(smollm2_vocab) -> None:
+    schema = {"type": "array", "items": {"enum": ["a", "b", "c"]}, "uniqueItems": True}
+    assert not isinstance(JsonSchema(schema).compile(smollm2_vocab), UniqueItemsAutomaton)
+
+
+def test_lenient_drops_what_it_cannot_track() -> None:
+    js = JsonSchema({"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
+                    lenient=True)
+    assert any("uniqueItems" in w for w in js.warnings)
+
+
+# --- 5. a real model -----------------------------------------------------------------------
+
+@pytest.mark.usefixtures("one_thread")
+def test_smollm2_writes_distinct_tags_within_budget(smollm2) -> None:
+    schema = {"type": "object", "properties": {"tags": {
+        "type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
+        "minItems": 3}}, "required": ["tags"]}
+    result = generate(smollm2, "Tags for a post about cats, as JSON: ", JsonSchema(schema),
+                      max_tokens=24)
+    assert result.finished, result
+    assert _valid(schema, result.value), result.text
