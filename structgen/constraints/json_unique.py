@@ -49,7 +49,12 @@ def value_key(text: bytes) -> Hashable:
     """A key equal for JSON texts of equal values as JSON Schema compares them: numbers by
     value (`1`, `1.0`, `1e0`), strings by their code points, arrays in order, objects as sets
     of entries; booleans are not numbers."""
-    return _canonical(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+    if text[:1] == b'"' and b"\\" not in text:  # most items: a string without escapes
+        return ("s", text[1:-1].decode("utf-8"))
+    return _canonical(_DECODER.decode(text.decode("utf-8")))
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal)
 
 
 def _canonical(v: Any) -> Hashable:
@@ -164,10 +169,11 @@ class _VocabBytes:
         words += [b""] * (vocab.width - len(words))
 
         def having(test: Callable[[bytes], bool]) -> np.ndarray:
-            return np.fromiter((test(w) for w in words), bool, len(words))
+            return np.flatnonzero(np.fromiter((test(w) for w in words), bool, len(words)))
 
-        self.content = having(bool)
-        self.quote = having(lambda w: b'"' in w)
+        self.content = np.zeros(len(words), bool)
+        self.content[having(bool)] = True
+        self.quote = having(lambda w: b'"' in w)  # ids, sorted
         self.close = having(lambda w: b"]" in w or b"}" in w)
         self.comma = having(lambda w: b"," in w)
         self.enter_twice = having(lambda w: b"[" in w and b"," in w[w.index(b"[") :])
@@ -238,7 +244,11 @@ class UniqueItemsAutomaton(TokenAutomaton):
             could = t.quote
         else:
             could = None
-        ids = np.flatnonzero((base if could is None else base & could) & t.content)
+        if could is None:
+            ids = np.flatnonzero(base)
+            ids = ids[t.content[ids]]
+        else:
+            ids = could[base[could]]
         words = self.vocab.token_bytes
         bad = [i for i in ids.tolist()
                if feed(u, words[i], self._opens(inner_state, words[i])) is False]
