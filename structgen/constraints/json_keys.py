@@ -558,6 +558,10 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def start(self) -> State:
         return (self.grammar.start, TRACK_START)
 
+    def grammar_state(self, state: State) -> State:
+        """The grammar's part of a state (trackers composed around this one read it)."""
+        return state[0]
+
     def is_accepting(self, state: State) -> bool:
         return state is not DONE and self.grammar.is_accepting(state[0])
 

@@ -5,7 +5,8 @@ exact byte DFAs (`structgen.schema.compile`); per vocabulary it becomes a `Gramm
 so masks, forced tokens and budget plans work as for `Grammar`, composed with a key tracker
 (`structgen.constraints.json_keys`) that keeps any object from holding the same key twice —
 what the grammar alone cannot say without one state per set of keys — and, where `uniqueItems`
-ranges over unboundedly many values, an items tracker (`structgen.constraints.json_unique`).
+ranges over unboundedly many values, an items tracker (`structgen.constraints.json_unique`);
+where a maxLength is too large for a DFA, a code-point counter (`.json_lengths`).
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import json
 from typing import Any, Hashable
 
 from ..automata.grammar import CompiledGrammar
-from ..schema.compile import UNIQUE_OPEN, compile_schema
+from ..schema.compile import CAPPED, UNIQUE_OPEN, compile_schema
 from ..schema.resolve import load_json
 from ..vocab.token_bytes import Vocabulary
 from .base import Constraint, TokenAutomaton
 from .grammar import GrammarAutomaton
 from .json_keys import KeyTrackingAutomaton
+from .json_lengths import LengthCapAutomaton
 from .json_unique import UniqueItemsAutomaton
 
 
@@ -98,10 +100,14 @@ class JsonSchema(Constraint):
         automaton = KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab),
                                          self.compiled.terminal_dfas)
         names = self.compiled.cfg.terminal_names
-        if UNIQUE_OPEN not in names:
-            return automaton
-        plain = names.index("'['") if "'['" in names else None
-        return UniqueItemsAutomaton(automaton, names.index(UNIQUE_OPEN), plain)
+        if UNIQUE_OPEN in names:
+            plain = names.index("'['") if "'['" in names else None
+            automaton = UniqueItemsAutomaton(automaton, names.index(UNIQUE_OPEN), plain)
+        caps = {t: int(name[len(CAPPED):]) for t, name in enumerate(names)
+                if name.startswith(CAPPED)}
+        if caps:
+            automaton = LengthCapAutomaton(automaton, caps)
+        return automaton
 
     def parse(self, text: str) -> Any:
         """The parsed JSON value, or a model instance when a Pydantic model was given."""

@@ -187,7 +187,7 @@ class UniqueItemsAutomaton(TokenAutomaton):
     hold no two equal items. States are (inner state, tracker state)."""
 
     def __init__(self, inner: Any, open_terminal: int, plain_open: int | None) -> None:
-        """`inner`: the key-tracking automaton, states (grammar state, key tracker state);
+        """`inner`: the JSON automaton (`grammar_state` gives its grammar's state);
         `open_terminal`: the terminal opening tracked arrays; `plain_open`: the plain "["."""
         super().__init__(inner.vocab)
         self.inner = inner
@@ -197,6 +197,9 @@ class UniqueItemsAutomaton(TokenAutomaton):
         if tables is None:
             tables = _TABLES[inner.vocab.fingerprint] = _VocabBytes(inner.vocab)
         self._tables = tables
+
+    def grammar_state(self, state: State) -> State:
+        return self.inner.grammar_state(state[0])
 
     def clear_caches(self) -> None:
         super().clear_caches()
@@ -213,7 +216,8 @@ class UniqueItemsAutomaton(TokenAutomaton):
         """`feed`'s `opens` for `data` read from `inner_state`: the grammar's lexemes after
         the "[" tell the tracked opening from the plain one."""
         def opens(i: int) -> bool:
-            after = self.grammar._advance_bytes(inner_state[0], data[: i + 1])
+            after = self.grammar._advance_bytes(self.inner.grammar_state(inner_state),
+                                                data[: i + 1])
             kinds = {t for t, _, _ in after} & set(self._kinds)
             if len(kinds) > 1:  # the compiler refuses schemas where this could happen
                 raise RuntimeError("an array read both as tracked for uniqueItems and not")

@@ -56,6 +56,10 @@ MAX_UNIQUE_DOMAIN = 10  # uniqueItems: distinct item values enumerated exactly
 # (`structgen.constraints.json_unique`): it reads "[" like the plain one, and tells the tracker
 # which arrays to watch.
 UNIQUE_OPEN = "'[' unique items"
+# Terminals named with this prefix and a number N: plain strings whose maxLength N is too large
+# for an exact DFA (a state per code point counted). Their DFA leaves the bound out and the
+# length tracker (`structgen.constraints.json_lengths`) counts code points instead.
+CAPPED = "string, code points at most "
 
 
 # --- the normal form -------------------------------------------------------------------------
@@ -1170,7 +1174,9 @@ class Emitter:
         self._pools: list[tuple[str, int, list[tuple[int, int]]]] = []
         self._offers_memo: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._number_dfas: dict[Num, ByteDFA] = {}  # (negated parts recur across parts)
-        self._tracked: list[Arr] = []  # arrays opened by UNIQUE_OPEN
+        # parts the trackers beside the grammar must tell apart by their terminal, with the
+        # keyword to refuse: arrays opened by UNIQUE_OPEN, CAPPED strings
+        self._watched: dict[Any, str] = {}
         self.ows: tuple[int, ...] = ()
         if whitespace is not None:
             ows = self._nt("ws?")
@@ -1227,8 +1233,8 @@ class Emitter:
         while self._queue:
             nt, node = self._queue.pop()
             self._emit_node(nt, node)
-        if self._tracked:
-            self._check_tracked()
+        if self._watched:
+            self._check_watched()
         n_t = len(self.dfas)
         remap = lambda s: s - _NT + n_t if s >= _NT else s  # noqa: E731
         rules = [(remap(lhs), tuple(remap(s) for s in rhs)) for lhs, rhs in self.rules]
@@ -1247,60 +1253,72 @@ class Emitter:
         # (MaskBench: median 19 vs 1.5 ms) for the same total mask time.
         return CompiledGrammar(cfg, tuple(self.dfas), frozenset(), free_lexer=False)
 
-    def _check_tracked(self) -> None:
-        """Refuse tracked arrays where the parser may follow two readings of one text, one
-        inside a tracked array and one not: the tracker learns which arrays to watch from the
-        opening terminal it reads, so it must be the same in every reading. Readings split
-        only at a node with two alternatives of one container type (an object or array read
-        against both) and inside the items of an array with `contains` (an item counted or
-        not); alternatives of different types start with different bytes."""
-        # every node reachable, with the nodes below it; `reach`: those with a unique array
-        # somewhere below (any such array, which errs on the side of refusing)
-        kids: dict[Node, list[Node]] = {}
+    def _check_watched(self) -> None:
+        """Refuse watched parts (tracked arrays, capped strings) where the parser may follow
+        two readings of one text, one inside a watched part and one not: a tracker learns what
+        to watch from the terminal it reads, so that must be the same in every reading.
+        Readings split only at a node with two alternatives of one type (two strings, or an
+        object or array read against both) and inside the items of an array with `contains`
+        (an item counted or not); alternatives of different types start with different bytes.
+        A tracked array inside the items of another is refused too (one is tracked at a
+        time)."""
+        kids: dict[Node, list[Node]] = {}  # every node reachable, with the nodes below it
         todo = list(self._node_nts)
         while todo:
             node = todo.pop()
             if node not in kids:
                 kids[node] = [k for p in node.parts or () for k in self._children(p)]
                 todo += kids[node]
-        reach = {node for node in kids
-                 if any(isinstance(p, Arr) and p.unique for p in node.parts or ())}
         parents: dict[Node, list[Node]] = {}
         for node, below in kids.items():
             for k in below:
                 parents.setdefault(k, []).append(node)
-        todo = list(reach)
-        while todo:
-            for up in parents.get(todo.pop(), ()):
-                if up not in reach:
-                    reach.add(up)
-                    todo.append(up)
 
-        tracked = set(self._tracked)
+        def above(test: Callable[[Any], bool]) -> dict[Node, Any]:
+            """Nodes with a part passing `test` at or below them, each with one such part."""
+            found = {node: p for node in kids for p in node.parts or () if test(p)}
+            todo = list(found)
+            while todo:
+                node = todo.pop()
+                for up in parents.get(node, ()):
+                    if up not in found:
+                        found[up] = found[node]
+                        todo.append(up)
+            return found
 
-        def watched(p: Any) -> bool:
-            return p in tracked or any(k in reach for k in self._children(p))
+        # any unique array counts (not only tracked ones), which errs on the side of refusing
+        unique_below = above(lambda p: isinstance(p, Arr) and p.unique)
+        watched_below = above(lambda p: p in self._watched or (isinstance(p, Arr) and p.unique))
+
+        def watched(p: Any) -> Any:
+            """The watched part that `p` is or holds, or None."""
+            if p in self._watched or (isinstance(p, Arr) and p.unique):
+                return p
+            return next((watched_below[k] for k in self._children(p) if k in watched_below),
+                        None)
+
+        def refuse(hit: Any, why: str) -> UnsupportedSchemaError:
+            keyword = self._watched.get(hit, "uniqueItems")
+            what = ("a string with a large maxLength" if keyword == "maxLength" else
+                    "an array with uniqueItems")
+            return UnsupportedSchemaError(keyword, f"{what} {why}", hit.pointer)
 
         for node in kids:
             if node.parts is None:
                 continue
             parts = self._flatten_any(node)
-            for kind in (Arr, Obj):
+            for kind in (Arr, Obj, Str):
                 same = [p for p in parts if p is None or isinstance(p, kind)]
-                hit = next((p for p in same if p is not None and watched(p)), None)
+                hit = next((h for p in same if p is not None and (h := watched(p))), None)
                 if len(same) > 1 and hit is not None:
-                    raise UnsupportedSchemaError(
-                        "uniqueItems", "an array with uniqueItems inside one of several "
-                        "overlapping alternatives", hit.pointer)
+                    raise refuse(hit, "inside one of several overlapping alternatives")
             for p in parts:
-                if p in tracked and any(k in reach for k in self._children(p)):
-                    raise UnsupportedSchemaError(
-                        "uniqueItems", "an array with uniqueItems inside the items of another",
-                        p.pointer)
-                if isinstance(p, Arr) and p.contains is not None and watched(p):
-                    raise UnsupportedSchemaError(
-                        "uniqueItems", "an array with uniqueItems inside the items of an array "
-                        "with contains", p.pointer)
+                if self._watched.get(p) == "uniqueItems" and any(
+                        k in unique_below for k in self._children(p)):
+                    raise refuse(p, "inside the items of another")
+                hit = watched(p) if isinstance(p, Arr) and p.contains is not None else None
+                if hit is not None:
+                    raise refuse(hit, "inside the items of an array with contains")
 
     def _children(self, part: Any) -> list[Node]:
         """The nodes a part's values are read against (a reference: its node)."""
@@ -1436,6 +1454,19 @@ class Emitter:
         return dfa
 
     def _string(self, s: Str) -> int | None:
+        if s.max_len is not None and s.literals is None and not (
+                s.patterns or s.formats or s.negated or s.exclude):
+            try:  # (lru-cached: string_dfa finds it again)
+                json_string_dfa(min_length=s.min_len, max_length=s.max_len,
+                                canonical=self.canonical)
+            except UnsupportedSchemaError as e:
+                if e.keyword != "maxLength":
+                    raise
+                # too many code points to count in states: the length tracker counts them
+                term = self._term(("capped", s), f"{CAPPED}{s.max_len}",
+                                  lambda: self.string_dfa(replace(s, max_len=None)))
+                self._watched[s] = "maxLength"
+                return term
         return self._term(("str", s), "string" if s == Str() else f"string{_brief(s)}",
                           lambda: self.string_dfa(s))
 
@@ -1456,7 +1487,7 @@ class Emitter:
             if domains is None:  # open items: the tracker keeps them distinct
                 open_ = self._term(("unique-open",), UNIQUE_OPEN,
                                    lambda: regex_to_dfa(re.escape("[")))  # type: ignore[assignment]
-                self._tracked.append(a)
+                self._watched[a] = "uniqueItems"
         if a.min_items == 0 and (a.contains is None or a.min_contains == 0):
             self._rule(nt, (open_, *self.ows, close))
         if max_items == 0:
