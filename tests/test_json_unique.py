@@ -100,6 +100,8 @@ SCHEMAS = {
         "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}},
     "mixed": {"type": "array", "uniqueItems": True, "items": {"type": ["string", "null",
                                                                    "boolean", "number"]}},
+    "lists": {"type": "array", "uniqueItems": True, "items": {
+        "type": "array", "items": {"type": "integer"}}},
 }
 PREFIXES = {
     "any": ['[1, "a", [1], {"k": true}, null, tr', '[1, "a", [1], {"k": true}, null, "', '[1, 1',
@@ -108,9 +110,11 @@ PREFIXES = {
     "tags": ['{"tags": ["ab", "a', '{"tags": ["ab", "', '{"tags": ["ab", "abc", "ab'],
     "records": ['[{"id": "x"}, {"id": "x"', '[{"id": "x"}, {"id": "', '[{"id": "x"}, '],
     "mixed": ['[1.5, null, "n", true, ', '[1.5, null, "n", true, 1.', '[1.5, null, "n", "'],
+    "lists": ['[[1, 2], [1, 2', '[[1, 2], [], [', '[[1, 2], []'],
 }
 SUFFIXES = ["", '"', "]", '"]', "}]", '"}]', "]}", '"]}', "0]", "1]", '1"]', 'a"]', 'z"]',
-            '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]", '}, {"id": "q"}]', ', 0.25]']
+            '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]", '}, {"id": "q"}]', ', 0.25]', "]]",
+            ", 3]]", "7]]"]
 
 
 def _state_after(automaton: UniqueItemsAutomaton, tokenizer: Any, text: str) -> Any:
@@ -180,7 +184,9 @@ def test_random_walks_never_stall_and_complete_valid(name, smollm2_vocab) -> Non
 
 @pytest.mark.parametrize("items", [
     {"type": "string"}, {"type": "string", "pattern": "^[a-z]"}, {"type": ["string", "null"]},
-    {"type": "object"}, {"type": "number"}, {"$ref": "#/$defs/s"}, {}])
+    {"type": "object"}, {"type": "number"}, {"$ref": "#/$defs/s"}, {},
+    {"type": "object", "additionalProperties": {"type": "string"}},
+    {"type": "array", "items": {"type": "integer"}}])
 def test_open_items_are_tracked(items, smollm2_vocab) -> None:
     schema = {"type": "array", "items": items, "uniqueItems": True,
               "$defs": {"s": {"type": "string", "minLength": 1}}}
@@ -193,6 +199,8 @@ def test_open_items_are_tracked(items, smollm2_vocab) -> None:
      "nor open"),
     ({"type": "array", "items": {"type": "object", "additionalProperties": False},
       "uniqueItems": True}, "nor open"),
+    ({"type": "array", "items": {"type": "array", "maxItems": 2}, "uniqueItems": True},
+     "nor open"),
     ({"type": "array", "uniqueItems": True, "items": {
         "type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}},
      "inside the items of another"),

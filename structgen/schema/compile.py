@@ -614,7 +614,8 @@ class Normaliser:
         raise UnsupportedSchemaError(
             "uniqueItems", f"items are neither drawn from at most {MAX_UNIQUE_DOMAIN} scalars "
             "nor open (any value, strings that can always grow, unbounded numbers, objects "
-            "that take any further key), so uniqueness cannot be enforced exactly", a.pointer)
+            "and arrays that take any further entry), so uniqueness cannot be enforced "
+            "exactly", a.pointer)
 
     def open_values(self, node: Node, depth: int = 8) -> bool:
         """Whether distinct values of `node` can be kept apart by the unique-items tracker
@@ -623,9 +624,10 @@ class Normaliser:
         false), its closing quote or bracket, or the byte after a number, where the tracker
         checks it. Then refusing a duplicate there never strands the output. So: any value,
         unbounded non-integer numbers, strings whose DFA can grow from every state before the
-        closing quote, objects that take any further key with any value, with null and
-        booleans beside them; not closed objects or arrays with a schema (their last entry can
-        be forced), integers (`0` fixes its value) or finite strings."""
+        closing quote, objects that take any further key and arrays any further item (with a
+        value that surely exists), with null and booleans beside them; not closed objects or
+        bounded arrays (their last entry can be forced), integers (`0` fixes its value) or
+        finite strings."""
         if node.parts is None:
             return True
         infinite = False
@@ -651,14 +653,40 @@ class Normaliser:
                     if not _grows_until_accepted(dfa):
                         return False
                     infinite = True
-            elif isinstance(p, Obj):  # open if any further key may always follow
+            elif isinstance(p, Obj):  # open if a further key may always follow
                 if (p.max_props is not None or p.patterns or p.names.parts is not None
-                        or any(v.parts is not None for _, v in p.fallbacks)):
+                        or len(p.fallbacks) > 1
+                        or not all(self.surely_nonempty(v) for _, v in p.fallbacks)):
+                    return False
+                infinite = True
+            elif isinstance(p, Arr):  # open if a further item may always follow
+                if (p.max_items is not None or p.contains is not None or p.unique
+                        or not all(map(self.surely_nonempty, (*p.prefix, p.items)))):
                     return False
                 infinite = True
             else:
                 return False
         return infinite
+
+    def surely_nonempty(self, node: Node, depth: int = 8) -> bool:
+        """Whether `node` has a value for certain (an unconstrained scalar part), so that the
+        grammar keeps its rules: a cheap sufficient test, False when unsure."""
+        if node.parts is None:
+            return True
+        for p in node.parts:
+            if isinstance(p, Ref):
+                if depth and self.surely_nonempty(self.expand(p.key), depth - 1):
+                    return True
+            elif isinstance(p, Null) or (isinstance(p, Bool) and p.values):
+                return True
+            elif isinstance(p, Num) and p.lo is None and p.hi is None and not (
+                    p.multiple_of or p.negated):
+                return True
+            elif isinstance(p, Str) and p.literals is None and not (
+                    p.patterns or p.formats or p.negated) and (
+                    p.max_len is None or p.max_len >= p.min_len):
+                return True
+        return False
 
     # schema objects → nodes --------------------------------------------------------------
 
