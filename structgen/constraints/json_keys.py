@@ -907,18 +907,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its
         tokens here; then a copy without them (cached per state). Do not modify it."""
-        if state is DONE:
-            return super().mask(state)
-        m = self._masks.get(state)
-        if m is not None:
-            return m
-        base = self.grammar.mask(state[0])
-        bad = self._refused(state)
-        if not len(bad):  # kept by reference: a repeated state costs one lookup
-            return self._keep_mask(state, base)
-        row = base.numpy().copy()
-        row[bad] = False
-        return self._keep_mask(state, torch.from_numpy(row))
+        return self._mask_less(state, lambda: self.grammar.mask(state[0]),
+                               lambda _: self._refused(state))
 
     def allowed_ids(self, state: State) -> np.ndarray:
         if state is DONE:

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from ..vocab.token_bytes import Vocabulary
-from .base import DONE, State, TokenAutomaton
+from .base import State
+from .beside import BesideAutomaton
 
 # Counter state: None outside capped strings; inside one, (cap, code points so far, the bytes
 # of an escape in progress (b"" when none), whether the last escape was a high surrogate).
@@ -97,55 +97,34 @@ class _VocabCounts:
 _TABLES: dict[str, _VocabCounts] = {}
 
 
-class LengthCapAutomaton(TokenAutomaton):
+class LengthCapAutomaton(BesideAutomaton):
     """A JSON automaton whose capped strings hold at most their cap of code points. States are
     (inner state, counter state)."""
 
     def __init__(self, inner: Any, caps: dict[int, int]) -> None:
-        """`inner`: the JSON automaton (`grammar_state` gives its grammar's state); `caps`:
-        the cap of each capped string terminal."""
-        super().__init__(inner.vocab)
-        self.inner = inner
-        self.grammar = inner.grammar
+        """`inner`: the JSON automaton; `caps`: the cap of each capped string terminal."""
+        super().__init__(inner)
         self._caps = caps
         tables = _TABLES.get(inner.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[inner.vocab.fingerprint] = _VocabCounts(inner.vocab)
         self._tables = tables
 
-    def grammar_state(self, state: State) -> State:
-        return self.inner.grammar_state(state[0])
-
-    def clear_caches(self) -> None:
-        super().clear_caches()
-        self.inner.clear_caches()
-
-    @property
-    def start(self) -> State:
-        return (self.inner.start, None)
-
-    def is_accepting(self, state: State) -> bool:
-        return state is not DONE and self.inner.is_accepting(state[0])
-
     def _opened(self, inner_state: State, data: bytes) -> Callable[[int], int | None]:
         """`feed`'s `opened` for `data` read from `inner_state`."""
+        after = self._lexemes_after(inner_state, data)
+
         def opened(i: int) -> int | None:
-            after = self.grammar._advance_bytes(self.inner.grammar_state(inner_state),
-                                                data[: i + 1])
-            caps = {self._caps[t] for t, _, _ in after if t in self._caps}
-            if caps and (len(caps) > 1 or any(t not in self._caps for t, _, _ in after)):
+            lexemes = after(i)
+            caps = {self._caps[t] for t, _, _ in lexemes if t in self._caps}
+            if caps and (len(caps) > 1 or any(t not in self._caps for t, _, _ in lexemes)):
                 # the compiler refuses schemas where this could happen
                 raise RuntimeError("a string read both as capped and otherwise")
             return caps.pop() if caps else None
         return opened
 
-    def _advance_bytes(self, state: State, data: bytes) -> State | None:
-        inner_state, c = state
-        nxt = self.inner._advance_bytes(inner_state, data)
-        if nxt is None:
-            return None
-        c = feed(c, data, self._opened(inner_state, data))
-        return None if c is False else (nxt, c)
+    def _feed(self, inner_state: State, track: Count, data: bytes) -> Count | bool:
+        return feed(track, data, self._opened(inner_state, data))
 
     def _refused(self, state: State, base: np.ndarray) -> np.ndarray:
         """Tokens of the inner mask `base` that would pass the cap. None can unless the count
@@ -167,35 +146,8 @@ class LengthCapAutomaton(TokenAutomaton):
             over = ids[counts > c[0] - c[1]]
             ids = ids[counts < 0]
         words = self.vocab.token_bytes
-        bad = [i for i in ids.tolist()
-               if feed(c, words[i], self._opened(inner_state, words[i])) is False]
+        bad = [i for i in ids.tolist() if self._feed(inner_state, c, words[i]) is False]
         return np.concatenate([over, np.array(bad, np.int64)])
-
-    def mask(self, state: State) -> torch.Tensor:
-        """The inner mask (the same cached tensor) unless the counter refuses some of its
-        tokens here; then a copy without them (cached per state). Do not modify it."""
-        if state is DONE:
-            return super().mask(state)
-        m = self._masks.get(state)
-        if m is not None:
-            return m
-        base = self.inner.mask(state[0])
-        bad = self._refused(state, base.numpy())
-        if not len(bad):
-            return self._keep_mask(state, base)
-        row = base.numpy().copy()
-        row[bad] = False
-        return self._keep_mask(state, torch.from_numpy(row))
-
-    def _content_ids(self, state: State) -> np.ndarray:
-        ids = np.flatnonzero(self.mask(state).numpy())
-        return ids[~np.isin(ids, self._eos)]
-
-    def only_eos(self, state: State) -> bool:
-        return state is not DONE and self.inner.only_eos(state[0])
-
-    def forced_bytes(self, state: State) -> bytes:
-        return self.inner.forced_bytes(state[0])
 
     def completion_bytes(self, state: State) -> bytes | None:
         # The inner completion closes every string as soon as its minLength allows, never

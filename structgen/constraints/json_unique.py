@@ -22,10 +22,10 @@ from decimal import Decimal
 from typing import Any, Callable, Hashable
 
 import numpy as np
-import torch
 
 from ..vocab.token_bytes import Vocabulary
-from .base import DONE, State, TokenAutomaton
+from .base import State
+from .beside import BesideAutomaton
 
 # Tracker state: None outside tracked arrays; inside one, (values, item, depth, mode): the
 # equality keys of its finished items; the bytes of the item in progress (b"" before its first
@@ -182,55 +182,34 @@ class _VocabBytes:
 _TABLES: dict[str, _VocabBytes] = {}
 
 
-class UniqueItemsAutomaton(TokenAutomaton):
-    """A JSON automaton (`KeyTrackingAutomaton`) whose arrays opened by the tracked terminal
-    hold no two equal items. States are (inner state, tracker state)."""
+class UniqueItemsAutomaton(BesideAutomaton):
+    """A JSON automaton whose arrays opened by the tracked terminal hold no two equal items.
+    States are (inner state, tracker state)."""
 
     def __init__(self, inner: Any, open_terminal: int, plain_open: int | None) -> None:
-        """`inner`: the JSON automaton (`grammar_state` gives its grammar's state);
-        `open_terminal`: the terminal opening tracked arrays; `plain_open`: the plain "["."""
-        super().__init__(inner.vocab)
-        self.inner = inner
-        self.grammar = inner.grammar
+        """`inner`: the JSON automaton; `open_terminal`: the terminal opening tracked arrays;
+        `plain_open`: the plain "["."""
+        super().__init__(inner)
         self._kinds = (open_terminal, plain_open)
         tables = _TABLES.get(inner.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[inner.vocab.fingerprint] = _VocabBytes(inner.vocab)
         self._tables = tables
 
-    def grammar_state(self, state: State) -> State:
-        return self.inner.grammar_state(state[0])
-
-    def clear_caches(self) -> None:
-        super().clear_caches()
-        self.inner.clear_caches()
-
-    @property
-    def start(self) -> State:
-        return (self.inner.start, None)
-
-    def is_accepting(self, state: State) -> bool:
-        return state is not DONE and self.inner.is_accepting(state[0])
-
     def _opens(self, inner_state: State, data: bytes) -> Callable[[int], bool]:
         """`feed`'s `opens` for `data` read from `inner_state`: the grammar's lexemes after
         the "[" tell the tracked opening from the plain one."""
+        after = self._lexemes_after(inner_state, data)
+
         def opens(i: int) -> bool:
-            after = self.grammar._advance_bytes(self.inner.grammar_state(inner_state),
-                                                data[: i + 1])
-            kinds = {t for t, _, _ in after} & set(self._kinds)
+            kinds = {t for t, _, _ in after(i)} & set(self._kinds)
             if len(kinds) > 1:  # the compiler refuses schemas where this could happen
                 raise RuntimeError("an array read both as tracked for uniqueItems and not")
             return self._kinds[0] in kinds
         return opens
 
-    def _advance_bytes(self, state: State, data: bytes) -> State | None:
-        inner_state, u = state
-        nxt = self.inner._advance_bytes(inner_state, data)
-        if nxt is None:
-            return None
-        u = feed(u, data, self._opens(inner_state, data))
-        return None if u is False else (nxt, u)
+    def _feed(self, inner_state: State, track: Unique, data: bytes) -> Unique | bool:
+        return feed(track, data, self._opens(inner_state, data))
 
     def _refused(self, state: State, base: np.ndarray) -> np.ndarray:
         """Tokens of the inner mask `base` that finish a duplicate item: tried one by one among
@@ -254,38 +233,8 @@ class UniqueItemsAutomaton(TokenAutomaton):
         else:
             ids = could[base[could]]
         words = self.vocab.token_bytes
-        bad = [i for i in ids.tolist()
-               if feed(u, words[i], self._opens(inner_state, words[i])) is False]
+        bad = [i for i in ids.tolist() if self._feed(inner_state, u, words[i]) is False]
         return np.array(bad, np.int64)
-
-    def mask(self, state: State) -> torch.Tensor:
-        """The inner mask (the same cached tensor) unless the tracker refuses some of its
-        tokens here; then a copy without them (cached per state). Do not modify it."""
-        if state is DONE:
-            return super().mask(state)
-        m = self._masks.get(state)
-        if m is not None:
-            return m
-        base = self.inner.mask(state[0])
-        bad = self._refused(state, base.numpy())
-        if not len(bad):
-            return self._keep_mask(state, base)
-        row = base.numpy().copy()
-        row[bad] = False
-        return self._keep_mask(state, torch.from_numpy(row))
-
-    def _content_ids(self, state: State) -> np.ndarray:
-        row = self.mask(state).numpy()
-        ids = np.flatnonzero(row)
-        return ids[~np.isin(ids, self._eos)]
-
-    def only_eos(self, state: State) -> bool:
-        # accepting states are outside every array: nothing is refused there
-        return state is not DONE and self.inner.only_eos(state[0])
-
-    def forced_bytes(self, state: State) -> bytes:
-        # the tracker never strands a state, so what the inner automaton forces is allowed
-        return self.inner.forced_bytes(state[0])
 
     #: Bytes tried, in order, to turn an item away from a duplicate the inner completion would
     #: finish: each keeps the item open and makes its value new sooner or later.
