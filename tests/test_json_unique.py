@@ -8,6 +8,7 @@
 3. Random walks over the masks never get stuck; their completions validate.
 4. Compilation: which item schemas are tracked, and what stays refused (named).
 5. SmolLM2 writes a list of distinct tags under a tight budget.
+6. The per-vocabulary tables (numpy) equal their per-token definitions.
 """
 from __future__ import annotations
 
@@ -237,3 +238,31 @@ def test_smollm2_writes_distinct_tags_within_budget(smollm2) -> None:
                       max_tokens=24)
     assert result.finished, result
     assert _valid(schema, result.value), result.text
+
+
+def test_vocab_tables_match_their_definitions(smollm2_vocab) -> None:
+    """The per-vocabulary tables, built with numpy, against their per-token definitions."""
+    import numpy as np
+
+    from structgen.constraints.json_lengths import _VocabCounts
+    from structgen.constraints.json_unique import _VocabBytes
+
+    special = set(smollm2_vocab.special_ids)
+    words = [b"" if i in special or not w else w for i, w in enumerate(smollm2_vocab.token_bytes)]
+    words += [b""] * (smollm2_vocab.width - len(words))
+
+    def ids(test) -> np.ndarray:
+        return np.array([i for i, w in enumerate(words) if w and test(w)], np.int64)
+
+    items = _VocabBytes(smollm2_vocab)
+    assert np.array_equal(items.quote, ids(lambda w: b'"' in w))
+    assert np.array_equal(items.close, ids(lambda w: b"]" in w or b"}" in w))
+    assert np.array_equal(items.comma, ids(lambda w: b"," in w))
+    assert np.array_equal(items.enter_twice,
+                          ids(lambda w: b"[" in w and b"," in w[w.index(b"["):]))
+    counts = _VocabCounts(smollm2_vocab).counts
+    for i, w in enumerate(words):
+        head = w.split(b'"', 1)[0]
+        want = -1 if not w or b"\\" in head or 0x80 <= w[0] < 0xC0 else sum(
+            1 for b in head if b < 0x80 or b >= 0xC0)
+        assert counts[i] == want, w

@@ -15,7 +15,35 @@ from typing import Any, Callable, Hashable
 import numpy as np
 import torch
 
+from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
+
+
+class FlatVocab:
+    """A vocabulary's content tokens as one byte array, for per-token tables built with numpy
+    (a Python test per token costs ~0.3 s on Gemma-3's 262k tokens)."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        special = set(vocab.special_ids)
+        words = [b"" if i in special or not w else w for i, w in enumerate(vocab.token_bytes)]
+        words += [b""] * (vocab.width - len(words))
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        self.n = len(words)
+        self.content = lengths > 0  # bool per id
+        self.longest = int(lengths.max(initial=0))
+        self.bytes = np.frombuffer(b"".join(words), np.uint8)
+        self.token = np.repeat(np.arange(self.n), lengths)  # the token of each byte
+        self.pos = np.arange(len(self.bytes)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+    def having(self, at: np.ndarray) -> np.ndarray:
+        """Ids (sorted) of the tokens with a byte where the bool array `at` holds."""
+        return np.flatnonzero(np.bincount(self.token[at], minlength=self.n))
+
+    def first(self, at: np.ndarray) -> np.ndarray:
+        """Per id, the position of its first byte where `at` holds (its length if none)."""
+        out = np.full(self.n, np.iinfo(np.int64).max)
+        np.minimum.at(out, self.token[at], self.pos[at])
+        return out
 
 
 class BesideAutomaton(TokenAutomaton):

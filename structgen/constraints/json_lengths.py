@@ -20,7 +20,7 @@ import numpy as np
 
 from ..vocab.token_bytes import Vocabulary
 from .base import State
-from .beside import BesideAutomaton
+from .beside import BesideAutomaton, FlatVocab
 
 # Counter state: None outside capped strings; inside one, (cap, code points so far, the bytes
 # of an escape in progress (b"" when none), whether the last escape was a high surrogate).
@@ -74,24 +74,21 @@ def feed(c: Count, data: bytes, opened: Callable[[int], int | None]) -> Count | 
 
 class _VocabCounts:
     """Per vocabulary: code points each token adds inside a string, read from the start of a
-    code point, up to its first quote; -1 for tokens that need `feed` (an escape inside, or a
-    UTF-8 continuation byte first)."""
+    code point, up to its first quote; -1 for tokens that need `feed` (an escape before it,
+    or a UTF-8 continuation byte first)."""
 
     def __init__(self, vocab: Vocabulary) -> None:
-        special = set(vocab.special_ids)
-        counts = np.full(vocab.width, -1, np.int64)
-        self.content = np.zeros(vocab.width, bool)
-        longest = 0
-        for i, w in enumerate(vocab.token_bytes):
-            if not w or i in special:
-                continue
-            self.content[i] = True
-            longest = max(longest, len(w))
-            head = w.split(b'"', 1)[0]
-            if b"\\" not in head and not 0x80 <= w[0] < 0xC0:
-                counts[i] = sum(1 for b in head if b < 0x80 or b >= 0xC0)
-        self.counts = counts
-        self.longest = longest  # bytes: no token adds more code points
+        flat = FlatVocab(vocab)
+        b, token = flat.bytes, flat.token
+        head = flat.pos < flat.first(b == _QUOTE)[token]  # bytes before the first quote
+        starts = head & ((b < 0x80) | (b >= 0xC0))
+        counts = np.bincount(token[starts], minlength=flat.n)
+        needs_feed = np.zeros(flat.n, bool)
+        needs_feed[token[head & (b == _BACKSLASH)]] = True
+        needs_feed[token[(flat.pos == 0) & (b >= 0x80) & (b < 0xC0)]] = True
+        self.counts = np.where(needs_feed | ~flat.content, -1, counts)
+        self.content = flat.content
+        self.longest = flat.longest  # bytes: no token adds more code points
 
 
 _TABLES: dict[str, _VocabCounts] = {}

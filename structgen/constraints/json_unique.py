@@ -25,7 +25,7 @@ import numpy as np
 
 from ..vocab.token_bytes import Vocabulary
 from .base import State
-from .beside import BesideAutomaton
+from .beside import BesideAutomaton, FlatVocab
 
 # Tracker state: None outside tracked arrays; inside one, (values, item, depth, mode): the
 # equality keys of its finished items; the bytes of the item in progress (b"" before its first
@@ -164,19 +164,15 @@ class _VocabBytes:
     """Per vocabulary: which tokens can finish an item, by what the tracker state needs."""
 
     def __init__(self, vocab: Vocabulary) -> None:
-        special = set(vocab.special_ids)
-        words = [b"" if i in special else (w or b"") for i, w in enumerate(vocab.token_bytes)]
-        words += [b""] * (vocab.width - len(words))
-
-        def having(test: Callable[[bytes], bool]) -> np.ndarray:
-            return np.flatnonzero(np.fromiter((test(w) for w in words), bool, len(words)))
-
-        self.content = np.zeros(len(words), bool)
-        self.content[having(bool)] = True
-        self.quote = having(lambda w: b'"' in w)  # ids, sorted
-        self.close = having(lambda w: b"]" in w or b"}" in w)
-        self.comma = having(lambda w: b"," in w)
-        self.enter_twice = having(lambda w: b"[" in w and b"," in w[w.index(b"[") :])
+        flat = FlatVocab(vocab)
+        b = flat.bytes
+        self.content = flat.content
+        self.quote = flat.having(b == _QUOTE)  # ids, sorted
+        self.close = flat.having((b == _CLOSE) | (b == 0x7D))
+        self.comma = flat.having(b == _COMMA)
+        # a "[" with a comma after it
+        opens = flat.first(b == 0x5B)
+        self.enter_twice = flat.having((b == _COMMA) & (flat.pos > opens[flat.token]))
 
 
 _TABLES: dict[str, _VocabBytes] = {}
