@@ -482,7 +482,8 @@ def test_remote_ref_needs_registry():
 @pytest.mark.model
 def test_unsupported_keyword_and_lenient(smollm2_vocab):
     schema = {"type": "object", "properties": {
-        "xs": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}}}
+        "xs": {"type": "array", "items": {"type": "integer", "maximum": 99},
+               "uniqueItems": True}}}
     with pytest.raises(UnsupportedSchemaError) as e:
         JsonSchema(schema)
     assert e.value.keyword == "uniqueItems" and e.value.pointer == "/properties/xs"

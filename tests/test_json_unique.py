@@ -103,7 +103,12 @@ SCHEMAS = {
                                                                    "boolean", "number"]}},
     "lists": {"type": "array", "uniqueItems": True, "items": {
         "type": "array", "items": {"type": "integer"}}},
+    "ints": {"type": "array", "uniqueItems": True, "items": {"type": "integer"}},
 }
+# compile options: any spelling and flexible whitespace, but integers only spelled canonically
+OPTIONS = {name: {"whitespace": "flexible", "spelling": "any", "property_order": "any"}
+           for name in SCHEMAS}
+OPTIONS["ints"] = {"spelling": "canonical"}
 PREFIXES = {
     "any": ['[1, "a", [1], {"k": true}, null, tr', '[1, "a", [1], {"k": true}, null, "', '[1, 1',
             '[1, "a", [1], {"k": true}, null, [1', '[1, "a", [1], {"k": true}, null, {"k": true',
@@ -112,6 +117,7 @@ PREFIXES = {
     "records": ['[{"id": "x"}, {"id": "x"', '[{"id": "x"}, {"id": "', '[{"id": "x"}, '],
     "mixed": ['[1.5, null, "n", true, ', '[1.5, null, "n", true, 1.', '[1.5, null, "n", "'],
     "lists": ['[[1, 2], [1, 2', '[[1, 2], [], [', '[[1, 2], []'],
+    "ints": ["[0,1,-1,", "[0,1,-1,1", "[0,1,-1,-", "[5,", "[0,10"],
 }
 SUFFIXES = ["", '"', "]", '"]', "}]", '"}]', "]}", '"]}', "0]", "1]", '1"]', 'a"]', 'z"]',
             '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]", '}, {"id": "q"}]', ', 0.25]', "]]",
@@ -130,8 +136,7 @@ def _state_after(automaton: UniqueItemsAutomaton, tokenizer: Any, text: str) -> 
 def test_masks_equal_brute_force_and_refusals_have_no_valid_completion(name, smollm2,
                                                                         smollm2_vocab) -> None:
     schema = SCHEMAS[name]
-    automaton = JsonSchema(schema, whitespace="flexible", spelling="any",
-                           property_order="any").compile(smollm2_vocab)
+    automaton = JsonSchema(schema, **OPTIONS[name]).compile(smollm2_vocab)
     assert isinstance(automaton, UniqueItemsAutomaton)
     words = smollm2_vocab.token_bytes
     inner_refusals = 0
@@ -160,8 +165,7 @@ def test_masks_equal_brute_force_and_refusals_have_no_valid_completion(name, smo
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_random_walks_never_stall_and_complete_valid(name, smollm2_vocab) -> None:
     schema = SCHEMAS[name]
-    automaton = JsonSchema(schema, whitespace="flexible", spelling="any",
-                           property_order="any").compile(smollm2_vocab)
+    automaton = JsonSchema(schema, **OPTIONS[name]).compile(smollm2_vocab)
     words = smollm2_vocab.token_bytes
     rnd = random.Random(7)
     eos = set(smollm2_vocab.eos_ids)
@@ -195,7 +199,8 @@ def test_open_items_are_tracked(items, smollm2_vocab) -> None:
 
 
 @pytest.mark.parametrize("schema, reason", [
-    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "nor open"),
+    ({"type": "array", "items": {"type": "integer", "minimum": 0}, "uniqueItems": True},
+     "nor open"),
     ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True},
      "nor open"),
     ({"type": "array", "items": {"type": "object", "additionalProperties": False},
@@ -216,6 +221,13 @@ def test_what_stays_refused_is_named(schema, reason) -> None:
     assert e.value.keyword == "uniqueItems"
 
 
+def test_integers_are_tracked_only_in_canonical_spelling(smollm2_vocab) -> None:
+    schema = {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}
+    assert isinstance(JsonSchema(schema).compile(smollm2_vocab), UniqueItemsAutomaton)
+    with pytest.raises(UnsupportedSchemaError, match="nor open"):
+        JsonSchema(schema, spelling="any")  # "1e-" could only be 1 ("1e-0"): fixed early
+
+
 def test_finite_domains_keep_the_grammar(smollm2_vocab) -> None:
     schema = {"type": "array", "items": {"enum": ["a", "b", "c"]}, "uniqueItems": True}
     assert not isinstance(JsonSchema(schema).compile(smollm2_vocab), UniqueItemsAutomaton)
@@ -223,7 +235,7 @@ def test_finite_domains_keep_the_grammar(smollm2_vocab) -> None:
 
 def test_lenient_drops_what_it_cannot_track() -> None:
     js = JsonSchema({"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
-                    lenient=True)
+                    spelling="any", lenient=True)
     assert any("uniqueItems" in w for w in js.warnings)
 
 

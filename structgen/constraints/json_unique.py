@@ -71,10 +71,13 @@ def _canonical(v: Any) -> Hashable:
     return ("n", v)  # Decimal: equal numbers compare and hash equal
 
 
-def feed(u: Unique, data: bytes, opens: Callable[[int], bool]) -> Unique | bool:
+def feed(u: Unique, data: bytes, opens: Callable[[int], bool],
+         ends: Callable[[int], bool] = lambda i: False) -> Unique | bool:
     """Tracker state after `data` (a valid continuation of the JSON text), or False when it
     finishes an item equal to an earlier one of its array. `opens(i)`: whether the "[" at
-    `data[i]` opens a tracked array (the grammar knows; in strings it never does)."""
+    `data[i]` opens a tracked array (the grammar knows; in strings it never does). `ends(i)`:
+    whether a number item starting `0` or `-0` at `data[i]` cannot go on (an integer); else
+    a number is finished by the byte after it."""
     i, n = 0, len(data)
     if u is not None:
         values, item, depth, mode = u
@@ -127,7 +130,8 @@ def feed(u: Unique, data: bytes, opens: Callable[[int], bool]) -> Unique | bool:
             if item:  # a number in progress
                 if b in _NUMBER:
                     item += bytes((b,))
-                    continue
+                    if item != b"-0" or not ends(i - 1):
+                        continue
                 key = value_key(item)
                 if key in values:
                     return False
@@ -150,8 +154,11 @@ def feed(u: Unique, data: bytes, opens: Callable[[int], bool]) -> Unique | bool:
                 continue
             if b in _NUMBER_START:
                 item = bytes((b,))
-                continue
-            key = _LITERALS[b]
+                if b != 0x30 or not ends(i - 1):
+                    continue
+                key = value_key(item)
+            else:
+                key = _LITERALS[b]
         if key in values:
             return False
         values, item = values | {key}, None
@@ -204,8 +211,18 @@ class UniqueItemsAutomaton(BesideAutomaton):
             return self._kinds[0] in kinds
         return opens
 
+    def _ends(self, inner_state: State, data: bytes) -> Callable[[int], bool]:
+        """`feed`'s `ends` for `data` read from `inner_state`: no number lexeme the grammar
+        still reads after `data[i]` can go on."""
+        after = self._lexemes_after(inner_state, data)
+        dfas = self.grammar.dfas
+
+        def ends(i: int) -> bool:
+            return not any(dfas[t].rows[s][b] >= 0 for t, s, _ in after(i) for b in _NUMBER)
+        return ends
+
     def _feed(self, inner_state: State, track: Unique, data: bytes) -> Unique | bool:
-        return feed(track, data, self._opens(inner_state, data))
+        return feed(track, data, self._opens(inner_state, data), self._ends(inner_state, data))
 
     def _refused(self, state: State, base: np.ndarray) -> np.ndarray:
         """Tokens of the inner mask `base` that finish a duplicate item: tried one by one among
@@ -267,8 +284,9 @@ def _first_duplicate(automaton: UniqueItemsAutomaton, state: State, data: bytes)
     """Index of the byte of `data` that finishes a duplicate item, read from `state`."""
     inner_state, u = state
     opens = automaton._opens(inner_state, data)
+    ends = automaton._ends(inner_state, data)
     for i in range(len(data)):
-        nxt = feed(u, data[i : i + 1], lambda _j, i=i: opens(i))
+        nxt = feed(u, data[i : i + 1], lambda _j, i=i: opens(i), lambda _j, i=i: ends(i))
         if nxt is False:
             return i
         u = nxt

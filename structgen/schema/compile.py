@@ -227,8 +227,9 @@ class Normaliser:
     """Subschema locations → nodes; intersections, unions, complements of nodes (memoized)."""
 
     def __init__(self, resolver: Resolver, *, lenient: bool, format_assertion: bool,
-                 warnings: list[str]) -> None:
+                 warnings: list[str], canonical: bool = False) -> None:
         self.resolver = resolver
+        self.canonical = canonical  # one spelling per value (see `open_values`)
         self.lenient = lenient
         self.format_assertion = format_assertion
         self.warnings = warnings
@@ -613,9 +614,9 @@ class Normaliser:
             return None
         raise UnsupportedSchemaError(
             "uniqueItems", f"items are neither drawn from at most {MAX_UNIQUE_DOMAIN} scalars "
-            "nor open (any value, strings that can always grow, unbounded numbers, objects "
-            "and arrays that take any further entry), so uniqueness cannot be enforced "
-            "exactly", a.pointer)
+            "nor open (any value, strings that can always grow, unbounded numbers — integers "
+            "in canonical spelling —, objects and arrays that take any further entry), so "
+            "uniqueness cannot be enforced exactly", a.pointer)
 
     def open_values(self, node: Node, depth: int = 8) -> bool:
         """Whether distinct values of `node` can be kept apart by the unique-items tracker
@@ -625,9 +626,9 @@ class Normaliser:
         checks it. Then refusing a duplicate there never strands the output. So: any value,
         unbounded non-integer numbers, strings whose DFA can grow from every state before the
         closing quote, objects that take any further key and arrays any further item (with a
-        value that surely exists), with null and booleans beside them; not closed objects or
-        bounded arrays (their last entry can be forced), integers (`0` fixes its value) or
-        finite strings."""
+        value that surely exists), unbounded integers in canonical spelling (fixed where the
+        text cannot go on), with null and booleans beside them; not closed objects or bounded
+        arrays (their last entry can be forced), bounded numbers or finite strings."""
         if node.parts is None:
             return True
         infinite = False
@@ -639,7 +640,10 @@ class Normaliser:
             elif isinstance(p, (Null, Bool)):
                 continue
             elif isinstance(p, Num):
-                if p != Num(pointer=p.pointer):
+                # an integer is fixed where its text cannot go on (`0`), which the tracker
+                # sees; spelled any way it can be fixed before (`1e-` is 1: `1e-0`, `1e-00`)
+                if p.lo is not None or p.hi is not None or p.multiple_of or p.negated or (
+                        p.integer and not self.canonical):
                     return False
                 infinite = True
             elif isinstance(p, Str):
@@ -2063,7 +2067,7 @@ def compile_schema(schema: Any, *, whitespace: str = "compact", property_order: 
     warnings: list[str] = []
     resolver = Resolver(schema, registry)
     norm = Normaliser(resolver, lenient=lenient, format_assertion=format_assertion,
-                      warnings=warnings)
+                      warnings=warnings, canonical=spelling == "canonical")
     root = norm.ref(resolver.root)
     grammar = Emitter(norm, whitespace=ws, property_order=property_order,
                       canonical=spelling == "canonical").run(root)
