@@ -756,3 +756,15 @@ def test_repeated_positions_are_one_grammar_state(schema, first, more, smollm2_v
     b = automaton._advance_bytes(automaton.start, (first + more).encode())
     assert a is not None and b is not None
     assert grammar._id(a[0]) == grammar._id(b[0])
+
+
+def test_an_id_that_is_not_a_string_is_a_schema_error():
+    """Under an unknown keyword the metaschema does not look, but a `$ref` may lead there
+    (MaskBench Github_medium o28532: a draft-4 `items` whose "id" is a property schema)."""
+    for name, draft in (("id", "http://json-schema.org/draft-04/schema#"),
+                        ("$id", "https://json-schema.org/draft/2020-12/schema")):
+        schema = {"$schema": draft, "x": {"type": "array", "items": {name: {"type": "integer"}}},
+                  "properties": {"s": {"$ref": "#/x"}}}
+        with pytest.raises(SchemaError) as e:
+            JsonSchema(schema)
+        assert e.value.pointer == f"/x/items/{name}" and "not a string" in str(e.value)

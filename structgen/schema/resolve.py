@@ -446,7 +446,7 @@ class Location:
         value = self.contents
         for p in path:
             value = value[p]
-        resolver = _enter(self.resolver, value, self.spec)
+        resolver = _enter(self.resolver, value, self.spec, self.pointer + pointer_of(path))
         scope = self.scope
         if self.owner is not None and resolver is not self.resolver:
             scope = self.owner.bind(scope, str(resolver._base_uri))
@@ -557,7 +557,7 @@ class Resolver:
         if not isinstance(contents, (dict, bool)):
             raise SchemaError(f"reference {ref!r} does not point to a schema", where)
         pointer = self._pointers.get(id(contents), f"{ref}")
-        resolver = _enter(resolved.resolver, contents, self.spec)
+        resolver = _enter(resolved.resolver, contents, self.spec, pointer)
         return Location(contents, resolver, pointer, self.spec,
                         self.bind(loc.scope, str(resolver._base_uri)), self)
 
@@ -579,10 +579,17 @@ class Resolver:
 
 
 
-def _enter(resolver: Any, value: Any, spec: Any) -> Any:
-    """The resolver inside `value`: a new base URI where it has an id (`$id`, draft 4 `id`)."""
+def _enter(resolver: Any, value: Any, spec: Any, pointer: str) -> Any:
+    """The resolver inside `value` (at `pointer`): a new base URI where it has an id (`$id`,
+    draft 4 `id`). An id that is not a string is refused: the metaschema only sees it where
+    a keyword leads, not under unknown keywords that a `$ref` reaches."""
     if isinstance(value, dict) and ("$id" in value or "id" in value):
-        return resolver.in_subresource(spec.create_resource(value))
+        try:
+            return resolver.in_subresource(spec.create_resource(value))
+        except (AttributeError, TypeError):
+            name = "$id" if "$id" in value else "id"
+            raise SchemaError(f"invalid schema: {name} {value[name]!r} is not a string",
+                              f"{pointer}/{name}") from None
     return resolver
 
 
