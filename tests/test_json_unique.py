@@ -104,6 +104,9 @@ SCHEMAS = {
     "lists": {"type": "array", "uniqueItems": True, "items": {
         "type": "array", "items": {"type": "integer"}}},
     "ints": {"type": "array", "uniqueItems": True, "items": {"type": "integer"}},
+    # finite positions first (the grammar), open ones after (the tracker)
+    "tuple": {"type": "array", "uniqueItems": True, "minItems": 3, "prefixItems": [
+        {"type": "boolean"}, {"enum": [True, "x"]}], "items": {"type": ["boolean", "string"]}},
 }
 # compile options: any spelling and flexible whitespace, but integers only spelled canonically
 OPTIONS = {name: {"whitespace": "flexible", "spelling": "any", "property_order": "any"}
@@ -118,10 +121,11 @@ PREFIXES = {
     "mixed": ['[1.5, null, "n", true, ', '[1.5, null, "n", true, 1.', '[1.5, null, "n", "'],
     "lists": ['[[1, 2], [1, 2', '[[1, 2], [], [', '[[1, 2], []'],
     "ints": ["[0,1,-1,", "[0,1,-1,1", "[0,1,-1,-", "[5,", "[0,10"],
+    "tuple": ["[true, ", '[false, "x", ', '[true, "x", ', '[true, "x", "y", "'],
 }
-SUFFIXES = ["", '"', "]", '"]', "}]", '"}]', "]}", '"]}', "0]", "1]", '1"]', 'a"]', 'z"]',
-            '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]", '}, {"id": "q"}]', ', 0.25]', "]]",
-            ", 3]]", "7]]"]
+SUFFIXES = ["", '"', "]", '"]', "}]", ', "q"]', 'x"]', "true]", "false]", '"}]', "]}", '"]}',
+            "0]", "1]", '1"]', 'a"]', 'z"]', '1"]}', 'a"]}', "e]", "rue]", "ull]", "alse]",
+            '}, {"id": "q"}]', ', 0.25]', "]]", ", 3]]", "7]]"]
 
 
 def _state_after(automaton: UniqueItemsAutomaton, tokenizer: Any, text: str) -> Any:

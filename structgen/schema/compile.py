@@ -595,23 +595,28 @@ class Normaliser:
         return out
 
     def unique_domains(self, a: Arr, max_items: int | None
-                       ) -> list[dict[Hashable, Node]] | None:
-        """How uniqueItems is enforced on `a`: per item position, its values (equality key →
-        single-value node) when all positions draw from at most MAX_UNIQUE_DOMAIN scalars (the
-        grammar tracks the set used); None when every position has open values (the unique-items
-        tracker keeps them distinct, see `open_values`); else UnsupportedSchemaError."""
+                       ) -> tuple[list[dict[Hashable, Node]], bool]:
+        """How uniqueItems is enforced on `a`: (per leading item position, its values —
+        equality key → single-value node —, whether the unique-items tracker is needed). All
+        positions drawing from at most MAX_UNIQUE_DOMAIN scalars: the grammar alone tracks the
+        set used (the last position's values repeat). Else the positions after those must all
+        have open values (`open_values`): the grammar tracks the leading ones, the tracker keeps
+        every item distinct. Anything else: UnsupportedSchemaError."""
         positions = len(a.prefix) + 1
         if max_items is not None and max_items <= len(a.prefix):
             positions = max_items
         elements = [a.prefix[i] if i < len(a.prefix) else a.items for i in range(positions)]
-        try:
-            domains = [self.finite_values(e, a.pointer) for e in elements]
-            if len({k for d in domains for k in d}) <= MAX_UNIQUE_DOMAIN:
-                return domains
-        except UnsupportedSchemaError:
-            pass
-        if all(self.open_values(e) for e in elements if e != NEVER):
-            return None
+        domains: list[dict[Hashable, Node]] = []
+        for e in elements:
+            try:
+                domains.append(self.finite_values(e, a.pointer))
+            except UnsupportedSchemaError:
+                break
+        small = len({k for d in domains for k in d}) <= MAX_UNIQUE_DOMAIN
+        if small and len(domains) == len(elements):
+            return domains, False
+        if small and all(self.open_values(e) for e in elements[len(domains):] if e != NEVER):
+            return domains, True
         raise UnsupportedSchemaError(
             "uniqueItems", f"items are neither drawn from at most {MAX_UNIQUE_DOMAIN} scalars "
             "nor open (any value, strings that can always grow, unbounded numbers — integers "
@@ -1510,13 +1515,14 @@ class Emitter:
         max_items = a.max_items
         if items == NEVER:
             max_items = len(prefix) if max_items is None else min(max_items, len(prefix))
-        domains = None
+        domains: list[dict[Hashable, Node]] | None = None
+        tracked = False
         if a.unique and (max_items is None or max_items > 1):
             if a.contains is not None:
                 raise UnsupportedSchemaError("uniqueItems", "uniqueItems together with contains",
                                              a.pointer)
-            domains = self.norm.unique_domains(a, max_items)
-            if domains is None:  # open items: the tracker keeps them distinct
+            domains, tracked = self.norm.unique_domains(a, max_items)
+            if tracked:  # open items after the leading finite ones: the tracker keeps them apart
                 open_ = self._term(("unique-open",), UNIQUE_OPEN,
                                    lambda: regex_to_dfa(re.escape("[")))  # type: ignore[assignment]
                 self._watched[a] = "uniqueItems"
@@ -1525,8 +1531,9 @@ class Emitter:
         if max_items == 0:
             return
         element = lambda i: prefix[i] if i < len(prefix) else items  # noqa: E731
-        if domains is not None:
-            body = self._unique_body(a, max_items, domains)
+        if domains:
+            rest = self._after(a, element, max_items, len(domains)) if tracked else None
+            body = self._unique_body(a, max_items, domains, rest)
         elif a.contains is not None:
             body = self._contains_body(a, element, max_items)
         else:
@@ -1534,9 +1541,16 @@ class Emitter:
         self._rule(nt, (open_, *self.ows, body, *self.ows, close))
 
     def _plain_body(self, a: Arr, element: Callable[[int], Node], max_items: int | None) -> int:
-        """One or more elements: positions up to the last that differs or is required, then a
-        uniform tail bounded by maxItems."""
-        fixed = max(len(a.prefix), a.min_items, 1)
+        """One or more elements."""
+        body = self._nt("items")
+        self._rule(body, (self.value(element(0)), self._after(a, element, max_items, 1)))
+        return body
+
+    def _after(self, a: Arr, element: Callable[[int], Node], max_items: int | None,
+               start: int) -> int:
+        """The elements from position `start` on, each after a comma: positions up to the last
+        that differs or is required, then a uniform tail bounded by maxItems."""
+        fixed = max(len(a.prefix), a.min_items, start)
         if max_items is not None:
             fixed = min(fixed, max_items)
         if fixed > MAX_COUNTER_STATES:
@@ -1545,17 +1559,14 @@ class Emitter:
         tail_max = None if max_items is None else max_items - fixed
         unit = self._cached(("unit", element(fixed)), "next-item",
                             lambda u: self._rule(u, (*self.comma, self.value(element(fixed)))))
-        tail = self._up_to(unit, tail_max)
-        nxt = tail
-        for i in range(fixed - 1, 0, -1):  # position i (after a comma), then what follows
+        nxt = self._up_to(unit, tail_max)
+        for i in range(fixed - 1, start - 1, -1):  # position i (after a comma), then the rest
             here = self._nt(f"item{i}")
             if i >= a.min_items:
                 self._rule(here, ())
             self._rule(here, (*self.comma, self.value(element(i)), nxt))
             nxt = here
-        body = self._nt("items")
-        self._rule(body, (self.value(element(0)), nxt))
-        return body
+        return nxt
 
     def _up_to(self, unit: int, count: int | None) -> int:
         """Zero to `count` repetitions of `unit` (None: unbounded); logarithmic for big counts."""
@@ -1617,8 +1628,10 @@ class Emitter:
         return body
 
     def _unique_body(self, a: Arr, max_items: int | None,
-                     domains: list[dict[Hashable, Node]]) -> int:
-        """uniqueItems over a small finite item domain: states are the sets of values used."""
+                     domains: list[dict[Hashable, Node]], rest: int | None = None) -> int:
+        """uniqueItems over small finite item domains: states are the sets of values used.
+        With `rest` (the elements after the finite positions, kept apart by the tracker), the
+        positions beyond `domains` continue there."""
         positions = len(domains)
         states: dict[frozenset, int] = {}
         pending: list[frozenset] = []
@@ -1638,6 +1651,9 @@ class Emitter:
         while pending:
             used = pending.pop()
             nt = states[used]
+            if rest is not None and len(used) == positions:
+                self._rule(nt, (rest,))
+                continue
             if len(used) >= a.min_items:
                 self._rule(nt, ())
             if max_items is not None and len(used) >= max_items:
