@@ -282,3 +282,38 @@ def test_vocab_tables_match_their_definitions(smollm2_vocab) -> None:
         want = -1 if not w or b"\\" in head or 0x80 <= w[0] < 0xC0 else sum(
             1 for b in head if b < 0x80 or b >= 0xC0)
         assert counts[i] == want, w
+
+
+def _without_endless_future(dfa) -> set[int]:
+    """Live states of a number DFA from which only finitely many texts continue."""
+    import numpy as np
+
+    table = dfa.transitions
+    succ = [set(np.unique(row[row >= 0]).tolist()) for row in table]
+    endless, changed = set(range(len(table))), True
+    while changed:  # prune states with no successor left: what stays reaches a cycle
+        changed = False
+        for s in list(endless):
+            if not succ[s] & endless:
+                endless.discard(s)
+                changed = True
+    live, todo = {dfa.initial}, [dfa.initial]
+    while todo:
+        for t in succ[todo.pop()] - live:
+            live.add(t)
+            todo.append(t)
+    return live - endless
+
+
+def test_number_items_are_fixed_only_where_the_tracker_looks() -> None:
+    """Why numbers are open items: a number's value is checked after its last byte, so every
+    state of its DFA must still have infinitely many continuations — except, for canonical
+    integers, the state after "0", where the tracker asks the lexemes (`ends`). Integers spelled
+    any way have more such states ("1e-" can only be 1), hence their refusal."""
+    from structgen.schema.lexemes import json_number_dfa
+
+    for canonical in (False, True):
+        assert not _without_endless_future(json_number_dfa(integer=False, canonical=canonical))
+    integers = json_number_dfa(integer=True, canonical=True)
+    assert _without_endless_future(integers) == {integers.walk(integers.initial, b"0")}
+    assert len(_without_endless_future(json_number_dfa(integer=True))) > 1

@@ -10,9 +10,11 @@ an item equal to an earlier one is refused — equal as JSON Schema says: `1` an
 
 Refusing only there is exact because the compiler tracks only arrays of *open* items
 (`Normaliser.open_values`): a value is fixed only at its first byte (null, true, false), its
-closing quote or bracket, or the byte after a number, and before that the text can still become
-infinitely many values. So a state the grammar allows is never stranded by the tracker: the
-item in progress, and any further item, can always take a value not used yet.
+closing quote or bracket, the byte after a number, or a canonical integer's `0` (where no
+number lexeme can go on), and before that the text can still become infinitely many values. So
+a state the grammar allows is never stranded by the tracker: the item in progress, and any
+further item, can always take a value not used yet. Leading positions with few finite values
+(boolean `prefixItems`) are the grammar's to keep apart, as in finite arrays.
 """
 from __future__ import annotations
 
