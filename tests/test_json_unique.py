@@ -276,6 +276,9 @@ def test_vocab_tables_match_their_definitions(smollm2_vocab) -> None:
     assert np.array_equal(items.comma, ids(lambda w: b"," in w))
     assert np.array_equal(items.enter_twice,
                           ids(lambda w: b"[" in w and b"," in w[w.index(b"["):]))
+    assert np.array_equal(items.item_start, ids(
+        lambda w: w.count(b'"') >= 2 or any(c in w for c in b",]}")
+        or w.lstrip(b" \t\n\r")[:1] in (b"t", b"f", b"n", b"-", *(b"%d" % d for d in range(10)))))
     counts = _VocabCounts(smollm2_vocab).counts
     for i, w in enumerate(words):
         head = w.split(b'"', 1)[0]

@@ -45,6 +45,8 @@ _OPENERS = frozenset(b"{[")
 _CLOSERS = frozenset(b"}]")
 _LITERALS: dict[int, Hashable] = {ord("t"): ("b", True), ord("f"): ("b", False),
                                   ord("n"): ("z",)}
+# what may follow a string item's closing quote in a token that finishes no further item
+_ONE_ITEM_REST = re.compile(rb'\s*(,\s*("[^"\\]*)?|\][^\[]*)?')
 
 
 def value_key(text: bytes) -> Hashable:
@@ -179,9 +181,27 @@ class _VocabBytes:
         self.quote = flat.having(b == _QUOTE)  # ids, sorted
         self.close = flat.having((b == _CLOSE) | (b == 0x7D))
         self.comma = flat.having(b == _COMMA)
+        # at an item's start (or after a finished one): a second quote, a delimiter or bracket,
+        # or a literal or number as the first byte that is not whitespace
+        quotes = np.bincount(flat.token[b == _QUOTE], minlength=flat.n)
+        lead = ~np.isin(b, list(_WHITESPACE))
+        first_lead = lead & (flat.pos == flat.first(lead)[flat.token])
+        scalar = first_lead & np.isin(b, list(b"tfn-0123456789"))
+        self.item_start = np.union1d(
+            np.flatnonzero(quotes >= 2),
+            flat.having(scalar | (b == _COMMA) | (b == _CLOSE) | (b == 0x7D)))
         # a "[" with a comma after it
         opens = flat.first(b == 0x5B)
         self.enter_twice = flat.having((b == _COMMA) & (flat.pos > opens[flat.token]))
+        # tokens that finish a string item at their first quote and no other item after it
+        # (no backslash before it; after it at most a comma and the start of the next string,
+        # or the array's end): the text before that quote, by id
+        words = vocab.token_bytes
+        self.heads: dict[int, bytes] = {}
+        for i in self.quote.tolist():
+            head, _, rest = words[i].partition(b'"')
+            if b"\\" not in head and _ONE_ITEM_REST.fullmatch(rest):
+                self.heads[i] = head
 
 
 _TABLES: dict[str, _VocabBytes] = {}
@@ -232,6 +252,7 @@ class UniqueItemsAutomaton(BesideAutomaton):
         container item, a quote to finish a string item)."""
         inner_state, u = state
         t = self._tables
+        bad: list[int] = []
         if u is None:
             could = t.enter_twice
         elif not u[0]:
@@ -240,15 +261,33 @@ class UniqueItemsAutomaton(BesideAutomaton):
             could = t.close
         elif u[3] != OUT:
             could = t.quote
-        else:
+        elif not u[1]:  # at an item's start, or after a finished one
+            could = t.item_start
+        else:  # a number in progress: any byte after it finishes it
             could = None
         if could is None:
             ids = np.flatnonzero(base)
-            ids = ids[t.content[ids]]
+            ids = ids[t.content[ids]].tolist()
         else:
-            ids = could[base[could]]
+            ids = could[base[could]].tolist()
+        if u is not None and u[0] and not u[2] and u[3] == STR:
+            # in a string item: most tokens finish it at their first quote, and nothing after
+            values, item = u[0], u[1]
+            verdicts: dict[bytes, bool] = {}
+            rest = []
+            for i in ids:
+                head = t.heads.get(i)
+                if head is None:
+                    rest.append(i)
+                    continue
+                refused = verdicts.get(head)
+                if refused is None:
+                    refused = verdicts[head] = value_key(item + head + b'"') in values
+                if refused:
+                    bad.append(i)
+            ids = rest
         words = self.vocab.token_bytes
-        bad = [i for i in ids.tolist() if self._feed(inner_state, u, words[i]) is False]
+        bad += [i for i in ids if self._feed(inner_state, u, words[i]) is False]
         return np.array(bad, np.int64)
 
     #: Bytes tried, in order, to turn an item away from a duplicate the inner completion would
