@@ -546,7 +546,7 @@ def test_endless_states_do_not_keep_their_dfa_alive() -> None:
 
     from structgen.automata.bytedfa import dfa_product
     from structgen.automata.regex import regex_to_dfa
-    from structgen.constraints.json_keys import _ENDLESS, _Endless
+    from structgen.constraints.json_keys import _ENDLESS, EndlessStates as _Endless
 
     dfa = dfa_product(regex_to_dfa(r'"[a-z]*"'), regex_to_dfa(r'"(ab|cd)"'), "andnot")
     _ENDLESS[dfa] = _Endless(dfa)

@@ -561,3 +561,53 @@ def minimize(transitions: np.ndarray, accepting: np.ndarray, initial: int,
     if (succ != merged[block]).any() or (dfa.accepting != dfa.accepting[first][block]).any():
         return dfa  # a hash collision merged states that differ
     return trim(merged[:, cls].astype(np.int32), dfa.accepting[first], int(block[dfa.initial]))
+
+
+class EndlessStates:
+    """The states of a DFA with infinitely many accepted continuations: those that reach a
+    cycle (the DFA is trimmed, so every state can still accept). Decided per state on demand,
+    by a depth-first search that stops at the first cycle: key DFAs have hundreds of states
+    and the tracker asks about a few (listing every state's successors cost ~2.5 ms per new
+    key DFA, the largest part of Gemma-3's slowest MaskBench masks)."""
+
+    def __init__(self, dfa: ByteDFA) -> None:
+        # (the table, not the DFA: caches keyed weakly by the DFA must not keep it alive)
+        self.transitions, self.initial = dfa.transitions, dfa.initial
+        self._known: dict[int, bool] = {}
+
+    def __contains__(self, state: int) -> bool:
+        if state == DEAD:
+            return False
+        known = self._known.get(state)
+        return self._search(state) if known is None else known
+
+    def __bool__(self) -> bool:
+        """Whether any state is endless, for the states reachable from the initial one (the
+        only ones a lexeme is ever in)."""
+        return self.initial in self
+
+    def _successors(self, state: int) -> set[int]:
+        row = self.transitions[state]
+        return set(row[row >= 0].tolist())
+
+    def _search(self, root: int) -> bool:
+        known = self._known
+        path, on_path = [root], {root}
+        todo = [iter(self._successors(root))]
+        while path:
+            for nxt in todo[-1]:
+                verdict = known.get(nxt)
+                if verdict or nxt in on_path:  # a cycle is reachable from the whole path
+                    known.update(dict.fromkeys(path, True))
+                    return True
+                if verdict is None:
+                    path.append(nxt)
+                    on_path.add(nxt)
+                    todo.append(iter(self._successors(nxt)))
+                    break
+            else:  # every successor explored without reaching a cycle
+                done = path.pop()
+                on_path.discard(done)
+                todo.pop()
+                known[done] = False
+        return False

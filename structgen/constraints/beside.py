@@ -95,8 +95,9 @@ class BesideAutomaton(TokenAutomaton):
     def mask(self, state: State) -> torch.Tensor:
         """The inner mask (the same cached tensor) unless the tracker refuses some of its
         tokens here; then a copy without them (cached per state). Do not modify it."""
-        return self._mask_less(state, lambda: self.inner.mask(state[0]),
-                               lambda base: self._refused(state, base))
+        m = self._masks.get(state)  # (before making closures: most masks are cached)
+        return m if m is not None else self._mask_less(
+            state, lambda: self.inner.mask(state[0]), lambda base: self._refused(state, base))
 
     def _content_ids(self, state: State) -> np.ndarray:
         ids = np.flatnonzero(self.mask(state).numpy())

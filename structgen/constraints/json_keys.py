@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..automata.bytedfa import DEAD, ByteDFA
+from ..automata.bytedfa import DEAD, ByteDFA, EndlessStates
 from ..schema.lexemes import _node_entries
 from ..vocab.token_bytes import Vocabulary
 from .base import DONE, State, TokenAutomaton
@@ -443,57 +443,7 @@ class _KeysDFA:
         return q
 
 
-class _Endless:
-    """The states of a DFA with infinitely many accepted continuations: those that reach a
-    cycle (the DFA is trimmed, so every state can still accept). Decided per state on demand,
-    by a depth-first search that stops at the first cycle: key DFAs have hundreds of states
-    and the tracker asks about a few (listing every state's successors cost ~2.5 ms per new
-    key DFA, the largest part of Gemma-3's slowest MaskBench masks)."""
-
-    def __init__(self, dfa: ByteDFA) -> None:
-        # (the table, not the DFA: `_ENDLESS` entries must not keep their weak key alive)
-        self.transitions, self.initial = dfa.transitions, dfa.initial
-        self._known: dict[int, bool] = {}
-
-    def __contains__(self, state: int) -> bool:
-        if state == DEAD:
-            return False
-        known = self._known.get(state)
-        return self._search(state) if known is None else known
-
-    def __bool__(self) -> bool:
-        """Whether any state is endless, for the states reachable from the initial one (the
-        only ones a lexeme is ever in)."""
-        return self.initial in self
-
-    def _successors(self, state: int) -> set[int]:
-        row = self.transitions[state]
-        return set(row[row >= 0].tolist())
-
-    def _search(self, root: int) -> bool:
-        known = self._known
-        path, on_path = [root], {root}
-        todo = [iter(self._successors(root))]
-        while path:
-            for nxt in todo[-1]:
-                verdict = known.get(nxt)
-                if verdict or nxt in on_path:  # a cycle is reachable from the whole path
-                    known.update(dict.fromkeys(path, True))
-                    return True
-                if verdict is None:
-                    path.append(nxt)
-                    on_path.add(nxt)
-                    todo.append(iter(self._successors(nxt)))
-                    break
-            else:  # every successor explored without reaching a cycle
-                done = path.pop()
-                on_path.discard(done)
-                todo.pop()
-                known[done] = False
-        return False
-
-
-_ENDLESS: "weakref.WeakKeyDictionary[ByteDFA, _Endless]" = weakref.WeakKeyDictionary()
+_ENDLESS: "weakref.WeakKeyDictionary[ByteDFA, EndlessStates]" = weakref.WeakKeyDictionary()
 
 
 class _NoSpelling(Exception):
@@ -531,7 +481,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._lexemes_of: dict[State, frozenset[tuple[int, int]]] = {}
         self._witnesses: dict[tuple, bytes | None] = {}
         self._removed: dict[State, np.ndarray] = {}
-        self._endless_states: dict[int, _Endless] = {}
+        self._endless_states: dict[int, EndlessStates] = {}
         self._endless_of: dict[frozenset, tuple] = {}
         self._stuck: dict[tuple, np.ndarray] = {}
         self._cands: dict[tuple[State, int, bool, bool], list[int]] = {}
@@ -886,7 +836,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 (t, s, e) for t, s in lexemes for e in (self._endless(t),) if e)
         return out
 
-    def _endless(self, t: int) -> _Endless:
+    def _endless(self, t: int) -> EndlessStates:
         """States of terminal t's DFA with infinitely many accepted continuations (cached per
         terminal, and per DFA object across automata: key DFAs recur across schemas)."""
         out = self._endless_states.get(t)
@@ -894,7 +844,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
             dfa = self._dfas[t]
             out = _ENDLESS.get(dfa)
             if out is None:
-                out = _ENDLESS[dfa] = _Endless(dfa)
+                out = _ENDLESS[dfa] = EndlessStates(dfa)
             self._endless_states[t] = out
         return out
 
@@ -907,8 +857,9 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its
         tokens here; then a copy without them (cached per state). Do not modify it."""
-        return self._mask_less(state, lambda: self.grammar.mask(state[0]),
-                               lambda _: self._refused(state))
+        m = self._masks.get(state)  # (before making closures: most masks are cached)
+        return m if m is not None else self._mask_less(
+            state, lambda: self.grammar.mask(state[0]), lambda _: self._refused(state))
 
     def allowed_ids(self, state: State) -> np.ndarray:
         if state is DONE:

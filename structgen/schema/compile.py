@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar, Hashable, Iterable, Sequence
 
 import numpy as np
 
-from ..automata.bytedfa import DEAD, ByteDFA, dfa_product, trim
+from ..automata.bytedfa import DEAD, ByteDFA, EndlessStates, dfa_product, trim
 from ..automata.earley import CFG
 from ..automata.grammar import CompiledGrammar, _productive_rules
 from ..automata.regex import regex_to_dfa
@@ -182,35 +182,19 @@ def _check_pattern(pattern: str, keyword: str, pointer: str) -> None:
 
 
 def _grows_until_accepted(dfa: ByteDFA) -> bool:
-    """Whether infinitely many byte strings lead to acceptance from every live state that is
-    not accepting: pruning states without live successors, repeatedly, leaves exactly the
-    states that reach a cycle, and those must be all the non-accepting ones."""
-    table = dfa.transitions
-    live = np.zeros(len(table), bool)
-    live[dfa.initial] = True
-    todo = [dfa.initial]
+    """Whether infinitely many byte strings lead to acceptance from every state reachable
+    that is not accepting (the DFA is trimmed: every state can still accept)."""
+    endless = EndlessStates(dfa)
+    seen, todo = {dfa.initial}, [dfa.initial]
     while todo:
-        row = table[todo.pop()]
-        for t in np.unique(row[row >= 0]).tolist():
-            if not live[t]:
-                live[t] = True
-                todo.append(t)
-    src, byte = np.nonzero((table >= 0) & live[:, None])
-    edges = np.unique(src.astype(np.int64) * len(table) + table[src, byte])
-    src, dst = edges // len(table), edges % len(table)
-    out_degree = np.bincount(src, minlength=len(table))
-    preds: dict[int, list[int]] = {}
-    for a, b in zip(src.tolist(), dst.tolist()):
-        preds.setdefault(b, []).append(a)
-    gone = live & (out_degree == 0)
-    todo = np.flatnonzero(gone).tolist()
-    while todo:
-        for a in preds.get(todo.pop(), ()):
-            out_degree[a] -= 1
-            if out_degree[a] == 0 and not gone[a]:
-                gone[a] = True
-                todo.append(a)
-    return not (gone & live & ~dfa.accepting).any()
+        s = todo.pop()
+        if not dfa.accepting[s] and s not in endless:
+            return False
+        row = dfa.transitions[s]
+        for t in set(row[row >= 0].tolist()) - seen:
+            seen.add(t)
+            todo.append(t)
+    return True
 
 
 def _num_key(v: Any) -> Fraction:
@@ -1343,7 +1327,7 @@ class Emitter:
         for node in kids:
             if node.parts is None:
                 continue
-            parts = self._flatten_any(node)
+            parts = self._flatten_any(node, "uniqueItems")
             for kind in (Arr, Obj, Str):
                 same = [p for p in parts if p is None or isinstance(p, kind)]
                 hit = next((h for p in same if p is not None and (h := watched(p))), None)
@@ -1367,17 +1351,18 @@ class Emitter:
             return [v for _, v in part.props + part.patterns] + [v for _, v in part.fallbacks]
         return []
 
-    def _flatten_any(self, node: Node, depth: int = 16) -> list:
+    def _flatten_any(self, node: Node, keyword: str, pointer: str = "", depth: int = 16
+                     ) -> list:
         """The alternatives of a node, references expanded; None for an unconstrained value
-        (its plain object and array)."""
+        (refused under `keyword` past `depth` references)."""
         if node.parts is None:
             return [None]
         out: list = []
         for p in node.parts:
             if isinstance(p, Ref):
                 if depth == 0:
-                    raise UnsupportedSchemaError("uniqueItems", "reference nesting too deep")
-                out += self._flatten_any(self.norm.expand(p.key), depth - 1)
+                    raise UnsupportedSchemaError(keyword, "reference nesting too deep", pointer)
+                out += self._flatten_any(self.norm.expand(p.key), keyword, pointer, depth - 1)
             else:
                 out.append(p)
         return out
@@ -1669,26 +1654,13 @@ class Emitter:
         """DFA of the keys propertyNames allows (None: any key)."""
         if o.names.parts is None:
             return None
-        strings = [p for p in self._flatten(o.names, o.pointer) if isinstance(p, Str)]
+        strings = [Str() if p is None else p
+                   for p in self._flatten_any(o.names, "propertyNames", o.pointer)]
+        strings = [p for p in strings if isinstance(p, Str)]
         dfas = [self.string_dfa(s) for s in strings]
         if not dfas:
             return _EMPTY_DFA
         return reduce(lambda x, y: self._product(x, y, "or", "propertyNames", o.pointer), dfas)
-
-    def _flatten(self, node: Node, pointer: str, depth: int = 16) -> list:
-        """The non-reference parts of a node (references expanded)."""
-        if node.parts is None:
-            return [Str()]
-        out: list = []
-        for p in node.parts:
-            if isinstance(p, Ref):
-                if depth == 0:
-                    raise UnsupportedSchemaError("propertyNames", "reference nesting too deep",
-                                                 pointer)
-                out += self._flatten(self.norm.expand(p.key), pointer, depth - 1)
-            else:
-                out.append(p)
-        return out
 
     def _object(self, nt: int, o: Obj) -> None:
         open_, close = self._lit("{"), self._lit("}")
