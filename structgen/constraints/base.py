@@ -69,23 +69,15 @@ class TokenAutomaton(ABC):
         self._masks[state] = mask
         return mask
 
-    def _mask_less(self, state: State, base_mask: Callable[[], torch.Tensor],
-                   refused: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
-        """`state`'s mask (cached) as another automaton's mask less the ids `refused` finds in
-        its bool row: that same tensor when there are none (a repeated state then costs one
-        lookup), else a copy. For automata composed around another one."""
-        if state is DONE:
-            return TokenAutomaton.mask(self, state)
-        m = self._masks.get(state)
-        if m is None:
-            m = base_mask()
-            bad = refused(m.numpy())
-            if len(bad):
-                row = m.numpy().copy()
-                row[bad] = False
-                m = torch.from_numpy(row)
-            m = self._keep_mask(state, m)
-        return m
+    def _keep_without(self, state: State, base: torch.Tensor, bad: np.ndarray) -> torch.Tensor:
+        """Cache as `state`'s mask another automaton's mask `base` less the ids `bad`: `base`
+        itself when there are none (a repeated state then costs one lookup), else a copy. For
+        automata composed around another one."""
+        if len(bad):
+            row = base.numpy().copy()
+            row[bad] = False
+            base = torch.from_numpy(row)
+        return self._keep_mask(state, base)
 
     @property
     @abstractmethod

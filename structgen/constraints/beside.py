@@ -95,9 +95,13 @@ class BesideAutomaton(TokenAutomaton):
     def mask(self, state: State) -> torch.Tensor:
         """The inner mask (the same cached tensor) unless the tracker refuses some of its
         tokens here; then a copy without them (cached per state). Do not modify it."""
-        m = self._masks.get(state)  # (before making closures: most masks are cached)
-        return m if m is not None else self._mask_less(
-            state, lambda: self.inner.mask(state[0]), lambda base: self._refused(state, base))
+        m = self._masks.get(state)
+        if m is None:
+            if state is DONE:
+                return super().mask(state)
+            base = self.inner.mask(state[0])
+            m = self._keep_without(state, base, self._refused(state, base.numpy()))
+        return m
 
     def _content_ids(self, state: State) -> np.ndarray:
         ids = np.flatnonzero(self.mask(state).numpy())

@@ -857,9 +857,12 @@ class KeyTrackingAutomaton(TokenAutomaton):
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its
         tokens here; then a copy without them (cached per state). Do not modify it."""
-        m = self._masks.get(state)  # (before making closures: most masks are cached)
-        return m if m is not None else self._mask_less(
-            state, lambda: self.grammar.mask(state[0]), lambda _: self._refused(state))
+        m = self._masks.get(state)
+        if m is None:
+            if state is DONE:
+                return super().mask(state)
+            m = self._keep_without(state, self.grammar.mask(state[0]), self._refused(state))
+        return m
 
     def allowed_ids(self, state: State) -> np.ndarray:
         if state is DONE:
