@@ -9,6 +9,7 @@ import pytest
 
 from structgen import Grammar
 from structgen.constraints.grammar import GrammarAutomaton
+from structgen.automata.regex import regex_to_dfa
 
 pytestmark = pytest.mark.model
 JSON = (Path(__file__).resolve().parent.parent / "grammars" / "json.lark").read_text()
@@ -244,6 +245,32 @@ def _equivalence_classes(a, b) -> tuple[np.ndarray, np.ndarray]:
         if len(np.unique(refined)) == len(np.unique(classes)):
             return refined[: a.n_states], refined[a.n_states : n]
         classes = refined
+
+
+def test_first_byte_walk_table_is_its_definition() -> None:
+    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps, is what its doc
+    defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the lexeme could have ended
+    before a start byte; dead leads to the sink, or to the absorbing state once it could end."""
+    from structgen.constraints.grammar import _FirstByteWalk
+
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0],
+                regex_to_dfa(r"(ab|a)*c?")):
+        quick, n = _FirstByteWalk(dfa, starts), dfa.n_states
+        table = quick._table.reshape(-1, 256)
+        assert table.shape == (3 * n + 3, 256) and quick.sink == 3 * n + 1
+        for s in range(n):
+            for b in range(256):
+                t = int(dfa.transitions[s, b])
+                could_end = bool(dfa.accepting[s] and starts[b])
+                for phase in range(3):
+                    if t >= 0:
+                        want = 3 * t + (1 if phase == 0 else 2 if phase == 2 or could_end else 1)
+                    else:
+                        want = 3 * n + (2 if phase == 2 or phase == 1 and could_end else 1)
+                    assert table[3 * s + phase, b] == want, (s, phase, b)
+        assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all() and (table[3 * n + 2] == 3 * n + 2).all()
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:

@@ -398,16 +398,18 @@ class _FirstByteWalk:
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = dfa.n_states
-        base = 3 * dfa.transitions  # (n, 256) int32: 3 * next state, dead = n
-        base[dfa.transitions < 0] = 3 * n
-        could_end = dfa.accepting[:, None] & starts[None, :]  # (n, 256)
-        table = np.empty((3 * n + 3, 256), np.int32)  # (int64: 62 MB at 10k states)
-        # (in place: a table is built per new DFA, and key DFAs are new with every schema)
-        np.add(base, 1, out=table[0 : 3 * n : 3])
-        np.add(table[0 : 3 * n : 3], could_end, out=table[1 : 3 * n : 3])
-        np.add(base, 2, out=table[2 : 3 * n : 3])
-        table[3 * n : 3 * n + 2] = 3 * n + 1  # dead, no way out: the sink
-        table[3 * n + 2] = 3 * n + 2
+        # Row 3 * s + phase, built in place with whole-array steps (a table is built per new
+        # DFA, and key DFAs are new with every schema: this is part of their first mask).
+        table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
+        base = table[:n, 0]
+        np.multiply(dfa.transitions, 3, out=base)  # 3 * next state...
+        np.putmask(base, dfa.transitions < 0, 3 * n)  # ...dead = n
+        np.add(base, 2, out=table[:n, 2])
+        np.add(base, 1, out=table[:n, 1])
+        table[np.flatnonzero(dfa.accepting), 1] += starts.astype(np.int32)  # could end here
+        base += 1
+        table[n, :2] = 3 * n + 1  # dead, no way out: the sink
+        table[n, 2] = 3 * n + 2
         self.n = n
         self.sink = 3 * n + 1
         self._table = table.ravel()
