@@ -270,7 +270,8 @@ def test_first_byte_walk_table_is_its_definition() -> None:
                     else:
                         want = 3 * n + (2 if phase == 2 or phase == 1 and could_end else 1)
                     assert table[3 * s + phase, b] == want, (s, phase, b)
-        assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all() and (table[3 * n + 2] == 3 * n + 2).all()
+        assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all()
+        assert (table[3 * n + 2] == 3 * n + 2).all()
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:

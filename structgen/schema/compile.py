@@ -56,10 +56,13 @@ MAX_UNIQUE_DOMAIN = 10  # uniqueItems: distinct item values enumerated exactly
 # (`structgen.constraints.json_unique`): it reads "[" like the plain one, and tells the tracker
 # which arrays to watch.
 UNIQUE_OPEN = "'[' unique items"
-# Terminals named with this prefix and a number N: plain strings whose maxLength N is too large
-# for an exact DFA (a state per code point counted). Their DFA leaves the bound out and the
-# length tracker (`structgen.constraints.json_lengths`) counts code points instead.
+# Terminals named with this prefix and a number N: plain strings with a maxLength N of at least
+# CAP_FROM. Their DFA leaves the bound out and the length tracker
+# (`structgen.constraints.json_lengths`) counts code points instead: an exact DFA has a state
+# per code point counted (maxLength 1024: 20k states, ~0.5 s to build, more past ~8,000 than
+# any DFA may have), and each count read is a new state whose first mask walks the vocabulary.
 CAPPED = "string, code points at most "
+CAP_FROM = 16
 
 
 # --- the normal form -------------------------------------------------------------------------
@@ -1277,12 +1280,42 @@ class Emitter:
     def _check_watched(self) -> None:
         """Refuse watched parts (tracked arrays, capped strings) where the parser may follow
         two readings of one text, one inside a watched part and one not: a tracker learns what
-        to watch from the terminal it reads, so that must be the same in every reading.
+        to watch from the terminal it reads, so that must be the same in every reading. A
+        capped string whose bound an exact DFA can count takes that DFA there instead (it is
+        then no longer watched, and the check runs again)."""
+        while True:
+            found = self._overlapping_watched()
+            if found is None:
+                return
+            hit, why = found
+            if not (isinstance(hit, Str) and self._uncap(hit)):
+                keyword = self._watched.get(hit, "uniqueItems")
+                what = ("a string with a large maxLength" if keyword == "maxLength" else
+                        "an array with uniqueItems")
+                raise UnsupportedSchemaError(keyword, f"{what} {why}", hit.pointer)
+
+    def _uncap(self, s: Str) -> bool:
+        """Give capped string `s` its exact DFA, bound included; False when that DFA would be
+        too large (the caller then refuses the schema)."""
+        try:
+            dfa = self.string_dfa(s)
+        except UnsupportedSchemaError as e:
+            if e.keyword != "maxLength":
+                raise
+            return False
+        term = self._terms[("capped", s)]
+        assert term is not None
+        self.dfas[term] = dfa
+        self.term_names[term] = f"string{_brief(s)}"
+        del self._watched[s]
+        return True
+
+    def _overlapping_watched(self) -> tuple[Any, str] | None:
+        """A watched part where the parser may follow two readings, and why; None if none.
         Readings split only at a node with two alternatives of one type (two strings, or an
         object or array read against both) and inside the items of an array with `contains`
         (an item counted or not); alternatives of different types start with different bytes.
-        A tracked array inside the items of another is refused too (one is tracked at a
-        time)."""
+        A tracked array inside the items of another counts too (one is tracked at a time)."""
         kids: dict[Node, list[Node]] = {}  # every node reachable, with the nodes below it
         todo = list(self._node_nts)
         while todo:
@@ -1318,12 +1351,6 @@ class Emitter:
             return next((watched_below[k] for k in self._children(p) if k in watched_below),
                         None)
 
-        def refuse(hit: Any, why: str) -> UnsupportedSchemaError:
-            keyword = self._watched.get(hit, "uniqueItems")
-            what = ("a string with a large maxLength" if keyword == "maxLength" else
-                    "an array with uniqueItems")
-            return UnsupportedSchemaError(keyword, f"{what} {why}", hit.pointer)
-
         for node in kids:
             if node.parts is None:
                 continue
@@ -1332,14 +1359,15 @@ class Emitter:
                 same = [p for p in parts if p is None or isinstance(p, kind)]
                 hit = next((h for p in same if p is not None and (h := watched(p))), None)
                 if len(same) > 1 and hit is not None:
-                    raise refuse(hit, "inside one of several overlapping alternatives")
+                    return hit, "inside one of several overlapping alternatives"
             for p in parts:
                 if self._watched.get(p) == "uniqueItems" and any(
                         k in unique_below for k in self._children(p)):
-                    raise refuse(p, "inside the items of another")
+                    return p, "inside the items of another"
                 hit = watched(p) if isinstance(p, Arr) and p.contains is not None else None
                 if hit is not None:
-                    raise refuse(hit, "inside the items of an array with contains")
+                    return hit, "inside the items of an array with contains"
+        return None
 
     def _children(self, part: Any) -> list[Node]:
         """The nodes a part's values are read against (a reference: its node)."""
@@ -1476,19 +1504,16 @@ class Emitter:
         return dfa
 
     def _string(self, s: Str) -> int | None:
-        if s.max_len is not None and s.literals is None and not (
-                s.patterns or s.formats or s.negated or s.exclude):
-            try:  # (lru-cached: string_dfa finds it again)
-                json_string_dfa(min_length=s.min_len, max_length=s.max_len,
-                                canonical=self.canonical)
-            except UnsupportedSchemaError as e:
-                if e.keyword != "maxLength":
-                    raise
-                # too many code points to count in states: the length tracker counts them
-                term = self._term(("capped", s), f"{CAPPED}{s.max_len}",
-                                  lambda: self.string_dfa(replace(s, max_len=None)))
+        if (s.max_len is not None and CAP_FROM <= s.max_len and s.min_len <= s.max_len
+                and s.literals is None and not (s.patterns or s.formats or s.negated
+                                                or s.exclude)):
+            # the length tracker counts the code points (the check of watched parts may
+            # still give it its exact DFA)
+            term = self._term(("capped", s), f"{CAPPED}{s.max_len}",
+                              lambda: self.string_dfa(replace(s, max_len=None)))
+            if term is not None:
                 self._watched[s] = "maxLength"
-                return term
+            return term
         return self._term(("str", s), "string" if s == Str() else f"string{_brief(s)}",
                           lambda: self.string_dfa(s))
 
