@@ -341,6 +341,22 @@ def test_number_json_dumps_values(kw: dict, value: object) -> None:
         assert accepted, text
 
 
+@pytest.mark.parametrize("kw", _NUMBER_CASES + [
+    dict(integer=True, minimum=0, maximum=100), dict(integer=True, exclusive_maximum=0),
+    dict(integer=False, minimum=-90, maximum=90), dict(integer=True, minimum=0, maximum=65535),
+    dict(integer=False, minimum=0.5, exclusive_maximum=1e-3)], ids=str)
+def test_canonical_numbers_built_without_exponents(kw: dict) -> None:
+    """Canonical spellings have no exponent, so their DFA is built over exponent 0 alone; it
+    accepts exactly what the every-spelling DFA accepts in canonical spelling."""
+    from structgen.automata.bytedfa import dfa_product
+    from structgen.automata.regex import regex_to_dfa
+    from structgen.schema.lexemes import _CANONICAL_NUMBER
+
+    canonical = json_number_dfa(canonical=True, **kw)
+    every = dfa_product(json_number_dfa(**kw), regex_to_dfa(_CANONICAL_NUMBER), "and")
+    assert _same_language(canonical, every)
+
+
 def test_number_fixed_cases() -> None:
     ints = json_number_dfa(integer=True)
     for text in ["0", "-0", "1.0", "1e2", "1.5e1", "12345678910111213141516171819202122", "1e+308",

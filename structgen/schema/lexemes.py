@@ -881,14 +881,19 @@ class _NumberSpec:
     multipleOf, and the fraction/trailing-zero counters that decide "integer" for any exponent."""
 
     def __init__(self, integer: bool, lo: tuple[Decimal, bool] | None,
-                 hi: tuple[Decimal, bool] | None, modulus: Fraction | None) -> None:
+                 hi: tuple[Decimal, bool] | None, modulus: Fraction | None,
+                 exponents: bool = True) -> None:
+        """`exponents`: whether numbers may have an exponent part (without one, the window is
+        exponent 0 alone: 17 times fewer comparators to step)."""
         self.lo, self.hi = lo, hi
         self.mod = _Modulus(modulus) if modulus is not None else None
+        self.exponents = exponents
         self.dependent = bool(modulus is not None or (lo and lo[0] != 0) or (hi and hi[0] != 0))
-        exponents = [0] if modulus is not None else range(-EXP_WINDOW, EXP_WINDOW + 1)
+        window = exponents and modulus is None
+        exponents_read = range(-EXP_WINDOW, EXP_WINDOW + 1) if window else [0]
         self.window: list[tuple[int, _Magnitude | None, _Magnitude | None]] = []
         if self.dependent:
-            for e in exponents:
+            for e in exponents_read:
                 scale = Decimal(1).scaleb(-e)
                 self.window.append((
                     e,
@@ -898,7 +903,9 @@ class _NumberSpec:
         # "integer" alone (a multipleOf modulus already implies it): count fraction digits up to
         # the last nonzero one and the integer part's trailing zeros, up to `cap`.
         self.integer = integer and modulus is None
-        self.cap = (EXP_WINDOW if self.dependent else MAX_FRACTION_DIGITS) + 1
+        # (without exponents a nonzero fraction digit is final: no count past one)
+        self.cap = ((EXP_WINDOW if self.dependent else MAX_FRACTION_DIGITS) + 1 if exponents
+                    else 1)
 
     def bounds_ok(self, neg: bool, zero: bool, rel_lo: int, rel_hi: int) -> bool:
         if self.lo is not None:
@@ -1053,7 +1060,7 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
             return None
         if ch == "." and phase in ("Z", "I"):
             return point(st)
-        if ch in "eE" and phase in ("Z", "I", "F"):
+        if ch in "eE" and phase in ("Z", "I", "F") and spec.exponents:
             kind = allowed(st)
             return None if kind is None else ("X", kind, None, 0, False)
         return None
@@ -1134,7 +1141,8 @@ def json_number_dfa(*, integer: bool, minimum: object = None, maximum: object = 
             raise UnsupportedSchemaError(
                 "multipleOf", f"{multiple_of!r} needs more than {MAX_MODULUS} residues to check "
                 "exactly")
-    dfa = _json_number_dfa(bool(integer), lo, hi, modulus)
+    # (canonical spellings have no exponent: their DFA is built without, a window of one)
+    dfa = _json_number_dfa(bool(integer), lo, hi, modulus, not canonical)
     return _canonical_number(dfa) if canonical else dfa
 
 
@@ -1145,16 +1153,17 @@ def _canonical_number(dfa: ByteDFA) -> ByteDFA:
 
 @lru_cache(maxsize=512)
 def _json_number_dfa(integer: bool, lo: tuple[Decimal, bool] | None,
-                     hi: tuple[Decimal, bool] | None, modulus: Fraction | None) -> ByteDFA:
+                     hi: tuple[Decimal, bool] | None, modulus: Fraction | None,
+                     exponents: bool = True) -> ByteDFA:
     if lo is not None and hi is not None and (lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1]))):
         return _EMPTY
     if modulus is not None and (lo is not None or hi is not None):
         # bounds and residues apart, then their (minimised) product: one table for both
         # multiplies the comparator states by the residues (multipleOf 4004 with a maximum:
         # 54,000 states explored, 2 s), and the bound's table is shared by every modulus
-        return dfa_product(_json_number_dfa(False, lo, hi, None),
-                           _json_number_dfa(False, None, None, modulus), "and")
-    return _number_table(_NumberSpec(integer, lo, hi, modulus))
+        return dfa_product(_json_number_dfa(False, lo, hi, None, exponents),
+                           _json_number_dfa(False, None, None, modulus, exponents), "and")
+    return _number_table(_NumberSpec(integer, lo, hi, modulus, exponents))
 
 
 def json_literal_dfa(value: object, canonical: bool = False) -> ByteDFA:
