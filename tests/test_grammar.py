@@ -726,3 +726,26 @@ def test_earley_pieces_equal_item_walk(name):
                 assert u.accepting == (a.scan(t).accepting or a.scan(t2).accepting)
             a, b = a.scan(t), b.scan(t)
             ia[a], ib[b] = step, step
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_derived_is_the_least_fixpoint(seed: int) -> None:
+    """`derived` (a worklist) finds what passes over every rule until nothing changes find:
+    the nullable nonterminals (nothing given) and the productive ones (terminals given)."""
+    from structgen.automata.earley import derived
+
+    rnd = random.Random(seed)
+    n_t, n_nt = 4, 12
+    rules = [(n_t + rnd.randrange(n_nt),
+              tuple(rnd.randrange(n_t + n_nt) for _ in range(rnd.choice([0, 1, 1, 2, 3]))))
+             for _ in range(rnd.randrange(1, 30))]
+    for given in (lambda s: False, lambda s: s < n_t):
+        naive: set[int] = set()
+        changed = True
+        while changed:
+            changed = False
+            for lhs, rhs in rules:
+                if lhs not in naive and all(given(s) or s in naive for s in rhs):
+                    naive.add(lhs)
+                    changed = True
+        assert derived(rules, given) == naive

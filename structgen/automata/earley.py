@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 
 @dataclass(frozen=True)
@@ -461,12 +461,32 @@ class ParserState:
 
 
 def _nullable(cfg: CFG) -> frozenset[int]:
-    nullable: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for lhs, rhs in cfg.rules:
-            if lhs not in nullable and all(s in nullable for s in rhs):
-                nullable.add(lhs)
-                changed = True
-    return frozenset(nullable)
+    return frozenset(derived(cfg.rules, lambda s: False))
+
+
+def derived(rules: Sequence[tuple[int, tuple[int, ...]]], given: Callable[[int], bool]
+            ) -> set[int]:
+    """The symbols some rule derives from symbols that are `given` or derived themselves (the
+    least fixpoint: nullable nonterminals with nothing given, productive ones with terminals
+    given). A worklist visits each rule once per symbol of its right side: schema grammars
+    have thousands of rules, and passes over all of them until nothing changes took tens."""
+    missing: list[int] = []  # per rule: symbols of its right side not yet known to hold
+    waiting: dict[int, list[int]] = {}
+    done: set[int] = set()
+    todo: list[int] = []
+    for i, (lhs, rhs) in enumerate(rules):
+        need = {s for s in rhs if not given(s)}
+        missing.append(len(need))
+        for s in need:
+            waiting.setdefault(s, []).append(i)
+        if not need and lhs not in done:
+            done.add(lhs)
+            todo.append(lhs)
+    while todo:
+        for i in waiting.get(todo.pop(), ()):
+            missing[i] -= 1
+            lhs = rules[i][0]
+            if not missing[i] and lhs not in done:
+                done.add(lhs)
+                todo.append(lhs)
+    return done

@@ -16,7 +16,7 @@ from lark.lexer import PatternRE, PatternStr
 
 from ..errors import GrammarError, RegexError
 from .bytedfa import ByteDFA
-from .earley import CFG
+from .earley import CFG, derived
 from .regex import regex_to_dfa
 
 # Lark's common terminals that use lookbehinds, replaced by equivalent lookaround-free regexes.
@@ -106,13 +106,6 @@ def compile_lark(text: str, start: str = "start") -> CompiledGrammar:
 
 def _productive_rules(rules: list[tuple[int, tuple[int, ...]]], n_terminals: int):
     """Keep rules whose every symbol derives some terminal string."""
-    productive: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for lhs, rhs in rules:
-            if lhs not in productive and all(s < n_terminals or s in productive for s in rhs):
-                productive.add(lhs)
-                changed = True
+    productive = derived(rules, lambda s: s < n_terminals)
     return [(lhs, rhs) for lhs, rhs in rules
             if lhs in productive and all(s < n_terminals or s in productive for s in rhs)]

@@ -1260,8 +1260,10 @@ class Emitter:
         if self._watched:
             self._check_watched()
         n_t = len(self.dfas)
-        remap = lambda s: s - _NT + n_t if s >= _NT else s  # noqa: E731
-        rules = [(remap(lhs), tuple(remap(s) for s in rhs)) for lhs, rhs in self.rules]
+        shift = n_t - _NT  # nonterminals follow the terminals
+        remap = lambda s: s + shift if s >= _NT else s  # noqa: E731
+        rules = [(lhs + shift, tuple([s + shift if s >= _NT else s for s in rhs]))
+                 for lhs, rhs in self.rules]
         rules = _productive_rules(rules, n_t)
         productive = {lhs for lhs, _ in rules}
         for pointer, needed, offers in self._pools:
