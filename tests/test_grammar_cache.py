@@ -150,6 +150,9 @@ def test_lexeme_splits_shared_across_schemas(smollm2, monkeypatch) -> None:
 
     monkeypatch.setattr(engine._SharedLexeme, "__init__", init)
     monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    # (shape splits shared across automata would serve the second schema a level up)
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS", engine.OrderedDict())
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS_MAX", 0)
     first = JsonSchema({"type": "object", "properties": {"name": {"type": "string"},
                                                          "age": {"type": "integer"}},
                         "required": ["name", "age"]}).compiled
@@ -170,6 +173,28 @@ def test_lexeme_splits_shared_across_schemas(smollm2, monkeypatch) -> None:
     cold = masks(second, '{"title":"Notes on the engine","n":1843}')
     assert len(warm) == len(cold)
     assert all(np.array_equal(w, c) for w, c in zip(warm, cold))
+
+
+def test_shape_splits_shared_across_automata(smollm2, monkeypatch) -> None:
+    """A new schema's start state has the shape of others' (whitespace, then `{`): its split is
+    the one another automaton built, and its masks equal those of an engine that starts cold."""
+    from structgen import JsonSchema
+    from structgen.constraints import grammar as engine
+
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS", engine.OrderedDict())
+    first = JsonSchema({"type": "object", "properties": {"a": {"type": "boolean"}}}).compiled
+    second = JsonSchema({"type": "object", "properties": {"b": {"type": "null"}}}).compiled
+    one = GrammarAutomaton(first, smollm2.vocab)
+    two = GrammarAutomaton(second, smollm2.vocab)
+    split = one._shape_split(one._id(one.start), one.root)
+    assert two._shape_split(two._id(two.start), two.root) is split
+    text = '{"b":null}'
+    warm = _masks_along(GrammarAutomaton(second, smollm2.vocab), smollm2, text)
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS", engine.OrderedDict())
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS_MAX", 0)
+    cold = _masks_along(GrammarAutomaton(second, smollm2.vocab), smollm2, text)
+    assert len(warm) == len(cold) and all(np.array_equal(w, c) for w, c in zip(warm, cold))
+    assert not engine._SHAPE_SPLITS  # (none kept at size 0)
 
 
 def test_schema_grammars_skip_the_free_lexer(gemma) -> None:
