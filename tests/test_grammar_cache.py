@@ -283,7 +283,7 @@ def test_first_byte_walk_table_is_its_definition() -> None:
     for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0],
                 regex_to_dfa(r"(ab|a)*c?")):
         quick, n = _FirstByteWalk(dfa, starts), dfa.n_states
-        table = quick._table.reshape(-1, 256)
+        table = quick.table.reshape(-1, 256)
         assert table.shape == (3 * n + 3, 256) and quick.sink == 3 * n + 1
         for s in range(n):
             for b in range(256):

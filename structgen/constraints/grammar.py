@@ -412,12 +412,13 @@ class _FirstByteWalk:
         table[n, 2] = 3 * n + 2
         self.n = n
         self.sink = 3 * n + 1
-        self._table = table.ravel()
+        self.absorbing = 3 * n + 2
+        self.table = table.ravel()
         # (the arrays, not the DFA: shared lexemes must not keep their weak key alive)
         self.transitions, self.accepting = dfa.transitions, dfa.accepting
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self._table[states * 256 + data]
+        return self.table[states * 256 + data]
 
     def token_class(self, states: np.ndarray) -> np.ndarray:
         """A token's class after its walk ends in these states: -1 inside (a live DFA state),

@@ -37,7 +37,7 @@ class DFAAutomaton(TokenAutomaton):
         # Flattened transitions with an extra sink state standing for "dead" (see TokenTrie.walk).
         self.sink = dfa.n_states
         table = np.where(dfa.transitions >= 0, dfa.transitions, self.sink)
-        self._table = np.concatenate([table, np.full((1, 256), self.sink)]).astype(np.int64).ravel()
+        self.table = np.concatenate([table, np.full((1, 256), self.sink)]).astype(np.int32).ravel()
         self._precomputed: dict[int, np.ndarray] | None = None
 
     @property
@@ -74,7 +74,7 @@ class DFAAutomaton(TokenAutomaton):
         return ids
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self._table[states * 256 + data]
+        return self.table[states * 256 + data]
 
     def _advance_bytes(self, state: State, data: bytes) -> int | None:
         nxt = self.dfa.walk(state, data)

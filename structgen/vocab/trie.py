@@ -11,9 +11,13 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from . import native
+
 
 class TransitionSource(Protocol):
-    """What `TokenTrie.walk` needs from an automaton."""
+    """What `TokenTrie.walk` needs from an automaton. A source whose transitions are all
+    known may also have `table` (int32, the next state of (s, b) at s * 256 + b) and
+    `absorbing` (a state every byte keeps, or -1): walks then run compiled (`native`)."""
 
     sink: int
 
@@ -130,6 +134,7 @@ class TokenTrie:
         self.n_tokens = n
         self.n_nodes = sum(len(level.byte) for level in self.levels)
         self._nodes: tuple | None = None  # `walk_each`'s nested form, built on first use
+        self._preorder: native.Preorder | None = None  # the compiled walk's, likewise
 
     def walk(self, source: "TransitionSource", state: int,
              first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +149,15 @@ class TokenTrie:
         Levels where few nodes are alive are walked sparsely (only the children of live nodes);
         levels where most are alive densely (every node, dead ones propagating the sink), which
         avoids index bookkeeping when a state allows most of the vocabulary.
+
+        Sources with a full `table` are walked by the compiled walk when it is available (the
+        same tokens and states, in trie order).
         """
         sink = source.sink
+        table = getattr(source, "table", None)
+        if table is not None and native.available():
+            return self.preorder().walk(table, sink, getattr(source, "absorbing", -1),
+                                        int(state), first)
         out_ids: list[np.ndarray] = []
         out_states: list[np.ndarray] = []
         # Sparse representation: live node indices + their states. Dense: states of all nodes.
@@ -208,7 +220,48 @@ class TokenTrie:
         trie.__dict__.update(self.__dict__)
         trie.levels = [replace(level, tokens=new_ids(level.tokens)) for level in self.levels]
         trie._nodes = None
+        if self._preorder is not None:  # the same nodes: only the labels change
+            trie._preorder = replace(self._preorder, tokens=new_ids(self._preorder.tokens))
         return trie
+
+    def preorder(self) -> native.Preorder:
+        """The trie in preorder (built on first use, from the level arrays): a node's subtree
+        is the nodes up to its `end`, and its tokens a range of the preorder tokens."""
+        if self._preorder is None:
+            self._preorder = self._build_preorder()
+        return self._preorder
+
+    def _build_preorder(self) -> native.Preorder:
+        levels = self.levels
+        sizes: list[np.ndarray] = [np.empty(0, np.int64)] * len(levels)  # subtree node counts
+        for d in range(len(levels) - 1, -1, -1):
+            level, size = levels[d], np.ones(len(levels[d].byte), np.int64)
+            if d + 1 < len(levels):
+                below = np.zeros(len(sizes[d + 1]) + 1, np.int64)
+                np.cumsum(sizes[d + 1], out=below[1:])
+                size += below[level.child_start + level.child_count] - below[level.child_start]
+            sizes[d] = size
+        pre: list[np.ndarray] = []  # preorder index of each node, per level
+        for d, level in enumerate(levels):
+            before = np.cumsum(sizes[d]) - sizes[d]  # nodes of earlier subtrees in the level
+            if d == 0:
+                pre.append(before)
+            else:
+                first_sibling = levels[d - 1].child_start[level.parent]
+                pre.append(pre[d - 1][level.parent] + 1 + before - before[first_sibling])
+        n = self.n_nodes
+        byte, depth = np.zeros(n, np.uint8), np.zeros(n, np.int32)
+        end, count = np.zeros(n, np.int32), np.zeros(n, np.int64)
+        for d, level in enumerate(levels):
+            byte[pre[d]], depth[pre[d]] = level.byte, d
+            end[pre[d]], count[pre[d]] = pre[d] + sizes[d], level.token_count
+        tok_start = np.zeros(n + 1, np.int32)
+        np.cumsum(count, out=tok_start[1:])
+        tokens = np.zeros(int(tok_start[-1]), np.int64)
+        for d, level in enumerate(levels):
+            rank = np.arange(len(level.tokens)) - level.token_start[level.token_node]
+            tokens[tok_start[pre[d][level.token_node]] + rank] = level.tokens
+        return native.Preorder(byte, depth, end, tok_start, tokens, len(levels))
 
     def walk_each(self, next_state: Callable[[int, int, np.ndarray], int], state: int,
                   sink: int) -> list[int]:
@@ -339,7 +392,7 @@ class TokenTrie:
         sub.levels = []
         first = self.levels[0] if self.levels else None
         j = int(np.searchsorted(first.byte, byte)) if first is not None else 0
-        sub._nodes = None
+        sub._nodes, sub._preorder = None, None
         if first is None or j >= len(first.byte) or first.byte[j] != byte:
             sub.max_len, sub.n_tokens, sub.n_nodes = 0, 0, 0
             return sub
