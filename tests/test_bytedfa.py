@@ -7,6 +7,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from structgen.automata.bytedfa import DEAD, ByteDFA, byte_classes, dfa_product, minimize, trim
 from structgen.automata.regex import regex_to_dfa
@@ -192,3 +194,26 @@ def test_shortest_search_small_and_large_agree(monkeypatch: pytest.MonkeyPatch) 
     for (t, a), (dist, step) in zip(cases, small):
         want_dist, want_step = bytedfa.shortest_to_accept(t, a)
         assert (dist == want_dist).all() and (step == want_step).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 12), density=st.floats(0.0, 0.3))
+def test_endless_states_on_random_graphs(seed: int, n: int, density: float) -> None:
+    """`EndlessStates` (each state decided on demand, in any order, sharing verdicts) against
+    reachability of a cycle computed independently: a state is endless iff a path from it
+    reaches a state twice, i.e. some state on a cycle is reachable."""
+    from structgen.automata.bytedfa import EndlessStates
+
+    rng = np.random.default_rng(seed)
+    transitions = np.where(rng.random((n, 256)) < density / 16,
+                           rng.integers(0, n, (n, 256)), -1).astype(np.int32)
+    succ = [set(row[row >= 0].tolist()) for row in transitions]
+    reach = [set(s) for s in succ]  # transitive closure (n is small)
+    for _ in range(n):
+        reach = [r.union(*(reach[q] for q in r)) for r in reach]
+    on_cycle = {s for s in range(n) if s in reach[s]}
+    expected = {s for s in range(n) if s in on_cycle or reach[s] & on_cycle}
+    endless = EndlessStates(ByteDFA(transitions, np.ones(n, bool), 0))
+    order = rng.permutation(n).tolist()
+    assert {s for s in order if s in endless} == expected
+    assert bool(endless) == (0 in expected)
