@@ -272,12 +272,19 @@ def _equivalence_classes(a, b) -> tuple[np.ndarray, np.ndarray]:
         classes = refined
 
 
-def test_first_byte_walk_table_is_its_definition() -> None:
-    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps, is what its doc
-    defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the lexeme could have ended
-    before a start byte; dead leads to the sink, or to the absorbing state once it could end."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) -> None:
+    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps (or in C), is what
+    its doc defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the lexeme could have
+    ended before a start byte; dead leads to the sink, or to the absorbing state once it could
+    end."""
     from structgen.constraints.grammar import _FirstByteWalk
+    from structgen.vocab import native
 
+    if compiled and not native.available():
+        pytest.skip(f"no compiled kernels here: {native.reason}")
+    if not compiled:
+        monkeypatch.setattr(native, "first_byte_table", lambda *args: None)
     starts = np.zeros(256, bool)
     starts[[ord(c) for c in ' ,:}]"']] = True
     for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0],

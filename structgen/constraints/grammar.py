@@ -42,6 +42,7 @@ from ..automata.bytedfa import ByteDFA
 from ..automata.completion import ParserCompletions, dfa_completion
 from ..automata.earley import EarleyParser, ParserState
 from ..automata.grammar import CompiledGrammar, compile_lark
+from ..vocab import native
 from ..vocab.token_bytes import Vocabulary
 from ..vocab.trie import TokenTrie, trie_for
 from .base import DONE, Constraint, State, TokenAutomaton
@@ -398,22 +399,25 @@ class _FirstByteWalk:
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = dfa.n_states
-        # Row 3 * s + phase, built in place with whole-array steps (a table is built per new
-        # DFA, and key DFAs are new with every schema: this is part of their first mask).
-        table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
-        base = table[:n, 0]
-        np.multiply(dfa.transitions, 3, out=base)  # 3 * next state...
-        np.putmask(base, dfa.transitions < 0, 3 * n)  # ...dead = n
-        np.add(base, 2, out=table[:n, 2])
-        np.add(base, 1, out=table[:n, 1])
-        table[np.flatnonzero(dfa.accepting), 1] += starts.astype(np.int32)  # could end here
-        base += 1
-        table[n, :2] = 3 * n + 1  # dead, no way out: the sink
-        table[n, 2] = 3 * n + 2
+        # Row 3 * s + phase. A table is built per new DFA, and key DFAs are new with every
+        # schema: this is part of their first mask. Compiled when it can be (one pass, ~3.5x).
+        flat = native.first_byte_table(dfa.transitions, dfa.accepting, starts)
+        if flat is None:  # in place, with whole-array steps
+            table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
+            base = table[:n, 0]
+            np.multiply(dfa.transitions, 3, out=base)  # 3 * next state...
+            np.putmask(base, dfa.transitions < 0, 3 * n)  # ...dead = n
+            np.add(base, 2, out=table[:n, 2])
+            np.add(base, 1, out=table[:n, 1])
+            table[np.flatnonzero(dfa.accepting), 1] += starts.astype(np.int32)  # could end
+            base += 1
+            table[n, :2] = 3 * n + 1  # dead, no way out: the sink
+            table[n, 2] = 3 * n + 2
+            flat = table.ravel()
         self.n = n
         self.sink = 3 * n + 1
         self.absorbing = 3 * n + 2
-        self.table = table.ravel()
+        self.table = flat
         # (the arrays, not the DFA: shared lexemes must not keep their weak key alive)
         self.transitions, self.accepting = dfa.transitions, dfa.accepting
 

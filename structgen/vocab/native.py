@@ -86,6 +86,9 @@ def _load() -> ctypes.CDLL | None:
     fn.restype = ctypes.c_int64
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, i32, i32, i32, ptr, ptr, ptr, ptr]
+    table = lib.structgen_first_byte_table
+    table.restype = None
+    table.argtypes = [ptr, ptr, ptr, i32, ptr]
     _lib = lib
     return lib
 
@@ -93,6 +96,23 @@ def _load() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether walks run compiled (building the library on the first call)."""
     return _load() is not None
+
+
+def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.ndarray
+                     ) -> np.ndarray | None:
+    """A lexeme's first-byte walk table (`_FirstByteWalk`, flat int32), built in one pass; None
+    when the compiled kernels are not available."""
+    lib = _load()
+    if lib is None:
+        return None
+    n = len(transitions)
+    transitions = np.ascontiguousarray(transitions, np.int32)
+    accepting = np.ascontiguousarray(accepting, np.uint8)
+    starts = np.ascontiguousarray(starts, np.uint8)
+    table = np.empty((n + 1) * 3 * 256, np.int32)
+    lib.structgen_first_byte_table(transitions.ctypes.data, accepting.ctypes.data,
+                                   starts.ctypes.data, n, table.ctypes.data)
+    return table
 
 
 def reset() -> None:
