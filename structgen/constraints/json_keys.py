@@ -626,6 +626,9 @@ class KeyTrackingAutomaton(TokenAutomaton):
                 if not kd.accepts(nd) and (nxt, nd) not in seen:
                     seen.add((nxt, nd))  # (accepting: the closing quote of a present key)
                     todo.append((nxt, nd, path + bytes((b,))))
+        if found is None:  # nothing reachable from any pair met has a witness either
+            known = self._witnesses
+            known.update(dict.fromkeys([(lx, q, kd) for lx, q in seen if (lx, q, kd) not in known]))
         self._witnesses[memo_key] = found
         return found
 
