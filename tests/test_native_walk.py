@@ -139,6 +139,7 @@ def test_falls_back_without_a_compiler(monkeypatch, tmp_path) -> None:
     """No compiler: `available()` is False with the reason, and walks stay numpy's."""
     monkeypatch.setenv("STRUCTGEN_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.delenv("STRUCTGEN_NATIVE", raising=False)
     native.reset()
     try:
         assert not native.available()
@@ -162,6 +163,7 @@ def test_disabled_by_environment(monkeypatch) -> None:
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
 def test_builds_into_an_empty_cache(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("STRUCTGEN_CACHE", str(tmp_path))
+    monkeypatch.delenv("STRUCTGEN_NATIVE", raising=False)
     native.reset()
     try:
         assert native.available(), native.reason
