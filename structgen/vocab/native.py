@@ -1,4 +1,5 @@
-"""The compiled trie walk: `trie_walk.c`, built with the system C compiler on first use.
+"""Compiled kernels (`trie_walk.c`: the trie walk, and the first-byte tables it walks), built
+with the system C compiler on first use.
 
 A walk of the token trie under a full transition table is the one loop numpy serves badly:
 level by level it pays ~10 numpy calls per depth even when a handful of nodes are alive (a
