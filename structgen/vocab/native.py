@@ -10,7 +10,7 @@ subtrees with one jump, and emits an absorbing state's whole subtree as one rang
 It is optional: without a C compiler (or with STRUCTGEN_NATIVE=0) `available()` is False and
 `TokenTrie.walk` keeps its numpy walk, which gives the same tokens and states (tests compare
 the two). The library is cached per source and platform under ~/.cache/structgen/native
-(or $STRUCTGEN_CACHE/native); it is a plain C function over arrays, loaded with ctypes.
+(or $STRUCTGEN_CACHE/native): plain C functions over arrays, loaded with ctypes.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import numpy as np
 
 SOURCE = Path(__file__).with_name("trie_walk.c")
 
-#: Why the compiled walk is not in use (None while it is, or before the first try).
+#: Why the compiled kernels are not in use (None while they are, or before the first try).
 reason: str | None = None
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -186,4 +186,3 @@ class Preorder:
             *self._arguments, table.ctypes.data, sink, absorbing, state,
             None if first is None else first.ctypes.data, *scratch.addresses)
         return scratch.take(k)
-
