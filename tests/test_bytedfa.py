@@ -113,6 +113,18 @@ def test_byte_classes() -> None:
     assert len(reps) == 3  # digits, "x", everything else
 
 
+def test_rows_are_the_table_converted_on_first_read() -> None:
+    d = regex_to_dfa(r"[a-f]{2,9}x")
+    assert len(d.rows) == 0  # nothing converted before a read
+    s = d.rows[d.initial]
+    assert s == tuple(d.transitions[d.initial].tolist()) and len(d.rows) == 1
+    assert d.rows[d.initial] is s  # converted once
+    assert [d.rows[k] for k in range(d.n_states)] == [tuple(r) for r in d.transitions.tolist()]
+    for bad in (DEAD, d.n_states):  # no wrap-around to the last row
+        with pytest.raises(IndexError):
+            d.rows[bad]
+
+
 @pytest.mark.parametrize("spec", [
     (True, (Decimal(1), False), None, None),
     (False, (Decimal(0), False), (Decimal(99), False), None),

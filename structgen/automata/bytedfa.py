@@ -14,6 +14,20 @@ import numpy as np
 DEAD = -1
 
 
+class _Rows(dict):
+    """A DFA's rows as tuples, each converted on first access (`rows[s]`, 0 <= s < n)."""
+
+    def __init__(self, transitions: np.ndarray) -> None:
+        super().__init__()
+        self._transitions = transitions
+
+    def __missing__(self, state: int) -> tuple[int, ...]:
+        if not 0 <= state < len(self._transitions):
+            raise IndexError(f"no DFA state {state}")
+        row = self[state] = tuple(self._transitions[state].tolist())
+        return row
+
+
 @dataclass(frozen=True, eq=False)
 class ByteDFA:
     """A trimmed DFA over bytes: every state can still reach an accepting state.
@@ -27,13 +41,13 @@ class ByteDFA:
     initial: int
 
     @cached_property
-    def rows(self) -> tuple[tuple[int, ...], ...]:
-        """`transitions` as tuples: the per-token byte walk is ~10x faster than numpy scalar
-        indexing. Built on first use: most DFAs of a schema compile are intermediate (product
-        operands, trimmed then minimised) and never walked. Tuples, not lists: tuples of ints
-        leave the cyclic collector's care once it has seen them, while every full collection
-        would visit each entry of a list (MaskBench's key DFAs held 62k rows: 16M entries)."""
-        return tuple(map(tuple, self.transitions.tolist()))
+    def rows(self) -> "_Rows":
+        """`transitions[s]` as a tuple, by state: the per-token byte walk is ~10x faster than
+        numpy scalar indexing. Each row is converted when first read: a fresh mask meets a
+        few states of many new DFAs (converting whole DFAs was a tenth of MaskBench's mask
+        time), and most DFAs of a schema compile are intermediate and never walked. Tuples,
+        not lists: tuples of ints leave the cyclic collector's care once it has seen them."""
+        return _Rows(self.transitions)
 
     @property
     def n_states(self) -> int:
