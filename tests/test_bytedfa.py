@@ -208,13 +208,20 @@ def test_shortest_search_small_and_large_agree(monkeypatch: pytest.MonkeyPatch) 
         assert (dist == want_dist).all() and (step == want_step).all()
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(1, 12), density=st.floats(0.0, 0.3))
-def test_endless_states_on_random_graphs(seed: int, n: int, density: float) -> None:
-    """`EndlessStates` (each state decided on demand, in any order, sharing verdicts) against
-    reachability of a cycle computed independently: a state is endless iff a path from it
-    reaches a state twice, i.e. some state on a cycle is reachable."""
+def test_endless_states_on_random_graphs(compiled: bool, seed: int, n: int,
+                                         density: float) -> None:
+    """`EndlessStates` (each state decided on demand, in any order, sharing verdicts; searched
+    in C or in Python) against reachability of a cycle computed independently: a state is
+    endless iff a path from it reaches a state twice, i.e. some state on a cycle is
+    reachable."""
     from structgen.automata.bytedfa import EndlessStates
+    from structgen.vocab import native
+
+    if compiled and not native.available():
+        pytest.skip(f"no compiled kernels here: {native.reason}")
 
     rng = np.random.default_rng(seed)
     transitions = np.where(rng.random((n, 256)) < density / 16,
@@ -226,6 +233,9 @@ def test_endless_states_on_random_graphs(seed: int, n: int, density: float) -> N
     on_cycle = {s for s in range(n) if s in reach[s]}
     expected = {s for s in range(n) if s in on_cycle or reach[s] & on_cycle}
     endless = EndlessStates(ByteDFA(transitions, np.ones(n, bool), 0))
+    if not compiled:
+        endless._compiled = None  # the Python search
     order = rng.permutation(n).tolist()
     assert {s for s in order if s in endless} == expected
     assert bool(endless) == (0 in expected)
+    assert isinstance(endless._compiled, native.EndlessSearch) == compiled

@@ -11,6 +11,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..vocab import native
+
 DEAD = -1
 
 
@@ -588,12 +590,21 @@ class EndlessStates:
         # (the table, not the DFA: caches keyed weakly by the DFA must not keep it alive)
         self.transitions, self.initial = dfa.transitions, dfa.initial
         self._known: dict[int, bool] = {}
+        # The same search compiled (`native`, ~5x faster), set up on the first search.
+        self._compiled: native.EndlessSearch | None | bool = False
 
     def __contains__(self, state: int) -> bool:
         if state == DEAD:
             return False
         known = self._known.get(state)
-        return self._search(state) if known is None else known
+        if known is None:
+            compiled = self._compiled
+            if compiled is False:
+                compiled = self._compiled = (native.EndlessSearch(self.transitions)
+                                             if native.available() else None)
+            known = self._known[state] = (self._search(state) if compiled is None
+                                          else compiled(state))
+        return known
 
     def __bool__(self) -> bool:
         """Whether any state is endless, for the states reachable from the initial one (the

@@ -1,5 +1,5 @@
-"""Compiled kernels (`trie_walk.c`: the trie walk, and the first-byte tables it walks), built
-with the system C compiler on first use.
+"""Compiled kernels (`trie_walk.c`: the trie walk, the first-byte tables it walks, and the
+search for DFA states that reach a cycle), built with the system C compiler on first use.
 
 A walk of the token trie under a full transition table is the one loop numpy serves badly:
 level by level it pays ~10 numpy calls per depth even when a handful of nodes are alive (a
@@ -90,6 +90,9 @@ def _load() -> ctypes.CDLL | None:
     table = lib.structgen_first_byte_table
     table.restype = None
     table.argtypes = [ptr, ptr, ptr, i32, ptr]
+    endless = lib.structgen_endless
+    endless.restype = i32
+    endless.argtypes = [ptr, i32, i32, ptr, ptr]
     _lib = lib
     return lib
 
@@ -114,6 +117,25 @@ def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.
     lib.structgen_first_byte_table(transitions.ctypes.data, accepting.ctypes.data,
                                    starts.ctypes.data, n, table.ctypes.data)
     return table
+
+
+class EndlessSearch:
+    """The compiled `EndlessStates` search over one DFA's transitions: its verdicts per state
+    and its stack, allocated once (the GIL is held through each call, so threads sharing it
+    never see a search half done)."""
+
+    def __init__(self, transitions: np.ndarray) -> None:
+        self.transitions = np.ascontiguousarray(transitions, np.int32)
+        n = len(self.transitions)
+        self.verdict = np.zeros(n, np.int8)
+        self.stack = np.empty(2 * n, np.int32)
+        self._arguments = (self.transitions.ctypes.data, n)
+        self._buffers = (self.verdict.ctypes.data, self.stack.ctypes.data)
+
+    def __call__(self, root: int) -> bool:
+        """Whether a cycle is reachable from state `root`. Only when `available()`."""
+        assert _lib is not None
+        return bool(_lib.structgen_endless(*self._arguments, root, *self._buffers))
 
 
 def reset() -> None:

@@ -68,3 +68,42 @@ void structgen_first_byte_table(const int32_t *transitions, const uint8_t *accep
     for (int b = 512; b < 768; b++)
         dead[b] = 3 * n + 2;
 }
+
+/* Whether a cycle is reachable from `root` in the graph of a DFA's transitions (n states of
+ * 256 bytes, negative = none): bytedfa.py's `EndlessStates._search`, depth first, stopping at
+ * the first cycle. verdict[s] carries what earlier searches found (0 unknown, 1 endless,
+ * 2 finite) and gets what this one finds; 3 marks the path while it runs. `stack` has room
+ * for 2n entries (the path, and the next byte to try at each of its states). */
+int32_t structgen_endless(const int32_t *transitions, int32_t n, int32_t root, int8_t *verdict,
+                          int32_t *stack) {
+    int32_t *next_byte = stack + n, top = 0;
+    if (verdict[root] == 1 || verdict[root] == 2)
+        return verdict[root] == 1;
+    stack[0] = root;
+    next_byte[0] = 0;
+    verdict[root] = 3;
+    while (top >= 0) {
+        const int32_t *row = transitions + (int64_t)stack[top] * 256;
+        int32_t b = next_byte[top];
+        for (; b < 256; b++) {
+            int32_t t = row[b];
+            if (t < 0 || verdict[t] == 2)
+                continue;
+            if (verdict[t] != 0) { /* endless, or on the path: a cycle */
+                for (int32_t i = 0; i <= top; i++)
+                    verdict[stack[i]] = 1;
+                return 1;
+            }
+            break;
+        }
+        if (b < 256) { /* an unknown successor: go down */
+            next_byte[top] = b + 1;
+            stack[++top] = row[b];
+            next_byte[top] = 0;
+            verdict[row[b]] = 3;
+        } else { /* every successor finite */
+            verdict[stack[top--]] = 2;
+        }
+    }
+    return 0;
+}
