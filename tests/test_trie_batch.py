@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from structgen.automata.bytedfa import DEAD
 from structgen.constraints.regex import DFAAutomaton, Regex
@@ -155,3 +157,30 @@ def test_relabelled_trie_walks_to_the_new_labels(smollm2_vocab):
         ids, ends = trie.walk(automaton, s)
         labels, ends2 = shifted.walk(automaton, s)
         assert np.array_equal(labels, ids + 7) and np.array_equal(ends, ends2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=st.lists(st.lists(st.sampled_from(b"ab\xc3\x00"), max_size=6).map(bytes), max_size=40))
+def test_small_trie_built_from_its_words_is_the_level_built_one(words):
+    """A small trie (levels deferred) counts its nodes and builds `walk_each`'s form from the
+    sorted words directly: both equal what the level arrays give (duplicate spellings and
+    empty words included)."""
+    from structgen.vocab.trie import TokenTrie
+
+    lazy = TokenTrie(words)
+    assert lazy._levels is None and lazy.n_tokens <= TokenTrie.LAZY_LEVELS
+    direct = lazy._as_tuples()
+    assert lazy._levels is None  # the direct build needs no levels
+    assert lazy.n_nodes == sum(len(level.byte) for level in lazy.levels)
+    assert _groups_equal(direct, lazy._as_tuples())
+    prefixes = {w[:d] for w in words for d in range(1, len(w) + 1)}
+    assert lazy.n_nodes == len(prefixes)
+
+
+def _groups_equal(a: tuple, b: tuple) -> bool:
+    """Nested groups equal, their byte arrays included (tuples compare arrays by identity)."""
+    (nodes_a, bytes_a), (nodes_b, bytes_b) = a, b
+    return np.array_equal(bytes_a, bytes_b) and len(nodes_a) == len(nodes_b) and all(
+        x[:2] == y[:2] and ((x[2] is None) == (y[2] is None))
+        and (x[2] is None or _groups_equal(x[2], y[2]))
+        for x, y in zip(nodes_a, nodes_b))

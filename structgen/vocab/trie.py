@@ -73,8 +73,90 @@ class BatchWalk:
         return self.all_end_states[self.offsets[i] : self.offsets[i + 1]]
 
 
+def _common_prefix(a: bytes, b: bytes) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _build_levels(ids: list[int], words: list[bytes]) -> list[TrieLevel]:
+    """The level arrays of sorted words, with whole-array steps per depth."""
+    n = len(words)
+    lengths = np.fromiter((len(w) for w in words), np.int64, n)
+    max_len = int(lengths.max()) if n else 0
+    mat = np.zeros((n, max_len), np.uint8)
+    flat = np.frombuffer(b"".join(words), np.uint8)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    mat[rows, cols] = flat
+    # lcp[i]: common prefix length of sorted word i with word i-1
+    lcp = np.zeros(n, np.int64)
+    if n > 1:
+        diff = mat[1:] != mat[:-1]
+        first = np.where(diff.any(axis=1), diff.argmax(axis=1), max_len)
+        lcp[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
+    token_ids = np.asarray(ids, np.int64)
+
+    levels: list[TrieLevel] = []
+    prev_node_of = np.zeros(n, np.int64)  # node index of each word at depth d-1 (root: 0)
+    prev_count = 1
+    for d in range(1, max_len + 1):
+        reach = lengths >= d
+        creates = reach & (lcp < d)
+        node_of = np.cumsum(creates) - 1  # valid where reach
+        creators = np.flatnonzero(creates)
+        if levels:  # children of depth d-1 nodes are contiguous at depth d
+            child_count = np.bincount(prev_node_of[creators], minlength=prev_count)
+            prev = levels[-1]
+            object.__setattr__(prev, "child_count", child_count)
+            object.__setattr__(prev, "child_start", np.cumsum(child_count) - child_count)
+        ends = np.flatnonzero(lengths == d)  # sorted order => grouped by node
+        end_nodes = node_of[ends]
+        n_nodes = len(creators)
+        token_count = np.bincount(end_nodes, minlength=n_nodes)
+        levels.append(
+            TrieLevel(
+                byte=mat[creators, d - 1].astype(np.int64),
+                parent=prev_node_of[creators],
+                child_start=np.zeros(n_nodes, np.int64),
+                child_count=np.zeros(n_nodes, np.int64),
+                token_start=np.cumsum(token_count) - token_count,
+                token_count=token_count,
+                tokens=token_ids[ends],
+                token_node=end_nodes,
+            )
+        )
+        prev_node_of = np.where(reach, node_of, 0)
+        prev_count = n_nodes
+    return levels
+
+
+def _tuples_of(ids: list[int], words: list[bytes], lo: int, hi: int, d: int) -> tuple:
+    """`TokenTrie._as_tuples`' group of the sorted words[lo:hi], which share their first d
+    bytes and are longer: their nodes at depth d + 1, grouped by that byte."""
+    nodes = []
+    i = lo
+    while i < hi:
+        b = words[i][d]
+        j = k = i
+        while j < hi and words[j][d] == b:
+            j += 1
+        while k < j and len(words[k]) == d + 1:  # the words ending here sort first
+            k += 1
+        nodes.append((b, tuple(ids[i:k]), _tuples_of(ids, words, k, j, d + 1) if k < j else None))
+        i = j
+    return _group(nodes)
+
+
 class TokenTrie:
     """Byte trie of all content tokens (empty byte strings and excluded ids are left out)."""
+
+    #: Up to this many tokens, the level arrays are built on first use (small tries, such as a
+    #: grammar state's leaving tokens, are walked depth first over `_as_tuples`' form, built
+    #: straight from the sorted words: ~1 ms of numpy calls per trie saved).
+    LAZY_LEVELS = 256
 
     def __init__(self, token_bytes: Sequence[bytes], exclude: Iterable[int] = (),
                  only: Iterable[int] | None = None) -> None:
@@ -84,57 +166,26 @@ class TokenTrie:
         ids = [i for i in candidates if token_bytes[i] and i not in excluded]
         ids.sort(key=lambda i: token_bytes[i])
         words = [token_bytes[i] for i in ids]
-        n = len(words)
-        lengths = np.fromiter((len(w) for w in words), np.int64, n)
-        self.max_len = int(lengths.max()) if n else 0
-        mat = np.zeros((n, self.max_len), np.uint8)
-        flat = np.frombuffer(b"".join(words), np.uint8)
-        rows = np.repeat(np.arange(n), lengths)
-        cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        mat[rows, cols] = flat
-        # lcp[i]: common prefix length of sorted word i with word i-1
-        lcp = np.zeros(n, np.int64)
-        if n > 1:
-            diff = mat[1:] != mat[:-1]
-            first = np.where(diff.any(axis=1), diff.argmax(axis=1), self.max_len)
-            lcp[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
-        token_ids = np.asarray(ids, np.int64)
-
-        self.levels: list[TrieLevel] = []
-        prev_node_of = np.zeros(n, np.int64)  # node index of each word at depth d-1 (root: 0)
-        prev_count = 1
-        for d in range(1, self.max_len + 1):
-            reach = lengths >= d
-            creates = reach & (lcp < d)
-            node_of = np.cumsum(creates) - 1  # valid where reach
-            creators = np.flatnonzero(creates)
-            if self.levels:  # children of depth d-1 nodes are contiguous at depth d
-                child_count = np.bincount(prev_node_of[creators], minlength=prev_count)
-                prev = self.levels[-1]
-                object.__setattr__(prev, "child_count", child_count)
-                object.__setattr__(prev, "child_start", np.cumsum(child_count) - child_count)
-            ends = np.flatnonzero(lengths == d)  # sorted order ⇒ grouped by node
-            end_nodes = node_of[ends]
-            n_nodes = len(creators)
-            token_count = np.bincount(end_nodes, minlength=n_nodes)
-            self.levels.append(
-                TrieLevel(
-                    byte=mat[creators, d - 1].astype(np.int64),
-                    parent=prev_node_of[creators],
-                    child_start=np.zeros(n_nodes, np.int64),
-                    child_count=np.zeros(n_nodes, np.int64),
-                    token_start=np.cumsum(token_count) - token_count,
-                    token_count=token_count,
-                    tokens=token_ids[ends],
-                    token_node=end_nodes,
-                )
-            )
-            prev_node_of = np.where(reach, node_of, 0)
-            prev_count = n_nodes
-        self.n_tokens = n
-        self.n_nodes = sum(len(level.byte) for level in self.levels)
+        self.n_tokens = len(words)
+        self.max_len = max(map(len, words), default=0)
         self._nodes: tuple | None = None  # `walk_each`'s nested form, built on first use
         self._preorder: native.Preorder | None = None  # the compiled walk's, likewise
+        self._levels: list[TrieLevel] | None = None
+        self._sorted: tuple[list[int], list[bytes]] | None = (ids, words)
+        if self.n_tokens > self.LAZY_LEVELS:
+            self.n_nodes = sum(len(level.byte) for level in self.levels)
+        else:  # distinct non-empty prefixes: each word adds those past its common prefix
+            self.n_nodes = sum(len(w) - _common_prefix(v, w)
+                               for v, w in zip([b""] + words, words))
+
+    @property
+    def levels(self) -> list[TrieLevel]:
+        """The trie level by level (built on first use for small tries)."""
+        if self._levels is None:
+            assert self._sorted is not None
+            self._levels = _build_levels(*self._sorted)
+            self._sorted = None  # (the words are not needed past this)
+        return self._levels
 
     def walk(self, source: "TransitionSource", state: int,
              first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -218,8 +269,8 @@ class TokenTrie:
         those labels), sharing every other array."""
         trie = object.__new__(TokenTrie)
         trie.__dict__.update(self.__dict__)
-        trie.levels = [replace(level, tokens=new_ids(level.tokens)) for level in self.levels]
-        trie._nodes = None
+        trie._levels = [replace(level, tokens=new_ids(level.tokens)) for level in self.levels]
+        trie._nodes, trie._sorted = None, None
         if self._preorder is not None:  # the same nodes: only the labels change
             trie._preorder = replace(self._preorder, tokens=new_ids(self._preorder.tokens))
         return trie
@@ -288,6 +339,9 @@ class TokenTrie:
     def _as_tuples(self) -> tuple:
         """The root's children as a group: (nodes, their bytes as an int64 array), each node a
         (byte, token ids ending there, its children's group or None) tuple."""
+        if self._levels is None and self._sorted is not None:
+            ids, words = self._sorted
+            return _tuples_of(ids, words, 0, len(words), 0)
         below: list = []
         for level in reversed(self.levels):
             byte, tokens = level.byte.tolist(), level.tokens.tolist()
@@ -389,10 +443,10 @@ class TokenTrie:
         bytes after it (ids unchanged). Sliced out of this trie's arrays, no sorting: the
         descendants of one node are a contiguous range at every level."""
         sub = object.__new__(TokenTrie)
-        sub.levels = []
+        sub._levels = []
         first = self.levels[0] if self.levels else None
         j = int(np.searchsorted(first.byte, byte)) if first is not None else 0
-        sub._nodes, sub._preorder = None, None
+        sub._nodes, sub._preorder, sub._sorted = None, None, None
         if first is None or j >= len(first.byte) or first.byte[j] != byte:
             sub.max_len, sub.n_tokens, sub.n_nodes = 0, 0, 0
             return sub
