@@ -331,16 +331,23 @@ def test_same_walk_proves_only_equal_walks(smollm2) -> None:
     assert proved >= 10
 
 
-def test_bisimilar_finds_language_equivalent_states() -> None:
-    """`_Bisimilar.equivalent` pairs two DFAs' states exactly when they accept the same strings
-    (Moore's refinement as the oracle), across key DFAs of different key sets and plain JSON
-    string content; with a tiny exploration limit it only ever says "no" more often."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_bisimilar_finds_language_equivalent_states(compiled: bool) -> None:
+    """`_Bisimilar.equivalent` (searched in C or in Python) pairs two DFAs' states exactly when
+    they accept the same strings (Moore's refinement as the oracle), across key DFAs of
+    different key sets and plain JSON string content; with a tiny exploration limit it only
+    ever says "no" more often."""
     from structgen.constraints.grammar import _Bisimilar, _FirstByteWalk
+    from structgen.vocab import native
+
+    if compiled and not native.available():
+        pytest.skip(f"no compiled kernels here: {native.reason}")
 
     starts = np.zeros(256, bool)
     starts[[ord(c) for c in ' ,:}]"']] = True
     dfas = [_string_but_keys(), _string_but_keys("id|items|name"),
-            Grammar(JSON).compiled.terminal_dfas[0]]
+            Grammar(JSON).compiled.terminal_dfas[0],
+            regex_to_dfa(r"a[bc]*"), regex_to_dfa(r"a[bc]+")]  # (alike but for acceptance)
     found = 0
     for a in dfas:
         for b in dfas:
@@ -348,11 +355,14 @@ def test_bisimilar_finds_language_equivalent_states() -> None:
             pairing = _Bisimilar(_FirstByteWalk(a, starts), _FirstByteWalk(b, starts))
             narrow = _Bisimilar(pairing.a, pairing.b)
             narrow.LIMIT = 2
+            if not compiled:
+                pairing._compiled = narrow._compiled = None  # the Python search
             for p in range(a.n_states):
                 for q in range(b.n_states):
                     assert pairing.equivalent(p, q) == (ca[p] == cb[q]), (p, q)
                     assert not narrow.equivalent(p, q) or ca[p] == cb[q]
                     found += bool(a is not b and ca[p] == cb[q])
+            assert isinstance(pairing._compiled, native.EquivalenceSearch) == compiled
     assert found >= 10
 
 

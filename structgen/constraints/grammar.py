@@ -441,11 +441,16 @@ class _Bisimilar:
     #: Product states explored per question; past it the answer is "not known alike" (sound:
     #: a proof then only follows both walks further).
     LIMIT = 64
+    #: Pairs of DFAs with up to this many state pairs are compared compiled, when it can be.
+    COMPILED_PAIRS = 1 << 22
 
     def __init__(self, a: _FirstByteWalk, b: _FirstByteWalk) -> None:
         self.a, self.b = a, b
         self._equivalent: dict[tuple[int, int], bool] = {}
         self._alike: dict[int, bool] = {}  # by x * (walk states of b) + y
+        # The same search compiled (`native`: ~10x), set up on the first question; not for
+        # pairs of DFAs so large that its verdict table (a byte per state pair) would not pay.
+        self._compiled: native.EquivalenceSearch | None | bool = False
 
     def alike(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Per position, whether walk state x[i] of `a` is alike walk state y[i] of `b`."""
@@ -468,6 +473,14 @@ class _Bisimilar:
         """Whether DFA state p of `a` and q of `b` accept the same strings: the product closure
         from (p, q) agrees everywhere on acceptance and on the bytes with a way on (both DFAs
         are trimmed: a byte has a way on iff it has a transition)."""
+        compiled = self._compiled
+        if compiled is False:
+            small = self.a.n * self.b.n <= self.COMPILED_PAIRS and native.available()
+            compiled = self._compiled = native.EquivalenceSearch(
+                (self.a.transitions, self.a.accepting), (self.b.transitions, self.b.accepting),
+                self.LIMIT) if small else None
+        if compiled is not None:
+            return compiled(p, q)
         known = self._equivalent.get((p, q))
         if known is not None:
             return known

@@ -1,5 +1,6 @@
-"""Compiled kernels (`trie_walk.c`: the trie walk, the first-byte tables it walks, and the
-search for DFA states that reach a cycle), built with the system C compiler on first use.
+"""Compiled kernels (`trie_walk.c`: the trie walk, the first-byte tables it walks, and two
+searches over DFAs: states that reach a cycle, pairs of states that are equivalent), built
+with the system C compiler on first use.
 
 A walk of the token trie under a full transition table is the one loop numpy serves badly:
 level by level it pays ~10 numpy calls per depth even when a handful of nodes are alive (a
@@ -93,6 +94,9 @@ def _load() -> ctypes.CDLL | None:
     endless = lib.structgen_endless
     endless.restype = i32
     endless.argtypes = [ptr, i32, i32, ptr, ptr]
+    equivalent = lib.structgen_equivalent
+    equivalent.restype = i32
+    equivalent.argtypes = [ptr, ptr, ptr, ptr, i32, i32, i32, i32, ptr, ptr]
     _lib = lib
     return lib
 
@@ -136,6 +140,28 @@ class EndlessSearch:
         """Whether a cycle is reachable from state `root`. Only when `available()`."""
         assert _lib is not None
         return bool(_lib.structgen_endless(*self._arguments, root, *self._buffers))
+
+
+class EquivalenceSearch:
+    """The compiled `_Bisimilar.equivalent` for two DFAs (transitions and accepting arrays),
+    with its verdicts per state pair (one byte each) and its buffers."""
+
+    def __init__(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
+                 limit: int) -> None:
+        (ta, acc_a), (tb, acc_b) = a, b
+        self._arrays = (np.ascontiguousarray(ta, np.int32), np.ascontiguousarray(acc_a, np.uint8),
+                        np.ascontiguousarray(tb, np.int32), np.ascontiguousarray(acc_b, np.uint8))
+        self.known = np.zeros(len(ta) * len(tb), np.int8)
+        self.limit = limit
+        self.buffer = np.empty(2 * (limit + 257), np.int64)
+        self._arguments = (*(x.ctypes.data for x in self._arrays), len(tb))
+
+    def __call__(self, p: int, q: int) -> bool:
+        """Whether state p of the first DFA and q of the second are equivalent (within the
+        limit). Only when `available()`."""
+        assert _lib is not None
+        return bool(_lib.structgen_equivalent(*self._arguments, p, q, self.limit,
+                                              self.known.ctypes.data, self.buffer.ctypes.data))
 
 
 def reset() -> None:

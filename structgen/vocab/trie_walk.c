@@ -107,3 +107,54 @@ int32_t structgen_endless(const int32_t *transitions, int32_t n, int32_t root, i
     }
     return 0;
 }
+
+/* Whether DFA state p of A and q of B accept the same strings: grammar.py's
+ * `_Bisimilar.equivalent`. Their product closure must agree everywhere on acceptance and on
+ * which bytes have a transition (both DFAs are trimmed); more than `limit` pairs, or a pair
+ * known not to agree, answers no. known[x * nb + y] holds verdicts across calls (0 unknown,
+ * 1 equivalent, 2 not or not proved; 3 marks this search's pairs while it runs); `buffer`
+ * has room for 2 * (limit + 257) pairs (those met, and those still to expand). */
+int32_t structgen_equivalent(const int32_t *ta, const uint8_t *acc_a, const int32_t *tb,
+                             const uint8_t *acc_b, int32_t nb, int32_t p, int32_t q,
+                             int32_t limit, int8_t *known, int64_t *buffer) {
+    int64_t root = (int64_t)p * nb + q;
+    int64_t *met = buffer, *todo = buffer + limit + 257;
+    int32_t n_met = 1, n_todo = 1, ok = 1;
+    if (known[root] == 1 || known[root] == 2)
+        return known[root] == 1;
+    met[0] = todo[0] = root;
+    known[root] = 3;
+    while (ok && n_todo > 0) {
+        int64_t pair = todo[--n_todo];
+        int32_t x = (int32_t)(pair / nb), y = (int32_t)(pair % nb);
+        const int32_t *row_a = ta + (int64_t)x * 256, *row_b = tb + (int64_t)y * 256;
+        if (n_met > limit || acc_a[x] != acc_b[y]) {
+            ok = 0;
+            break;
+        }
+        for (int b = 0; b < 256; b++) {
+            int32_t u = row_a[b], v = row_b[b];
+            if ((u < 0) != (v < 0)) {
+                ok = 0;
+                break;
+            }
+            if (u < 0)
+                continue;
+            int64_t next = (int64_t)u * nb + v;
+            int8_t verdict = known[next];
+            if (verdict == 2) {
+                ok = 0;
+                break;
+            }
+            if (verdict == 0) {
+                known[next] = 3;
+                met[n_met++] = todo[n_todo++] = next;
+            }
+        }
+    }
+    for (int32_t i = 0; i < n_met; i++)
+        known[met[i]] = ok ? 1 : 0;
+    if (!ok)
+        known[root] = 2;
+    return ok;
+}
