@@ -56,7 +56,9 @@ class ByteDFA:
         return int(self.transitions.shape[0])
 
     def walk(self, state: int, data: bytes) -> int:
-        """State after reading `data` from `state`, or DEAD."""
+        """State after reading `data` from `state` (which may be DEAD), or DEAD."""
+        if state < 0:  # (an empty DFA's initial state)
+            return DEAD
         rows = self.rows
         for b in data:
             state = rows[state][b]
