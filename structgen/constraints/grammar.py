@@ -448,7 +448,7 @@ class _Bisimilar:
         self.a, self.b = a, b
         self._equivalent: dict[tuple[int, int], bool] = {}
         self._alike: dict[int, bool] = {}  # by x * (walk states of b) + y
-        # The same search compiled (`native`: ~10x), set up on the first question; not for
+        # The same search compiled (`native`: ~5x), set up on the first question; not for
         # pairs of DFAs so large that its verdict table (a byte per state pair) would not pay.
         self._compiled: native.EquivalenceSearch | None | bool = False
 
