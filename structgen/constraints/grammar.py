@@ -1096,7 +1096,10 @@ class GrammarAutomaton(TokenAutomaton):
             ids = [self._intern(frozenset((t, s, o) for (t, o), s in zip(tags, col) if s >= 0))
                    for col in columns.T.tolist()]
             targets = np.asarray(ids, np.int32)[inverse]
-        self._table[slot * 256 + data] = targets
+        if len(data) == 1:  # (a scalar store: most fills are of one byte)
+            self._table[slot * 256 + int(data[0])] = targets[0]
+        else:
+            self._table[slot * 256 + data] = targets
         self.profile.rows += time.perf_counter() - t0
 
     def _slot_of(self, k: int) -> int:
@@ -1118,9 +1121,10 @@ class GrammarAutomaton(TokenAutomaton):
         slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
         nxt = int(self._table[slot * 256 + b])
         if nxt == UNKNOWN:
-            if siblings is None:
-                siblings = np.array([b])
-            self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
+            if siblings is None or len(siblings) == 1:  # (most fills: b alone is unknown)
+                self._fill(k, np.array([b]) if siblings is None else siblings)
+            else:
+                self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
             nxt = int(self._table[slot * 256 + b])
         return nxt
 
