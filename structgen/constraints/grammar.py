@@ -1104,7 +1104,7 @@ class GrammarAutomaton(TokenAutomaton):
 
     def _slot_of(self, k: int) -> int:
         """State k's row in the transition table, allocated (all unknown) on first use."""
-        slot = int(self._slot[k])
+        slot = self._slot.item(k)
         if slot < 0:
             slot = self._n_rows
             self._slot[k] = slot
@@ -1118,14 +1118,16 @@ class GrammarAutomaton(TokenAutomaton):
     def _next(self, k: int, b: int, siblings: np.ndarray | None = None) -> int:
         """State k's transition on byte b, built (if unknown) together with those on the
         `siblings` bytes still unknown: a walk reads them next, and one fill serves them all."""
-        slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
-        nxt = int(self._table[slot * 256 + b])
+        slot = self._slot.item(k)  # (`.item`: a Python int, ~2x faster than int(a[i]))
+        if slot < 0:
+            slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
+        nxt = self._table.item(slot * 256 + b)
         if nxt == UNKNOWN:
             if siblings is None or len(siblings) == 1:  # (most fills: b alone is unknown)
                 self._fill(k, np.array([b]) if siblings is None else siblings)
             else:
                 self._fill(k, siblings[self._table[slot * 256 + siblings] == UNKNOWN])
-            nxt = int(self._table[slot * 256 + b])
+            nxt = self._table.item(slot * 256 + b)
         return nxt
 
     sink = DEAD
