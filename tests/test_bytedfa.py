@@ -125,6 +125,15 @@ def test_rows_are_the_table_converted_on_first_read() -> None:
             d.rows[bad]
 
 
+def test_walk_from_dead_is_dead() -> None:
+    """An empty DFA's initial state is DEAD: walks from it stay DEAD and accept nothing (they
+    once read row -1, which wrapped around to the last row)."""
+    empty = ByteDFA(np.zeros((1, 256), np.int32), np.array([True]), DEAD)  # row 0: all to 0
+    assert empty.is_empty()
+    assert empty.walk(DEAD, b"a") == DEAD and empty.walk(DEAD, b"") == DEAD
+    assert not empty.accepts(b"") and not empty.accepts(b"a")
+
+
 @pytest.mark.parametrize("spec", [
     (True, (Decimal(1), False), None, None),
     (False, (Decimal(0), False), (Decimal(99), False), None),

@@ -1117,7 +1117,8 @@ class GrammarAutomaton(TokenAutomaton):
 
     def _next(self, k: int, b: int, siblings: np.ndarray | None = None) -> int:
         """State k's transition on byte b, built (if unknown) together with those on the
-        `siblings` bytes still unknown: a walk reads them next, and one fill serves them all."""
+        `siblings` bytes (b among them) still unknown: a walk reads them next, and one fill
+        serves them all."""
         slot = self._slot.item(k)  # (`.item`: a Python int, ~2x faster than int(a[i]))
         if slot < 0:
             slot = self._slot_of(k)  # may grow (replace) the table: index it only afterwards
