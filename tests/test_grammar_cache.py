@@ -274,10 +274,10 @@ def _equivalence_classes(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) -> None:
-    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps (or in C), is what
-    its doc defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the lexeme could have
-    ended before a start byte; dead leads to the sink, or to the absorbing state once it could
-    end."""
+    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps (or in C, over byte
+    classes), is what its doc defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the
+    lexeme could have ended before a start byte; dead leads to the sink, or to the absorbing
+    state once it could end."""
     from structgen.constraints.grammar import _FirstByteWalk
     from structgen.vocab import native
 
@@ -290,7 +290,10 @@ def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) ->
     for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0],
                 regex_to_dfa(r"(ab|a)*c?")):
         quick, n = _FirstByteWalk(dfa, starts), dfa.n_states
-        table = quick.table.reshape(-1, 256)
+        # compiled, rows hold one entry per byte class: expanded to the 256 bytes here
+        assert quick.stride == (len(set(quick.classes.tolist())) if compiled else 256)
+        assert sorted(set(quick.classes.tolist())) == list(range(quick.stride))
+        table = quick.table.reshape(-1, quick.stride)[:, quick.classes]
         assert table.shape == (3 * n + 3, 256) and quick.sink == 3 * n + 1
         for s in range(n):
             for b in range(256):
@@ -304,6 +307,8 @@ def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) ->
                     assert table[3 * s + phase, b] == want, (s, phase, b)
         assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all()
         assert (table[3 * n + 2] == 3 * n + 2).all()
+        if compiled:  # classes are the bytes no state and no start tells apart: few here
+            assert quick.stride < 64
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("trie_walk.c")
+#: -O3: the first-byte table's byte classes are a loop of comparisons it vectorizes (~3x).
+FLAGS = ["-O3", "-shared", "-fPIC"]
 
 #: Why the compiled kernels are not in use (None while they are, or before the first try).
 reason: str | None = None
@@ -53,7 +55,7 @@ def _build() -> Path:
     temporary name, then renamed: processes building at once never load a partial file)."""
     source = SOURCE.read_bytes()
     cc = _compiler()
-    tag = hashlib.sha256(source + " ".join(cc).encode() + platform.platform().encode()
+    tag = hashlib.sha256(source + " ".join(cc + FLAGS).encode() + platform.platform().encode()
                          ).hexdigest()[:16]
     out = _cache_dir() / f"trie_walk-{tag}.so"
     if not out.exists():
@@ -61,7 +63,7 @@ def _build() -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+            subprocess.run([*cc, *FLAGS, "-o", tmp, str(SOURCE)],
                            check=True, capture_output=True, timeout=120)
             os.replace(tmp, out)
         finally:
@@ -87,10 +89,14 @@ def _load() -> ctypes.CDLL | None:
     fn = lib.structgen_trie_walk
     fn.restype = ctypes.c_int64
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
-    fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, i32, i32, i32, ptr, ptr, ptr, ptr]
+    fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, i32, i32, i32, i32, ptr, ptr, ptr,
+                   ptr]
+    classes = lib.structgen_byte_classes
+    classes.restype = i32
+    classes.argtypes = [ptr, ptr, i32, ptr, ptr]
     table = lib.structgen_first_byte_table
     table.restype = None
-    table.argtypes = [ptr, ptr, ptr, i32, ptr]
+    table.argtypes = [ptr, ptr, ptr, i32, ptr, i32, ptr]
     endless = lib.structgen_endless
     endless.restype = i32
     endless.argtypes = [ptr, i32, i32, ptr, ptr]
@@ -107,9 +113,11 @@ def available() -> bool:
 
 
 def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.ndarray
-                     ) -> np.ndarray | None:
-    """A lexeme's first-byte walk table (`_FirstByteWalk`, flat int32), built in one pass; None
-    when the compiled kernels are not available."""
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """A lexeme's first-byte walk table over byte classes (`_FirstByteWalk`, flat int32, rows of
+    as many entries as classes) and the class of each byte (uint8), built in one pass each;
+    None when the compiled kernels are not available. A key DFA of ~100 states reads ~20
+    classes: its table is a tenth of a full one, which was mostly page faults to write."""
     lib = _load()
     if lib is None:
         return None
@@ -117,10 +125,13 @@ def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.
     transitions = np.ascontiguousarray(transitions, np.int32)
     accepting = np.ascontiguousarray(accepting, np.uint8)
     starts = np.ascontiguousarray(starts, np.uint8)
-    table = np.empty((n + 1) * 3 * 256, np.int32)
+    classes, reps = np.empty(256, np.uint8), np.empty(256, np.uint8)
+    m = lib.structgen_byte_classes(transitions.ctypes.data, starts.ctypes.data, n,
+                                   classes.ctypes.data, reps.ctypes.data)
+    table = np.empty((n + 1) * 3 * m, np.int32)
     lib.structgen_first_byte_table(transitions.ctypes.data, accepting.ctypes.data,
-                                   starts.ctypes.data, n, table.ctypes.data)
-    return table
+                                   starts.ctypes.data, n, reps.ctypes.data, m, table.ctypes.data)
+    return table, classes
 
 
 class EndlessSearch:
@@ -221,16 +232,24 @@ class Preorder:
                 self.tok_start.ctypes.data, self.tokens.ctypes.data, len(self.byte))
 
     def walk(self, table: np.ndarray, sink: int, absorbing: int, state: int,
-             first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             first: np.ndarray | None = None, classes: np.ndarray | None = None,
+             stride: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(token ids, end states) of every token the table reads from `state` without
-        reaching `sink` (`TokenTrie.walk`'s result, in trie order). Only when `available()`."""
+        reaching `sink` (`TokenTrie.walk`'s result, in trie order). With `classes` (a uint8
+        class per byte), the table's rows hold `stride` entries, one per class. Only when
+        `available()`."""
         lib = _lib
         assert lib is not None and table.dtype == np.int32 and table.flags.c_contiguous
         scratch = _scratch
         scratch.ensure(len(self.tokens), self.max_depth)
         if first is not None:
             first = np.ascontiguousarray(first, np.uint8)
+        if classes is None:
+            mapped, stride = None, 256
+        else:
+            assert classes.dtype == np.uint8 and len(classes) == 256
+            mapped = classes.ctypes.data
         k = lib.structgen_trie_walk(
-            *self._arguments, table.ctypes.data, sink, absorbing, state,
+            *self._arguments, table.ctypes.data, mapped, stride, sink, absorbing, state,
             None if first is None else first.ctypes.data, *scratch.addresses)
         return scratch.take(k)

@@ -6,22 +6,24 @@
 /* Walk the trie from state `start`: node i (preorder) holds byte[i] at depth[i]; its subtree
  * ends before node end[i]; the tokens ending at it are tokens[tok_start[i] .. tok_start[i+1]),
  * so a subtree's tokens are tokens[tok_start[i] .. tok_start[end[i]]). The next state of
- * (state s, byte b) is table[s * 256 + b]; `sink` is dead (its subtree is skipped) and
+ * (state s, byte b) is table[s * stride + classes[b]] (table[s * 256 + b] when `classes` is
+ * null: a table over byte classes is a fraction of a full one); `sink` is dead (its subtree is skipped) and
  * `absorbing` (or -1) a state every byte keeps (its subtree's tokens all end in it). With
  * `first` non-null, first-level bytes b with first[b] == 0 are dead. `stack` holds one state
  * per depth (max depth + 1). Writes each live token and its end state to out_ids/out_states
  * (room for every token) and returns how many. */
 int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int32_t *end,
                             const int32_t *tok_start, const int64_t *tokens, int64_t n_nodes,
-                            const int32_t *table, int32_t sink, int32_t absorbing,
-                            int32_t start, const uint8_t *first, int32_t *stack,
+                            const int32_t *table, const uint8_t *classes, int32_t stride,
+                            int32_t sink, int32_t absorbing, int32_t start,
+                            const uint8_t *first, int32_t *stack,
                             int64_t *out_ids, int32_t *out_states) {
     int64_t k = 0, i = 0;
     stack[0] = start;
     while (i < n_nodes) {
         int32_t d = depth[i];
         uint8_t b = byte[i];
-        int32_t s = table[(int64_t)stack[d] * 256 + b];
+        int32_t s = table[(int64_t)stack[d] * stride + (classes != 0 ? classes[b] : b)];
         if (d == 0 && first != 0 && first[b] == 0)
             s = sink;
         if (s == sink) {
@@ -44,29 +46,57 @@ int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int
     return k;
 }
 
-/* The table of a lexeme's first-byte walk (grammar.py, `_FirstByteWalk`, which documents it
- * and builds the same with numpy): row 3 * s + phase for DFA state s of n (`transitions`,
- * -1 dead; `accepting`), and rows 3n .. 3n + 2 for dead; `starts` holds the bytes another
- * lexeme may start with. One pass: ~3.5x numpy's whole-array steps on a 500-state key DFA. */
-void structgen_first_byte_table(const int32_t *transitions, const uint8_t *accepting,
-                                const uint8_t *starts, int32_t n, int32_t *table) {
+/* Byte classes for a lexeme's first-byte walk: runs of consecutive bytes that every state of
+ * the DFA (n states of 256 transitions) sends to the same state, and on which `starts` agrees.
+ * Runs, not every set of such bytes: one pass of comparisons between neighbours, exact with no
+ * hashing, and a key DFA of ~100 states still reads only ~50 runs. classes[b] gets each byte's
+ * run and reps[c] the first byte of run c; returns the number of runs. */
+int32_t structgen_byte_classes(const int32_t *transitions, const uint8_t *starts, int32_t n,
+                               uint8_t *classes, uint8_t *reps) {
+    uint8_t cut[256];
+    cut[0] = 1;
+    for (int b = 1; b < 256; b++)
+        cut[b] = starts[b] != starts[b - 1];
     for (int32_t s = 0; s < n; s++) {
         const int32_t *row = transitions + (int64_t)s * 256;
-        int32_t *before = table + (int64_t)3 * s * 256, *after = before + 256;
-        int32_t *ended = after + 256;
+        for (int b = 1; b < 256; b++)
+            cut[b] |= row[b] != row[b - 1];
+    }
+    int32_t m = 0;
+    for (int b = 0; b < 256; b++) {
+        if (cut[b])
+            reps[m++] = (uint8_t)b;
+        classes[b] = (uint8_t)(m - 1);
+    }
+    return m;
+}
+
+/* The table of a lexeme's first-byte walk over m byte classes (grammar.py, `_FirstByteWalk`,
+ * which documents it and builds the same with numpy over all 256 bytes): row 3 * s + phase
+ * for DFA state s of n (`transitions`, -1 dead; `accepting`), and rows 3n .. 3n + 2 for dead,
+ * each of m entries, entry c for the bytes of class c (first byte reps[c]); `starts` holds
+ * the bytes another lexeme may start with. */
+void structgen_first_byte_table(const int32_t *transitions, const uint8_t *accepting,
+                                const uint8_t *starts, int32_t n, const uint8_t *reps,
+                                int32_t m, int32_t *table) {
+    for (int32_t s = 0; s < n; s++) {
+        const int32_t *row = transitions + (int64_t)s * 256;
+        int32_t *before = table + (int64_t)3 * s * m, *after = before + m;
+        int32_t *ended = after + m;
         uint8_t could_end = accepting[s];
-        for (int b = 0; b < 256; b++) {
+        for (int32_t c = 0; c < m; c++) {
+            int b = reps[c];
             int32_t next = 3 * (row[b] < 0 ? n : row[b]);
-            before[b] = next + 1;
-            after[b] = next + 1 + (could_end & starts[b]);
-            ended[b] = next + 2;
+            before[c] = next + 1;
+            after[c] = next + 1 + (could_end & starts[b]);
+            ended[c] = next + 2;
         }
     }
-    int32_t *dead = table + (int64_t)3 * n * 256;
-    for (int b = 0; b < 512; b++)
-        dead[b] = 3 * n + 1;
-    for (int b = 512; b < 768; b++)
-        dead[b] = 3 * n + 2;
+    int32_t *dead = table + (int64_t)3 * n * m;
+    for (int32_t c = 0; c < 2 * m; c++)
+        dead[c] = 3 * n + 1;
+    for (int32_t c = 2 * m; c < 3 * m; c++)
+        dead[c] = 3 * n + 2;
 }
 
 /* Whether a cycle is reachable from `root` in the graph of a DFA's transitions (n states of
