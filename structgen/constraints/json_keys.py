@@ -472,6 +472,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._outs: dict[tuple[int, int], frozenset[int]] = {}
         self._outs_of: dict[frozenset, frozenset[int]] = {}
         self._steps: dict[frozenset, list[tuple[int, frozenset[tuple[int, int]]]]] = {}
+        self._stepped: dict[tuple[frozenset, int], frozenset[tuple[int, int]]] = {}
         tables = _TABLES.get(grammar.vocab.fingerprint)
         if tables is None:
             tables = _TABLES[grammar.vocab.fingerprint] = _VocabTables(grammar.vocab)
@@ -497,6 +498,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         self._witnesses.clear()
         self._outs_of.clear()
         self._steps.clear()
+        self._stepped.clear()
         self._removed.clear()
         self._endless_of.clear()
         self._stuck.clear()
@@ -820,14 +822,14 @@ class KeyTrackingAutomaton(TokenAutomaton):
                          kd: _KeysDFA) -> bool:
         """Whether, inside a key string, a key that is not present can still be spelled after
         `data` (keys-DFA state d after it): at once when `_endless_after`, else by search."""
-        return (self._endless_after(lexemes, data)
-                or self._in_key_lexemes(self._walk_lexemes(lexemes, data), d, kd) is not None)
+        walked = self._walk_lexemes(lexemes, data)
+        return self._endless_after(walked, b"") or self._in_key_lexemes(walked, d, kd) is not None
 
     def _endless_after(self, lexemes: frozenset[tuple[int, int]], data: bytes) -> bool:
         """Whether a key lexeme reads `data` into a state whose strings are endless: then a key
         that is not present can be spelled (present keys have finitely many spellings)."""
-        return any(self._dfas[t].walk(s, data) in endless
-                   for t, s, endless in self._endless_lexemes(lexemes))
+        return any(s in endless
+                   for _, s, endless in self._endless_lexemes(self._walk_lexemes(lexemes, data)))
 
     def _endless_lexemes(self, lexemes: frozenset[tuple[int, int]]) -> tuple:
         """(terminal, DFA state, its endless states) of the lexemes whose terminal has any."""
@@ -853,9 +855,22 @@ class KeyTrackingAutomaton(TokenAutomaton):
 
     def _walk_lexemes(self, lexemes: frozenset[tuple[int, int]], data: bytes
                       ) -> frozenset[tuple[int, int]]:
-        """The key lexemes after `data` inside a key string (no lexeme ends there)."""
-        return frozenset((t, s2) for t, s in lexemes
-                         for s2 in (self._dfas[t].walk(s, data),) if s2 != DEAD)
+        """The key lexemes after `data` inside a key string (no lexeme ends there), a byte at a
+        time through a memo per (lexemes, byte): a key position's candidate tokens share their
+        first bytes (`t`, `tr`, `tr_`), and its lexemes are one per key of the object (~100)."""
+        stepped = self._stepped
+        for b in data:
+            nxt = stepped.get((lexemes, b))
+            if nxt is None:
+                if len(stepped) >= self.max_memo:
+                    stepped.clear()
+                dfas = self._dfas
+                nxt = stepped[(lexemes, b)] = frozenset(
+                    (t, s2) for t, s in lexemes for s2 in (dfas[t].rows[s][b],) if s2 >= 0)
+            lexemes = nxt
+            if not lexemes:
+                break
+        return lexemes
 
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its

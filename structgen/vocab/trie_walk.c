@@ -1,6 +1,7 @@
 /* structgen's compiled kernels (see native.py): the token trie in preorder, walked depth
- * first under a full transition table, and the table of a lexeme's first-byte walk. Plain C
- * with no Python API: loaded with ctypes. */
+ * first under a full transition table (over bytes or byte classes), the table of a lexeme's
+ * first-byte walk with its byte classes, and two searches over DFAs. Plain C with no Python
+ * API: loaded with ctypes. */
 #include <stdint.h>
 
 /* Walk the trie from state `start`: node i (preorder) holds byte[i] at depth[i]; its subtree
