@@ -291,9 +291,10 @@ def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) ->
                 regex_to_dfa(r"(ab|a)*c?")):
         quick, n = _FirstByteWalk(dfa, starts), dfa.n_states
         # compiled, rows hold one entry per byte class: expanded to the 256 bytes here
-        assert quick.stride == (len(set(quick.classes.tolist())) if compiled else 256)
-        assert sorted(set(quick.classes.tolist())) == list(range(quick.stride))
-        table = quick.table.reshape(-1, quick.stride)[:, quick.classes]
+        flat, classes, stride = quick._table
+        assert stride == (len(set(classes.tolist())) if compiled else 256)
+        assert sorted(set(classes.tolist())) == list(range(stride))
+        table = flat.reshape(-1, stride)[:, classes]
         assert table.shape == (3 * n + 3, 256) and quick.sink == 3 * n + 1
         for s in range(n):
             for b in range(256):
@@ -308,7 +309,7 @@ def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) ->
         assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all()
         assert (table[3 * n + 2] == 3 * n + 2).all()
         if compiled:  # classes are the bytes no state and no start tells apart: few here
-            assert quick.stride < 64
+            assert stride < 64
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from structgen.automata.bytedfa import ByteDFA
 from structgen.automata.regex import regex_to_dfa
 from structgen.constraints.grammar import _FirstByteWalk, _root_view
 from structgen.vocab import native
@@ -45,12 +46,19 @@ class _Table:
 
 
 @st.composite
-def _cases(draw):
-    """A small vocabulary over a few bytes (duplicate spellings included) and a random table
-    over them: sink n, and state n + 1 absorbing when drawn so."""
+def _words(draw):
+    """(a few bytes, a small vocabulary over them: duplicate spellings included)."""
     alphabet = draw(st.lists(st.integers(0, 255), min_size=1, max_size=4, unique=True))
     words = draw(st.lists(st.lists(st.sampled_from(alphabet), min_size=1, max_size=6),
                           min_size=1, max_size=40))
+    return alphabet, [bytes(w) for w in words]
+
+
+@st.composite
+def _cases(draw):
+    """A small vocabulary over a few bytes (duplicate spellings included) and a random table
+    over them: sink n, and state n + 1 absorbing when drawn so."""
+    alphabet, words = draw(_words())
     n = draw(st.integers(1, 5))
     absorbing = draw(st.booleans())
     total = n + 2
@@ -59,7 +67,7 @@ def _cases(draw):
     table[n] = n  # the sink keeps itself
     table[n + 1] = n + 1  # (unreachable unless absorbing)
     first = rng.random(256) < 0.7 if draw(st.booleans()) else None
-    return ([bytes(w) for w in words], _Table(table, n, n + 1 if absorbing else -1),
+    return (words, _Table(table, n, n + 1 if absorbing else -1),
             draw(st.integers(0, n - 1)), first, alphabet[0])
 
 
@@ -71,6 +79,43 @@ def test_compiled_walk_equals_numpy_walk(compiled, case, monkeypatch_module) -> 
     for t in (trie, trie.below(byte), trie.relabelled(lambda ids: 1000 + 7 * ids)):
         want = _numpy_walk(t, source, start, first, monkeypatch_module)
         assert _pairs(*t.walk(source, start, first)) == _pairs(*want)
+
+
+@st.composite
+def _first_byte_cases(draw):
+    """A small vocabulary and a random DFA over a few bytes (dead transitions included), with
+    random start bytes and a start state."""
+    alphabet, words = draw(_words())
+    n = draw(st.integers(1, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    transitions = rng.integers(-1, n, size=(n, 256)).astype(np.int32)
+    accepting = rng.random(n) < 0.5
+    starts = rng.random(256) < 0.5
+    dfa = ByteDFA(transitions, accepting, 0)
+    return words, dfa, starts, draw(st.integers(0, n - 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=_first_byte_cases())
+def test_compiled_first_byte_split_equals_numpy_walk(compiled, case, monkeypatch_module) -> None:
+    """A lexeme's first-byte split by the compiled walk (next states computed from the DFA as it
+    goes) equals the numpy walk through its table (built compiled over byte classes, and with
+    numpy): tokens ending in a live DFA state inside, the others (absorbed) leaving."""
+    words, dfa, starts, start = case
+    trie = TokenTrie(words)
+    inside, leaving = _FirstByteWalk(dfa, starts).split(trie, start)
+    got = (sorted(inside.tolist()), sorted(leaving.tolist()))
+    for table in ("compiled", "numpy"):
+        if table == "numpy":
+            monkeypatch_module.setattr(native, "first_byte_table", lambda *args: None)
+        try:
+            quick = _FirstByteWalk(dfa, starts)
+            ids, ends = _numpy_walk(trie, quick, 3 * start, None, monkeypatch_module)
+        finally:
+            monkeypatch_module.undo()
+        live = ends < 3 * dfa.n_states
+        assert not (ends == quick.sink).any()
+        assert got == (sorted(ids[live].tolist()), sorted(ids[~live].tolist()))
 
 
 @pytest.fixture(scope="module")

@@ -392,41 +392,64 @@ def _root_view(vocab: Vocabulary) -> _View:
 class _FirstByteWalk:
     """Walk source for one terminal DFA that also remembers whether the lexeme could have
     ended with a token's next byte starting another lexeme (a byte in `starts`, the grammar's
-    first bytes): the quick first pass of `_lexeme_split`, a precomputed table. State =
-    3 * dfa_state + phase: 0 before any byte, 1 after some, 2 once it could have ended so;
-    dfa_state n = dead. (dead, 2) continues forever: the token may leave the lexeme. A token
-    that dies without that never had a way out."""
+    first bytes): the quick first pass of `_lexeme_split`. State = 3 * dfa_state + phase: 0
+    before any byte, 1 after some, 2 once it could have ended so; dfa_state n = dead. (dead, 2)
+    continues forever: the token may leave the lexeme. A token that dies without that never
+    had a way out. Walked compiled from the DFA itself; `step` reads a table built on first
+    use."""
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
-        n = dfa.n_states
-        # Row 3 * s + phase, over byte classes (`classes`, `stride` entries per row). A table is
-        # built per new DFA, and key DFAs are new with every schema: this is part of their
-        # first mask. Compiled when it can be (one pass, ~3.5x, over ~20 classes instead of
-        # 256 bytes for a key DFA).
-        built = native.first_byte_table(dfa.transitions, dfa.accepting, starts)
-        if built is None:  # in place, with whole-array steps, a class per byte
-            table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
-            base = table[:n, 0]
-            np.multiply(dfa.transitions, 3, out=base)  # 3 * next state...
-            np.putmask(base, dfa.transitions < 0, 3 * n)  # ...dead = n
-            np.add(base, 2, out=table[:n, 2])
-            np.add(base, 1, out=table[:n, 1])
-            table[np.flatnonzero(dfa.accepting), 1] += starts.astype(np.int32)  # could end
-            base += 1
-            table[n, :2] = 3 * n + 1  # dead, no way out: the sink
-            table[n, 2] = 3 * n + 2
-            built = table.ravel(), np.arange(256, dtype=np.uint8)
-        self.table, self.classes = built
-        self.stride = len(self.table) // (3 * n + 3)
-        self._class_of = self.classes.astype(np.int64)  # (uint8 + a Python int stays uint8)
-        self.n = n
+        n = self.n = dfa.n_states
         self.sink = 3 * n + 1
         self.absorbing = 3 * n + 2
         # (the arrays, not the DFA: shared lexemes must not keep their weak key alive)
         self.transitions, self.accepting = dfa.transitions, dfa.accepting
+        self.starts = starts
+        self._compiled: tuple[tuple[np.ndarray, ...], tuple[int, ...]] | None = None
+
+    def split(self, trie: TokenTrie, state: int) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens of `trie` read inside the DFA from DFA state `state`, tokens that may leave
+        it), by a walk compiled when it can be, its next states computed from the DFA as it
+        goes: key DFAs are new with every schema, and a table built first (3 KB per state,
+        written to fresh memory) cost more than the walks of their first masks."""
+        if not native.available():
+            local, ends = trie.walk(self, 3 * state)
+            inside = ends // 3 < self.n
+            return local[inside], local[~inside]
+        if self._compiled is None:  # (the arrays the kernel reads, held, and their addresses)
+            arrays = (np.ascontiguousarray(self.transitions, np.int32),
+                      np.ascontiguousarray(self.accepting, np.uint8),
+                      np.ascontiguousarray(self.starts, np.uint8))
+            self._compiled = arrays, (*(a.ctypes.data for a in arrays), self.n)
+        return trie.preorder().first_byte_split(self._compiled[1], 3 * state)
+
+    @cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(table, class of each byte (int64), entries per row): row 3 * s + phase over byte
+        classes, for `step` (proofs between walks, and walks without the compiled kernels).
+        Compiled when it can be (one pass, over ~50 runs of bytes instead of 256 for a key
+        DFA)."""
+        n, starts = self.n, self.starts
+        built = native.first_byte_table(self.transitions, self.accepting, starts)
+        if built is None:  # in place, with whole-array steps, a class per byte
+            table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
+            base = table[:n, 0]
+            np.multiply(self.transitions, 3, out=base)  # 3 * next state...
+            np.putmask(base, self.transitions < 0, 3 * n)  # ...dead = n
+            np.add(base, 2, out=table[:n, 2])
+            np.add(base, 1, out=table[:n, 1])
+            table[np.flatnonzero(self.accepting), 1] += starts.astype(np.int32)  # could end
+            base += 1
+            table[n, :2] = 3 * n + 1  # dead, no way out: the sink
+            table[n, 2] = 3 * n + 2
+            built = table.ravel(), np.arange(256, dtype=np.uint8)
+        table, classes = built
+        # (int64 classes: uint8 plus a Python int would stay uint8)
+        return table, classes.astype(np.int64), len(table) // (3 * n + 3)
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        return self.table[states * self.stride + self._class_of[data]]
+        table, class_of, stride = self._table
+        return table[states * stride + class_of[data]]
 
     def token_class(self, states: np.ndarray) -> np.ndarray:
         """A token's class after its walk ends in these states: -1 inside (a live DFA state),
@@ -623,9 +646,7 @@ class _SharedLexeme:
                 elif first[0] < ref[0]:
                     ref[0], ref[1] = first[0], state
                 return ref[2]
-        local, ends = trie.walk(quick, 3 * state)
-        inside = ends // 3 < quick.n
-        split = (local[inside], local[~inside])
+        split = quick.split(trie, state)
         if len(split[0]) >= self.REFERENCE_MIN:
             first = first or self._first_level(quick, state, trie)
             self._refer(view.key, [first[0], state, split, first[1]])

@@ -89,8 +89,10 @@ def _load() -> ctypes.CDLL | None:
     fn = lib.structgen_trie_walk
     fn.restype = ctypes.c_int64
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
-    fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, i32, i32, i32, i32, ptr, ptr, ptr,
-                   ptr]
+    fn.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, i32, i32, i32, ptr, ptr, ptr, ptr]
+    split = lib.structgen_first_byte_split
+    split.restype = ctypes.c_int64
+    split.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, i32, i32, ptr, ptr, ptr]
     classes = lib.structgen_byte_classes
     classes.restype = i32
     classes.argtypes = [ptr, ptr, i32, ptr, ptr]
@@ -192,6 +194,8 @@ class _Scratch(threading.local):
         self.states = np.empty(0, np.int32)
         self.stack = np.empty(0, np.int32)
         self.addresses = (0, 0, 0)
+        self.back = np.zeros(1, np.int64)  # a split walk's count of tokens at the back
+        self.back_address = self.back.ctypes.data
 
     def ensure(self, tokens: int, depth: int) -> None:
         if len(self.ids) < tokens or len(self.stack) <= depth:
@@ -232,24 +236,38 @@ class Preorder:
                 self.tok_start.ctypes.data, self.tokens.ctypes.data, len(self.byte))
 
     def walk(self, table: np.ndarray, sink: int, absorbing: int, state: int,
-             first: np.ndarray | None = None, classes: np.ndarray | None = None,
-             stride: int = 256) -> tuple[np.ndarray, np.ndarray]:
+             first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(token ids, end states) of every token the table reads from `state` without
-        reaching `sink` (`TokenTrie.walk`'s result, in trie order). With `classes` (a uint8
-        class per byte), the table's rows hold `stride` entries, one per class. Only when
-        `available()`."""
+        reaching `sink` (`TokenTrie.walk`'s result, in trie order). Only when `available()`."""
         lib = _lib
         assert lib is not None and table.dtype == np.int32 and table.flags.c_contiguous
         scratch = _scratch
         scratch.ensure(len(self.tokens), self.max_depth)
-        if first is not None:
-            first = np.ascontiguousarray(first, np.uint8)
-        if classes is None:
-            mapped, stride = None, 256
-        else:
-            assert classes.dtype == np.uint8 and len(classes) == 256
-            mapped = classes.ctypes.data
-        k = lib.structgen_trie_walk(
-            *self._arguments, table.ctypes.data, mapped, stride, sink, absorbing, state,
-            None if first is None else first.ctypes.data, *scratch.addresses)
+        first = _filter(first)  # (held here while the walk reads it)
+        k = lib.structgen_trie_walk(*self._arguments, table.ctypes.data, sink, absorbing, state,
+                                    None if first is None else first.ctypes.data,
+                                    *scratch.addresses)
         return scratch.take(k)
+
+    def first_byte_split(self, dfa: tuple[int, int, int, int], state: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens read inside, tokens that may leave) of a lexeme's first-byte walk
+        (`_FirstByteWalk`) from `state`, its next states computed from the DFA as it goes:
+        `dfa` holds the addresses of its transitions (int32, n x 256), accepting and start
+        bytes (uint8) and n. Only when `available()`."""
+        lib = _lib
+        assert lib is not None
+        scratch = _scratch
+        total = len(self.tokens)
+        scratch.ensure(total, self.max_depth)
+        scratch.back[0] = total
+        stack, ids, _ = scratch.addresses
+        k = lib.structgen_first_byte_split(*self._arguments, *dfa, state, stack, ids,
+                                           scratch.back_address)
+        leaving = scratch.ids[total - int(scratch.back[0]):total].copy()
+        return scratch.take(k)[0], leaving
+
+
+def _filter(first: np.ndarray | None) -> np.ndarray | None:
+    """A walk's first-byte filter as the uint8 array the kernels read."""
+    return None if first is None else np.ascontiguousarray(first, np.uint8)

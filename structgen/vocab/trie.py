@@ -16,9 +16,8 @@ from . import native
 
 class TransitionSource(Protocol):
     """What `TokenTrie.walk` needs from an automaton. A source whose transitions are all
-    known may also have `table` (int32, the next state of (s, b) at s * 256 + b, or at
-    s * stride + classes[b] with `classes` and `stride`) and `absorbing` (a state every byte
-    keeps, or -1): walks then run compiled (`native`)."""
+    known may also have `table` (int32, the next state of (s, b) at s * 256 + b) and
+    `absorbing` (a state every byte keeps, or -1): walks then run compiled (`native`)."""
 
     sink: int
 
@@ -209,8 +208,7 @@ class TokenTrie:
         table = getattr(source, "table", None)
         if table is not None and native.available():
             return self.preorder().walk(table, sink, getattr(source, "absorbing", -1),
-                                        int(state), first, getattr(source, "classes", None),
-                                        getattr(source, "stride", 256))
+                                        int(state), first)
         out_ids: list[np.ndarray] = []
         out_states: list[np.ndarray] = []
         # Sparse representation: live node indices + their states. Dense: states of all nodes.

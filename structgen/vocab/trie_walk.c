@@ -4,27 +4,52 @@
  * API: loaded with ctypes. */
 #include <stdint.h>
 
+/* What a walk reads its next state from: a full transition table (the next state of (state
+ * s, byte b) is table[s * 256 + b]), or, where `table` is null, a lexeme's first-byte walk
+ * (grammar.py, `_FirstByteWalk`) over a DFA of n states (`transitions`, -1 dead; `accepting`)
+ * and the bytes another lexeme may start with (`starts`), computed as it goes: state
+ * 3 * s + phase goes on byte b to 3 * t + 1 after phase 0 or 1 (+ 1 more after phase 1 where s
+ * accepts and b is in `starts`: the lexeme could have ended), or 3 * t + 2 after phase 2,
+ * where t is the DFA's next state (n when dead). A walk never continues from a dead DFA
+ * state: 3n + 1 is its sink and 3n + 2 its absorbing state. */
+typedef struct {
+    const int32_t *table;
+    const int32_t *transitions;
+    const uint8_t *accepting, *starts;
+    int32_t n;
+} source_t;
+
+static inline int32_t next_state(const source_t *src, int32_t x, uint8_t b) {
+    if (src->table != 0)
+        return src->table[(int64_t)x * 256 + b];
+    int32_t s = x / 3, phase = x - 3 * s;
+    int32_t t = src->transitions[(int64_t)s * 256 + b];
+    int32_t next = 3 * (t < 0 ? src->n : t) + 1;
+    if (phase == 2)
+        return next + 1;
+    return phase == 1 ? next + (src->accepting[s] & src->starts[b]) : next;
+}
+
 /* Walk the trie from state `start`: node i (preorder) holds byte[i] at depth[i]; its subtree
  * ends before node end[i]; the tokens ending at it are tokens[tok_start[i] .. tok_start[i+1]),
- * so a subtree's tokens are tokens[tok_start[i] .. tok_start[end[i]]). The next state of
- * (state s, byte b) is table[s * stride + classes[b]] (table[s * 256 + b] when `classes` is
- * null: a table over byte classes is a fraction of a full one); `sink` is dead (its subtree is skipped) and
- * `absorbing` (or -1) a state every byte keeps (its subtree's tokens all end in it). With
- * `first` non-null, first-level bytes b with first[b] == 0 are dead. `stack` holds one state
- * per depth (max depth + 1). Writes each live token and its end state to out_ids/out_states
- * (room for every token) and returns how many. */
-int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int32_t *end,
-                            const int32_t *tok_start, const int64_t *tokens, int64_t n_nodes,
-                            const int32_t *table, const uint8_t *classes, int32_t stride,
-                            int32_t sink, int32_t absorbing, int32_t start,
-                            const uint8_t *first, int32_t *stack,
-                            int64_t *out_ids, int32_t *out_states) {
-    int64_t k = 0, i = 0;
+ * so a subtree's tokens are tokens[tok_start[i] .. tok_start[end[i]]). `sink` is dead (its
+ * subtree is skipped) and `absorbing` (or -1) a state every byte keeps (its subtree's tokens
+ * all end in it). With `first` non-null, first-level bytes b with first[b] == 0 are dead.
+ * `stack` holds one state per depth (max depth + 1). Writes each live token and its end state
+ * to out_ids/out_states (room for every token) and returns how many. With `split` (k at least
+ * 0), tokens ending below state `split` go to out_ids from the front, the others from the back
+ * (from index k - 1 down), out_states is not written, and *n_back gets how many went there. */
+static inline int64_t walk(const uint8_t *byte, const int32_t *depth, const int32_t *end,
+                           const int32_t *tok_start, const int64_t *tokens, int64_t n_nodes,
+                           const source_t *src, int32_t sink, int32_t absorbing, int32_t start,
+                           const uint8_t *first, int32_t *stack, int64_t *out_ids,
+                           int32_t *out_states, int32_t split, int64_t *n_back) {
+    int64_t k = 0, i = 0, back = split >= 0 ? *n_back : 0, top = back;
     stack[0] = start;
     while (i < n_nodes) {
         int32_t d = depth[i];
         uint8_t b = byte[i];
-        int32_t s = table[(int64_t)stack[d] * stride + (classes != 0 ? classes[b] : b)];
+        int32_t s = next_state(src, stack[d], b);
         if (d == 0 && first != 0 && first[b] == 0)
             s = sink;
         if (s == sink) {
@@ -32,10 +57,18 @@ int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int
             continue;
         }
         int32_t last = (s == absorbing) ? tok_start[end[i]] : tok_start[i + 1];
-        for (int32_t t = tok_start[i]; t < last; t++) {
-            out_ids[k] = tokens[t];
-            out_states[k] = s;
-            k++;
+        if (split < 0) {
+            for (int32_t t = tok_start[i]; t < last; t++) {
+                out_ids[k] = tokens[t];
+                out_states[k] = s;
+                k++;
+            }
+        } else if (s < split) {
+            for (int32_t t = tok_start[i]; t < last; t++)
+                out_ids[k++] = tokens[t];
+        } else {
+            for (int32_t t = tok_start[i]; t < last; t++)
+                out_ids[--back] = tokens[t];
         }
         if (s == absorbing) {
             i = end[i];
@@ -44,7 +77,36 @@ int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int
             i++;
         }
     }
+    if (split >= 0)
+        *n_back = top - back;
     return k;
+}
+
+/* `walk` under a full transition table. */
+int64_t structgen_trie_walk(const uint8_t *byte, const int32_t *depth, const int32_t *end,
+                            const int32_t *tok_start, const int64_t *tokens, int64_t n_nodes,
+                            const int32_t *table, int32_t sink, int32_t absorbing,
+                            int32_t start, const uint8_t *first, int32_t *stack,
+                            int64_t *out_ids, int32_t *out_states) {
+    source_t src = {table, 0, 0, 0, 0};
+    return walk(byte, depth, end, tok_start, tokens, n_nodes, &src, sink, absorbing, start,
+                first, stack, out_ids, out_states, -1, 0);
+}
+
+/* A lexeme's first-byte walk from `start` split as `_SharedLexeme.split` needs it: the tokens
+ * read inside the DFA (ending in a live DFA state, below 3n) to out_ids from the front
+ * (returns how many), the others (those that may leave it) from index k - 1 down, where k is
+ * *n_back on entry (the buffer's room for every token); *n_back gets how many. No table to
+ * build (a key DFA's would be 3 KB per state), no end states to write and sort out after. */
+int64_t structgen_first_byte_split(const uint8_t *byte, const int32_t *depth,
+                                   const int32_t *end, const int32_t *tok_start,
+                                   const int64_t *tokens, int64_t n_nodes,
+                                   const int32_t *transitions, const uint8_t *accepting,
+                                   const uint8_t *starts, int32_t n, int32_t start,
+                                   int32_t *stack, int64_t *out_ids, int64_t *n_back) {
+    source_t src = {0, transitions, accepting, starts, n};
+    return walk(byte, depth, end, tok_start, tokens, n_nodes, &src, 3 * n + 1, 3 * n + 2, start,
+                0, stack, out_ids, 0, 3 * n, n_back);
 }
 
 /* Byte classes for a lexeme's first-byte walk: runs of consecutive bytes that every state of
