@@ -31,7 +31,7 @@ import json
 import re
 import weakref
 from bisect import bisect_left
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,6 +71,7 @@ def _best_byte(bs: set[int] | frozenset[int]) -> int:
     return b
 
 
+_UNKNOWN = object()  # not in a memo whose values may be None
 _NO_IDS = np.empty(0, np.int64)
 _NO_IDS.flags.writeable = False
 
@@ -463,12 +464,16 @@ class KeyTrackingAutomaton(TokenAutomaton):
     #: Bound on each per-state memo (dropped wholesale when full, like the grammar's caches).
     max_memo = 100_000
 
-    def __init__(self, grammar: TokenAutomaton, terminal_dfas: Sequence[ByteDFA]) -> None:
+    def __init__(self, grammar: TokenAutomaton, terminal_dfas: Sequence[ByteDFA],
+                 literal_keys: Mapping[int, str] | None = None) -> None:
         """`grammar`: a `GrammarAutomaton` of JSON texts whose states are sets of (terminal,
-        DFA state, origin) lexemes, `terminal_dfas` its terminals' DFAs."""
+        DFA state, origin) lexemes, `terminal_dfas` its terminals' DFAs, `literal_keys` the key
+        each key terminal that spells one key spells (its DFA accepts spellings of that key
+        only)."""
         super().__init__(grammar.vocab)
         self.grammar = grammar
         self._dfas = terminal_dfas
+        self._literal_keys = dict(literal_keys or {})
         self._outs: dict[tuple[int, int], frozenset[int]] = {}
         self._outs_of: dict[frozenset, frozenset[int]] = {}
         self._steps: dict[frozenset, list[tuple[int, frozenset[tuple[int, int]]]]] = {}
@@ -611,6 +616,13 @@ class KeyTrackingAutomaton(TokenAutomaton):
         memo_key = (lexemes, d, kd)
         if memo_key in self._witnesses:
             return self._witnesses[memo_key]
+        literal = self._literal_keys
+        if all(literal.get(t) in kd.keys for t, _ in lexemes):
+            # Every lexeme spells a present key, and d read the same bytes (a prefix of those
+            # spellings): every way on spells a present key. (A search would also follow each
+            # escape spelling of them: ~100 steps for a few keys.)
+            self._witnesses[memo_key] = None
+            return None
         seen = {(lexemes, d)}
         todo: list[tuple[frozenset, int, bytes]] = [(lexemes, d, b"")]
         found = None
@@ -633,6 +645,20 @@ class KeyTrackingAutomaton(TokenAutomaton):
             known.update(dict.fromkeys([(lx, q, kd) for lx, q in seen if (lx, q, kd) not in known]))
         self._witnesses[memo_key] = found
         return found
+
+    def _fresh_along(self, lexemes: frozenset[tuple[int, int]], d: int, kd: _KeysDFA) -> bool:
+        """`_in_key_lexemes(lexemes, d, kd) is not None`, at once when a lexeme spells one key
+        that is not present: its completion closes that key, and the grammar accepts it (it was
+        expected where it started). Searches for a witness's bytes took ~500 steps where such
+        a key shared its first bytes with many present ones."""
+        known = self._witnesses.get((lexemes, d, kd), _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known is not None
+        literal, present = self._literal_keys, kd.keys
+        if any(key is not None and key not in present
+               for key in map(literal.get, (t for t, _ in lexemes))):
+            return True
+        return self._in_key_lexemes(lexemes, d, kd) is not None
 
     def _lexeme_steps(self, lexemes: frozenset[tuple[int, int]]
                       ) -> list[tuple[int, frozenset[tuple[int, int]]]]:
@@ -727,8 +753,8 @@ class KeyTrackingAutomaton(TokenAutomaton):
                         ok = True
                     elif len(end[2]) < len(data):
                         gq = self._grammar_after(g, data[: len(data) - len(end[2])])
-                        ok = gq is not None and self._in_key_lexemes(self._walk_lexemes(
-                            self._key_lexemes(gq), end[2]), d2, kd2) is not None
+                        ok = gq is not None and self._fresh_along(self._walk_lexemes(
+                            self._key_lexemes(gq), end[2]), d2, kd2)
                     else:
                         g2 = self._grammar_after(g, data)
                         ok = g2 is not None and self._witness(g2, end, keys) is not None
@@ -823,7 +849,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
         """Whether, inside a key string, a key that is not present can still be spelled after
         `data` (keys-DFA state d after it): at once when `_endless_after`, else by search."""
         walked = self._walk_lexemes(lexemes, data)
-        return self._endless_after(walked, b"") or self._in_key_lexemes(walked, d, kd) is not None
+        return self._endless_after(walked, b"") or self._fresh_along(walked, d, kd)
 
     def _endless_after(self, lexemes: frozenset[tuple[int, int]], data: bytes) -> bool:
         """Whether a key lexeme reads `data` into a state whose strings are endless: then a key

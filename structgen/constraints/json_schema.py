@@ -98,7 +98,7 @@ class JsonSchema(Constraint):
 
     def _build(self, vocab: Vocabulary) -> TokenAutomaton:
         automaton = KeyTrackingAutomaton(GrammarAutomaton(self.compiled, vocab),
-                                         self.compiled.terminal_dfas)
+                                         self.compiled.terminal_dfas, self.compiled.literal_keys)
         names = self.compiled.cfg.terminal_names
         if UNIQUE_OPEN in names:
             plain = names.index("'['") if "'['" in names else None

@@ -1277,7 +1277,10 @@ class Emitter:
         # JSON lexemes are delimited (quotes, punctuation): few tokens leave them, and pruning
         # those with a free lexer built per schema made Gemma-3's first masks ~12x slower
         # (MaskBench: median 19 vs 1.5 ms) for the same total mask time.
-        return CompiledGrammar(cfg, tuple(self.dfas), frozenset(), free_lexer=False)
+        literal_keys = {t: key[1] for key, t in self._terms.items()
+                        if key[0] == "key" and t is not None}
+        return CompiledSchema(cfg, tuple(self.dfas), frozenset(), free_lexer=False,
+                              literal_keys=literal_keys)
 
     def _check_watched(self) -> None:
         """Refuse watched parts (tracked arrays, capped strings) where the parser may follow
@@ -1903,6 +1906,15 @@ class Emitter:
         for q in machine.finals:
             self._rule(so_far(_Entries.END), () if q == start and not reentered else (so_far(q),))
         return so_far(_Entries.END)
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledSchema(CompiledGrammar):
+    """A schema's grammar, with the key each object key terminal spells (its DFA accepts that
+    key's JSON spellings and nothing else): the key tracker then knows, without a search, that
+    a key position holding only present keys' terminals has no fresh key."""
+
+    literal_keys: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
