@@ -404,6 +404,52 @@ def test_same_walk_across_dfas_proves_only_equal_walks(smollm2) -> None:
     assert proved >= 10 and refuted >= 10
 
 
+def test_compiled_proofs_give_the_walked_split(smollm2) -> None:
+    """A reference's split patched with the compiled differences (`_SharedLexeme._differences`)
+    from another state of the same DFA or of another DFA is exactly the split a walk gives:
+    no differences (the reference's own split), or a few tokens moved; on a string that must
+    not spell some keys, many of each; walks too unlike are not known (past the budget) or
+    left to a walk (most tokens differ)."""
+    from structgen.constraints import grammar as engine
+    from structgen.vocab import native
+
+    if not native.available():
+        pytest.skip(f"no compiled kernels here: {native.reason}")
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ' ,:}]"']] = True
+    view = engine._root_view(smollm2.vocab)
+    tokens = view.local_trie.preorder().tokens
+    a, b = _string_but_keys(), _string_but_keys("id|items|name|n")
+    qa, qb = engine._FirstByteWalk(a, starts), engine._FirstByteWalk(b, starts)
+    owner = engine._SharedLexeme(starts)
+    walked_a = [qa.split(view.local_trie, s) for s in range(a.n_states)]
+    walked_b = [qb.split(view.local_trie, s) for s in range(b.n_states)]
+    pairing = engine._Bisimilar(qa, qb)
+
+    def as_sets(split):
+        return sorted(split[0].tolist()), sorted(split[1].tolist())
+
+    kinds = {"same": 0, "patched": 0, "unknown": 0, "walk": 0}
+    for across, refs in ((None, walked_a), (pairing, walked_b)):
+        for x in range(a.n_states):
+            for y in range(0, len(refs), 3):
+                rows = owner._differences(qa, x, [0, y, refs[y], b""], view, across)
+                if rows is None or rows is False:
+                    kinds["unknown" if rows is None else "walk"] += 1
+                    continue
+                split = engine._patched(refs[y], rows, tokens, len(view.ids))
+                assert as_sets(split) == as_sets(walked_a[x]), (x, y)
+                kinds["patched" if len(rows) else "same"] += 1
+    assert kinds["same"] >= 10 and kinds["patched"] >= 10, kinds
+    old = engine._SharedLexeme.DIFF_BUDGET
+    try:
+        engine._SharedLexeme.DIFF_BUDGET = 2
+        assert owner._differences(qa, a.initial, [0, b.initial, walked_b[b.initial], b""], view,
+                                  pairing) is None
+    finally:
+        engine._SharedLexeme.DIFF_BUDGET = old
+
+
 def test_splits_taken_across_dfas(smollm2, monkeypatch) -> None:
     """A new key DFA's first large split is proved against another DFA's reference (the same
     array comes back, no walk) and equals its own walk."""
@@ -428,30 +474,40 @@ def test_splits_taken_across_dfas(smollm2, monkeypatch) -> None:
     assert [sorted(part.tolist()) for part in taken] == own
 
 
-def test_split_references_keep_masks_exact(smollm2, monkeypatch) -> None:
-    """Splits taken from a reference state (`_SharedLexeme.split`) give the masks of splits all
+@pytest.mark.parametrize("compiled", [True, False])
+def test_split_references_keep_masks_exact(compiled: bool, smollm2, monkeypatch) -> None:
+    """Splits taken from a reference state (`_SharedLexeme.split`: the same, or patched where
+    a few tokens differ, found compiled or by `_same_walk`) give the masks of splits all
     walked, along objects whose extra keys start like the named ones."""
     from structgen import JsonSchema
     from structgen.constraints import grammar as engine
+    from structgen.vocab import native
 
+    if compiled and not native.available():
+        pytest.skip(f"no compiled kernels here: {native.reason}")
+    if not compiled:
+        monkeypatch.setattr(native, "available", lambda: False)
     schema = {"type": "object", "properties": {"name": {"type": "string"},
                                                "nickname": {"type": "string"}},
               "additionalProperties": {"type": "integer"}}
     text = '{"namesake":1,"nick":2,"name":"x","nicknames":3,"title":4}'
     taken = []
-    same = engine._same_walk
+    differences = engine._SharedLexeme._differences
 
-    def counted(*args, **kwargs) -> bool:
-        taken.append(same(*args, **kwargs))
-        return taken[-1]
+    def counted(*args, **kwargs):
+        got = differences(*args, **kwargs)
+        taken.append(got is not None and got is not False)
+        return got
 
-    def masks() -> list[np.ndarray]:
+    def masks() -> list[np.ndarray]:  # (every split computed afresh, none shared)
         monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
         monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
+        monkeypatch.setattr(engine, "_SHAPE_SPLITS", type(engine._SHAPE_SPLITS)())
+        monkeypatch.setattr(engine, "_REFERENCES", {})
         compiled = JsonSchema(schema, property_order="any").compiled
         return _masks_along(GrammarAutomaton(compiled, smollm2.vocab), smollm2, text)
 
-    monkeypatch.setattr(engine, "_same_walk", counted)
+    monkeypatch.setattr(engine._SharedLexeme, "_differences", counted)
     with_references = masks()
     assert any(taken)
     monkeypatch.setattr(engine._SharedLexeme, "REFERENCE_MIN", 10**9)
@@ -507,7 +563,7 @@ def test_reference_proofs_give_up(smollm2, monkeypatch) -> None:
         calls.append(1)
         return None
 
-    monkeypatch.setattr(engine, "_same_walk", never_sure)
+    monkeypatch.setattr(engine._SharedLexeme, "_differences", never_sure)
     shared = engine._SharedLexeme(starts)
     for s in range(dfa.n_states):
         local, ends = trie.walk(quick, 3 * s)

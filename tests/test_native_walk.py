@@ -118,6 +118,87 @@ def test_compiled_first_byte_split_equals_numpy_walk(compiled, case, monkeypatch
         assert got == (sorted(ids[live].tolist()), sorted(ids[~live].tolist()))
 
 
+def _classes(trie: TokenTrie, quick: _FirstByteWalk, state: int) -> dict[int, int]:
+    """Token -> class of its first-byte walk from DFA state `state` (0 inside, 2 may leave;
+    dead tokens left out), by the compiled split."""
+    inside, leaving = quick.split(trie, state)
+    return {**dict.fromkeys(inside.tolist(), 0), **dict.fromkeys(leaving.tolist(), 2)}
+
+
+@st.composite
+def _small_first_byte_cases(draw):
+    """As `_first_byte_cases`, over 1-3 states with no bias to loops: two walks from different
+    states then often meet in one DFA state, one of them past a place where the lexeme could
+    have ended and the other not (alike only in the same phase)."""
+    _, words = draw(_words())
+    n = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    dfa = ByteDFA(rng.integers(-1, n, size=(n, 256)).astype(np.int32), rng.random(n) < 0.5, 0)
+    return words, dfa, rng.random(256) < 0.5, draw(st.integers(0, n - 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.one_of(_first_byte_cases(), _small_first_byte_cases()), b=st.integers(0, 2**31),
+       same=st.booleans())
+def test_first_byte_diff_finds_every_token_classed_otherwise(compiled, a, b, same) -> None:
+    """Two first-byte walks side by side (of one DFA from two states, or of two DFAs, proving
+    alike states by DFA equivalence) report exactly the tokens whose class differs, with
+    their class under the first walk."""
+    from structgen.constraints.grammar import _Bisimilar
+
+    words, dfa, starts, x = a
+    rng = np.random.default_rng(b)
+    n = dfa.n_states
+    if same:
+        other = dfa
+    else:  # a copy changed in one state (a row or its acceptance): most states still alike
+        table, accepting = dfa.transitions.copy(), dfa.accepting.copy()
+        r = int(rng.integers(n))
+        if rng.random() < 0.5:
+            accepting[r] = not accepting[r]
+        else:
+            table[r, rng.random(256) < 0.3] = rng.integers(-1, n)
+        other = ByteDFA(table, accepting, 0)
+    y = int(rng.integers(n))
+    trie = TokenTrie(words)
+    qa, qb = _FirstByteWalk(dfa, starts), _FirstByteWalk(other, starts)
+    search = None if same else _Bisimilar(qa, qb).search()
+    rows = trie.preorder().first_byte_diff(qa.addresses, qb.addresses,
+                                           None if same else search.addresses, 3 * x, 3 * y,
+                                           10**6)
+    got: dict[int, int] = {}
+    for first, end, cls in rows.tolist():
+        for t in trie.preorder().tokens[first:end].tolist():
+            got[t] = cls
+    ca, cb = _classes(trie, qa, x), _classes(trie, qb, y)
+    want = {t: ca.get(t, 1) for t in set(ca) | set(cb) if ca.get(t, 1) != cb.get(t, 1)}
+    assert got == want
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_first_byte_diff_tells_phases_apart(compiled, same) -> None:
+    """Walks that meet in one DFA state (or equivalent ones) are alike only in the same phase:
+    from q0 and q1, `ca` reaches q2 in both, but only from q1 (accepting) could the lexeme
+    have ended before `a` (a start byte), so `ca!` dies there (dead) and leaves from q1."""
+    from structgen.constraints.grammar import _Bisimilar
+
+    table = np.full((3, 256), -1, np.int32)
+    table[0, ord("c")], table[1, ord("c")] = 0, 1
+    table[0, ord("a")] = table[1, ord("a")] = 2
+    dfa = ByteDFA(table, np.array([False, True, False]), 0)
+    starts = np.zeros(256, bool)
+    starts[ord("a")] = True
+    trie = TokenTrie([b"c", b"ca", b"ca!", b"cc"])
+    qa = _FirstByteWalk(dfa, starts)
+    qb = qa if same else _FirstByteWalk(ByteDFA(table.copy(), dfa.accepting.copy(), 0), starts)
+    search = None if same else _Bisimilar(qa, qb).search()  # (held while the walk runs)
+    rows = trie.preorder().first_byte_diff(qa.addresses, qb.addresses,
+                                           None if same else search.addresses, 0, 3, 10**6)
+    got = {t: cls for first, end, cls in rows.tolist()
+           for t in trie.preorder().tokens[first:end].tolist()}
+    assert got == {2: 1}  # `ca!`: dead from q0, may leave from q1
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     mp = pytest.MonkeyPatch()

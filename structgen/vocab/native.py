@@ -93,6 +93,10 @@ def _load() -> ctypes.CDLL | None:
     split = lib.structgen_first_byte_split
     split.restype = ctypes.c_int64
     split.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, i32, i32, ptr, ptr, ptr]
+    diff = lib.structgen_first_byte_diff
+    diff.restype = ctypes.c_int64
+    diff.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, i32, i32, ptr, i32, ptr,
+                     i32, i32, i64, ptr, ptr]
     classes = lib.structgen_byte_classes
     classes.restype = i32
     classes.argtypes = [ptr, ptr, i32, ptr, ptr]
@@ -169,6 +173,11 @@ class EquivalenceSearch:
         self.buffer = np.empty(2 * (limit + 257), np.int64)
         self._arguments = (*(x.ctypes.data for x in self._arrays), len(tb))
 
+    @property
+    def addresses(self) -> tuple[int, int, int]:
+        """(verdicts, limit, buffer) as `first_byte_diff` takes them."""
+        return self.known.ctypes.data, self.limit, self.buffer.ctypes.data
+
     def __call__(self, p: int, q: int) -> bool:
         """Whether state p of the first DFA and q of the second are equivalent (within the
         limit). Only when `available()`."""
@@ -198,10 +207,10 @@ class _Scratch(threading.local):
         self.back_address = self.back.ctypes.data
 
     def ensure(self, tokens: int, depth: int) -> None:
-        if len(self.ids) < tokens or len(self.stack) <= depth:
+        if len(self.ids) < tokens or len(self.stack) < 2 * depth + 2:
             self.ids = np.empty(max(tokens, len(self.ids)), np.int64)
             self.states = np.empty(len(self.ids), np.int32)
-            self.stack = np.empty(max(depth + 1, len(self.stack)), np.int32)
+            self.stack = np.empty(max(2 * depth + 2, len(self.stack)), np.int32)  # (two walks)
             self.addresses = (self.stack.ctypes.data, self.ids.ctypes.data,
                               self.states.ctypes.data)
 
@@ -266,6 +275,27 @@ class Preorder:
                                            scratch.back_address)
         leaving = scratch.ids[total - int(scratch.back[0]):total].copy()
         return scratch.take(k)[0], leaving
+
+    def first_byte_diff(self, a: tuple[int, int, int, int], b: tuple[int, int, int, int],
+                        equivalence: tuple[int, int, int] | None, x: int, y: int,
+                        budget: int) -> np.ndarray | None:
+        """Where two first-byte walks classify tokens differently: A's from state x, B's from
+        y, under the same start bytes (`a`, `b`: addresses of transitions, accepting, start
+        bytes, and n, as `first_byte_split`). `equivalence`: `EquivalenceSearch.addresses`
+        (A's DFA states against B's), None when A and B are one DFA. Returns (first, end,
+        class under A) rows of ranges of `tokens` (class 0 inside, 1 dead, 2 may leave), or
+        None past `budget` nodes. Only when `available()`."""
+        lib = _lib
+        assert lib is not None
+        scratch = _scratch
+        scratch.ensure(max(len(self.tokens), 3 * budget), self.max_depth)
+        stack, ids, _ = scratch.addresses
+        byte, depth, end, tok_start, _, n_nodes = self._arguments
+        known, limit, buffer = equivalence if equivalence is not None else (None, 0, None)
+        k = lib.structgen_first_byte_diff(byte, depth, end, tok_start, n_nodes, a[0], a[1],
+                                          b[0], b[1], a[2], a[3], b[3], known, limit, buffer,
+                                          x, y, budget, stack, ids)
+        return None if k < 0 else scratch.ids[: 3 * k].reshape(k, 3).copy()
 
 
 def _filter(first: np.ndarray | None) -> np.ndarray | None:

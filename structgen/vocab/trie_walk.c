@@ -109,6 +109,89 @@ int64_t structgen_first_byte_split(const uint8_t *byte, const int32_t *depth,
                 0, stack, out_ids, 0, 3 * n, n_back);
 }
 
+int32_t structgen_equivalent(const int32_t *ta, const uint8_t *acc_a, const int32_t *tb,
+                             const uint8_t *acc_b, int32_t nb, int32_t p, int32_t q,
+                             int32_t limit, int8_t *known, int64_t *buffer);
+
+/* Two first-byte walks side by side (`_SharedLexeme.split` proving a split from another
+ * state's): A over DFA `ta` (na states), B over `tb` (nb states), under the same `starts`.
+ * `known` and `buffer` are `structgen_equivalent`'s (A's state p against B's q); with `known`
+ * null, A and B are one DFA. */
+typedef struct {
+    const int32_t *ta, *tb;
+    const uint8_t *acc_a, *acc_b, *starts;
+    int32_t na, nb, limit;
+    int8_t *known;
+    int64_t *buffer;
+} pair_t;
+
+/* A first-byte walk's next state, where sink and absorbing keep themselves. */
+static inline int32_t pair_next(const int32_t *tr, const uint8_t *acc, const uint8_t *starts,
+                                int32_t n, int32_t x, uint8_t b) {
+    if (x >= 3 * n)
+        return x;
+    source_t src = {0, tr, acc, starts, n};
+    return next_state(&src, x, b);
+}
+
+/* Whether every token walks to the same class from A's state x as from B's y: both the sink,
+ * both absorbing, or the same phase with equivalent DFA states (equal, for one DFA). */
+static inline int pair_alike(const pair_t *p, int32_t x, int32_t y) {
+    int32_t fx = x >= 3 * p->na ? x - 3 * p->na : -1, fy = y >= 3 * p->nb ? y - 3 * p->nb : -1;
+    if (fx >= 0 || fy >= 0)
+        return fx == fy;
+    if (p->known == 0)
+        return x == y;
+    return x % 3 == y % 3 &&
+           structgen_equivalent(p->ta, p->acc_a, p->tb, p->acc_b, p->nb, x / 3, y / 3, p->limit,
+                                p->known, p->buffer);
+}
+
+/* Walk the trie (preorder, as `walk`) from A's state x0 and B's y0 together, below the nodes
+ * where their states are not alike (alike states classify every token below alike). Writes
+ * (first, end, class under A) triples of token ranges tokens[first .. end) whose class under A
+ * (0 inside, 1 dead, 2 may leave) differs from theirs under B, and returns how many; -1 past
+ * `budget` nodes (out has room for 3 * budget entries; `stack` for two states per depth). */
+int64_t structgen_first_byte_diff(const uint8_t *byte, const int32_t *depth, const int32_t *end,
+                                  const int32_t *tok_start, int64_t n_nodes,
+                                  const int32_t *ta, const uint8_t *acc_a, const int32_t *tb,
+                                  const uint8_t *acc_b, const uint8_t *starts, int32_t na,
+                                  int32_t nb, int8_t *known, int32_t limit, int64_t *buffer,
+                                  int32_t x0, int32_t y0, int64_t budget, int32_t *stack,
+                                  int64_t *out) {
+    pair_t p = {ta, tb, acc_a, acc_b, starts, na, nb, limit, known, buffer};
+    int64_t k = 0, i = 0, visited = 0;
+    stack[0] = x0;
+    stack[1] = y0;
+    while (i < n_nodes) {
+        if (++visited > budget)
+            return -1;
+        int32_t d = depth[i];
+        uint8_t b = byte[i];
+        int32_t x = pair_next(ta, acc_a, starts, na, stack[2 * d], b);
+        int32_t y = pair_next(tb, acc_b, starts, nb, stack[2 * d + 1], b);
+        if (pair_alike(&p, x, y)) {
+            i = end[i];
+            continue;
+        }
+        int32_t ca = x < 3 * na ? 0 : x - 3 * na, cb = y < 3 * nb ? 0 : y - 3 * nb;
+        if (ca != 0 && cb != 0) { /* both fixed for the subtree, and not alike: all differ */
+            out[3 * k] = tok_start[i], out[3 * k + 1] = tok_start[end[i]], out[3 * k + 2] = ca;
+            k++;
+            i = end[i];
+            continue;
+        }
+        if (ca != cb && tok_start[i] < tok_start[i + 1]) {
+            out[3 * k] = tok_start[i], out[3 * k + 1] = tok_start[i + 1], out[3 * k + 2] = ca;
+            k++;
+        }
+        stack[2 * d + 2] = x;
+        stack[2 * d + 3] = y;
+        i++;
+    }
+    return k;
+}
+
 /* Byte classes for a lexeme's first-byte walk: runs of consecutive bytes that every state of
  * the DFA (n states of 256 transitions) sends to the same state, and on which `starts` agrees.
  * Runs, not every set of such bytes: one pass of comparisons between neighbours, exact with no
