@@ -1,4 +1,5 @@
-"""Compiled kernels (`trie_walk.c`: the trie walk, the first-byte tables it walks, and two
+"""Compiled kernels (`trie_walk.c`: the trie walk, under a transition table or a lexeme's
+first-byte walk computed from its DFA, alone or two side by side; that walk's table; and two
 searches over DFAs: states that reach a cycle, pairs of states that are equivalent), built
 with the system C compiler on first use.
 
@@ -122,8 +123,8 @@ def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.
                      ) -> tuple[np.ndarray, np.ndarray] | None:
     """A lexeme's first-byte walk table over byte classes (`_FirstByteWalk`, flat int32, rows of
     as many entries as classes) and the class of each byte (uint8), built in one pass each;
-    None when the compiled kernels are not available. A key DFA of ~100 states reads ~20
-    classes: its table is a tenth of a full one, which was mostly page faults to write."""
+    None when the compiled kernels are not available. Classes are runs of bytes every state
+    treats alike: a key DFA of ~100 states has ~50, and its table is a fifth of a full one."""
     lib = _load()
     if lib is None:
         return None
