@@ -272,29 +272,19 @@ def _equivalence_classes(a, b) -> tuple[np.ndarray, np.ndarray]:
         classes = refined
 
 
-@pytest.mark.parametrize("compiled", [True, False])
-def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) -> None:
-    """Every entry of `_FirstByteWalk`'s table, built with whole-array steps (or in C, over byte
-    classes), is what its doc defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the
-    lexeme could have ended before a start byte; dead leads to the sink, or to the absorbing
-    state once it could end."""
+def test_first_byte_walk_table_is_its_definition() -> None:
+    """Every entry of `_FirstByteWalk`'s table (built with whole-array steps, for `step`) is
+    what its doc defines: phase 0 -> 1 on a byte the DFA reads; 1 -> 2 where the lexeme could
+    have ended before a start byte; dead leads to the sink, or to the absorbing state once it
+    could end. `first_step` (phase 0, read off the DFA's row) agrees with its phase-0 rows."""
     from structgen.constraints.grammar import _FirstByteWalk
-    from structgen.vocab import native
 
-    if compiled and not native.available():
-        pytest.skip(f"no compiled kernels here: {native.reason}")
-    if not compiled:
-        monkeypatch.setattr(native, "first_byte_table", lambda *args: None)
     starts = np.zeros(256, bool)
     starts[[ord(c) for c in ' ,:}]"']] = True
     for dfa in (_string_but_keys(), Grammar(JSON).compiled.terminal_dfas[0],
                 regex_to_dfa(r"(ab|a)*c?")):
         quick, n = _FirstByteWalk(dfa, starts), dfa.n_states
-        # compiled, rows hold one entry per byte class: expanded to the 256 bytes here
-        flat, classes, stride = quick._table
-        assert stride == (len(set(classes.tolist())) if compiled else 256)
-        assert sorted(set(classes.tolist())) == list(range(stride))
-        table = flat.reshape(-1, stride)[:, classes]
+        table = quick._table.reshape(-1, 256)
         assert table.shape == (3 * n + 3, 256) and quick.sink == 3 * n + 1
         for s in range(n):
             for b in range(256):
@@ -306,10 +296,9 @@ def test_first_byte_walk_table_is_its_definition(compiled: bool, monkeypatch) ->
                     else:
                         want = 3 * n + (2 if phase == 2 or phase == 1 and could_end else 1)
                     assert table[3 * s + phase, b] == want, (s, phase, b)
+            assert np.array_equal(quick.first_step(s, np.arange(256)), table[3 * s])
         assert (table[3 * n : 3 * n + 2] == 3 * n + 1).all()
         assert (table[3 * n + 2] == 3 * n + 2).all()
-        if compiled:  # classes are the bytes no state and no start tells apart: few here
-            assert stride < 64
 
 
 def test_same_walk_proves_only_equal_walks(smollm2) -> None:

@@ -99,23 +99,17 @@ def _first_byte_cases(draw):
 @given(case=_first_byte_cases())
 def test_compiled_first_byte_split_equals_numpy_walk(compiled, case, monkeypatch_module) -> None:
     """A lexeme's first-byte split by the compiled walk (next states computed from the DFA as it
-    goes) equals the numpy walk through its table (built compiled over byte classes, and with
-    numpy): tokens ending in a live DFA state inside, the others (absorbed) leaving."""
+    goes) equals the numpy walk through its table: tokens ending in a live DFA state inside,
+    the others (absorbed) leaving."""
     words, dfa, starts, start = case
     trie = TokenTrie(words)
-    inside, leaving = _FirstByteWalk(dfa, starts).split(trie, start)
-    got = (sorted(inside.tolist()), sorted(leaving.tolist()))
-    for table in ("compiled", "numpy"):
-        if table == "numpy":
-            monkeypatch_module.setattr(native, "first_byte_table", lambda *args: None)
-        try:
-            quick = _FirstByteWalk(dfa, starts)
-            ids, ends = _numpy_walk(trie, quick, 3 * start, None, monkeypatch_module)
-        finally:
-            monkeypatch_module.undo()
-        live = ends < 3 * dfa.n_states
-        assert not (ends == quick.sink).any()
-        assert got == (sorted(ids[live].tolist()), sorted(ids[~live].tolist()))
+    quick = _FirstByteWalk(dfa, starts)
+    inside, leaving = quick.split(trie, start)
+    ids, ends = _numpy_walk(trie, quick, 3 * start, None, monkeypatch_module)
+    live = ends < 3 * dfa.n_states
+    assert not (ends == quick.sink).any()
+    assert (sorted(inside.tolist()), sorted(leaving.tolist())) == (
+        sorted(ids[live].tolist()), sorted(ids[~live].tolist()))
 
 
 def _classes(trie: TokenTrie, quick: _FirstByteWalk, state: int) -> dict[int, int]:

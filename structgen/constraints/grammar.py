@@ -395,8 +395,8 @@ class _FirstByteWalk:
     first bytes): the quick first pass of `_lexeme_split`. State = 3 * dfa_state + phase: 0
     before any byte, 1 after some, 2 once it could have ended so; dfa_state n = dead. (dead, 2)
     continues forever: the token may leave the lexeme. A token that dies without that never
-    had a way out. Walked compiled from the DFA itself; `step` reads a table built on first
-    use."""
+    had a way out. Walked compiled from the DFA itself (`split`); `step` reads a table built on
+    first use."""
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = self.n = dfa.n_states
@@ -428,33 +428,32 @@ class _FirstByteWalk:
             self._compiled = arrays, (*(a.ctypes.data for a in arrays), self.n)
         return self._compiled[1]
 
+    def first_step(self, state: int, data: np.ndarray) -> np.ndarray:
+        """`step` from walk state 3 * state (before any byte) on each byte of `data`, read off
+        the DFA's row: phase 0 goes to phase 1 whatever the byte."""
+        t = self.transitions[state, data]
+        return 3 * np.where(t < 0, self.n, t) + 1
+
     @cached_property
-    def _table(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(table, class of each byte (int64), entries per row): row 3 * s + phase over byte
-        classes, for `step` (proofs between walks, and walks without the compiled kernels).
-        Compiled when it can be (one pass, over ~50 runs of bytes instead of 256 for a key
-        DFA)."""
+    def _table(self) -> np.ndarray:
+        """Row 3 * s + phase (flat, 256 entries a row), built with whole-array steps on first
+        use: only `step` reads it (proofs by `_same_walk`, and walks, where the compiled
+        kernels are not used)."""
         n, starts = self.n, self.starts
-        built = native.first_byte_table(self.transitions, self.accepting, starts)
-        if built is None:  # in place, with whole-array steps, a class per byte
-            table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
-            base = table[:n, 0]
-            np.multiply(self.transitions, 3, out=base)  # 3 * next state...
-            np.putmask(base, self.transitions < 0, 3 * n)  # ...dead = n
-            np.add(base, 2, out=table[:n, 2])
-            np.add(base, 1, out=table[:n, 1])
-            table[np.flatnonzero(self.accepting), 1] += starts.astype(np.int32)  # could end
-            base += 1
-            table[n, :2] = 3 * n + 1  # dead, no way out: the sink
-            table[n, 2] = 3 * n + 2
-            built = table.ravel(), np.arange(256, dtype=np.uint8)
-        table, classes = built
-        # (int64 classes: uint8 plus a Python int would stay uint8)
-        return table, classes.astype(np.int64), len(table) // (3 * n + 3)
+        table = np.empty((n + 1, 3, 256), np.int32)  # (int64: 62 MB at 10k states)
+        base = table[:n, 0]
+        np.multiply(self.transitions, 3, out=base)  # 3 * next state...
+        np.putmask(base, self.transitions < 0, 3 * n)  # ...dead = n
+        np.add(base, 2, out=table[:n, 2])
+        np.add(base, 1, out=table[:n, 1])
+        table[np.flatnonzero(self.accepting), 1] += starts.astype(np.int32)  # could end
+        base += 1
+        table[n, :2] = 3 * n + 1  # dead, no way out: the sink
+        table[n, 2] = 3 * n + 2
+        return table.ravel()
 
     def step(self, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-        table, class_of, stride = self._table
-        return table[states * stride + class_of[data]]
+        return self._table[states * 256 + data]
 
     def token_class(self, states: np.ndarray) -> np.ndarray:
         """A token's class after its walk ends in these states: -1 inside (a live DFA state),
@@ -724,7 +723,7 @@ class _SharedLexeme:
         classes of the one-byte tokens): a reference whose split could be this state's has the
         same classes (a proof against another costs ~25 µs to fail)."""
         top = trie.levels[0]
-        walked = quick.step(np.full(len(top.byte), 3 * state), top.byte)
+        walked = quick.first_step(state, top.byte)
         classes = quick.token_class(walked)[top.token_count > 0].astype(np.int8)
         return len(set(walked.tolist())), classes.tobytes()
 

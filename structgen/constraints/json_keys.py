@@ -670,8 +670,7 @@ class KeyTrackingAutomaton(TokenAutomaton):
             if len(self._steps) >= self.max_memo:
                 self._steps.clear()
             out = self._steps[lexemes] = [
-                (b, frozenset((t, s2) for t, s in lexemes
-                              for s2 in (self._dfas[t].rows[s][b],) if s2 >= 0))
+                (b, self._step_lexemes(lexemes, b))
                 for b in sorted(self._lexeme_outs(lexemes), key=_probe_rank, reverse=True)]
         return out
 
@@ -884,19 +883,23 @@ class KeyTrackingAutomaton(TokenAutomaton):
         """The key lexemes after `data` inside a key string (no lexeme ends there), a byte at a
         time through a memo per (lexemes, byte): a key position's candidate tokens share their
         first bytes (`t`, `tr`, `tr_`), and its lexemes are one per key of the object (~100)."""
-        stepped = self._stepped
         for b in data:
-            nxt = stepped.get((lexemes, b))
-            if nxt is None:
-                if len(stepped) >= self.max_memo:
-                    stepped.clear()
-                dfas = self._dfas
-                nxt = stepped[(lexemes, b)] = frozenset(
-                    (t, s2) for t, s in lexemes for s2 in (dfas[t].rows[s][b],) if s2 >= 0)
-            lexemes = nxt
+            lexemes = self._step_lexemes(lexemes, b)
             if not lexemes:
                 break
         return lexemes
+
+    def _step_lexemes(self, lexemes: frozenset[tuple[int, int]], b: int
+                      ) -> frozenset[tuple[int, int]]:
+        """The key lexemes after byte b (cached per (lexemes, byte))."""
+        out = self._stepped.get((lexemes, b))
+        if out is None:
+            if len(self._stepped) >= self.max_memo:
+                self._stepped.clear()
+            dfas = self._dfas
+            out = self._stepped[(lexemes, b)] = frozenset(
+                (t, s2) for t, s in lexemes for s2 in (dfas[t].rows[s][b],) if s2 >= 0)
+        return out
 
     def mask(self, state: State) -> torch.Tensor:
         """The grammar's mask (the same cached tensor) unless the tracker refuses some of its

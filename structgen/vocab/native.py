@@ -1,7 +1,7 @@
 """Compiled kernels (`trie_walk.c`: the trie walk, under a transition table or a lexeme's
-first-byte walk computed from its DFA, alone or two side by side; that walk's table; and two
-searches over DFAs: states that reach a cycle, pairs of states that are equivalent), built
-with the system C compiler on first use.
+first-byte walk computed from its DFA, alone or two side by side; and two searches over DFAs:
+states that reach a cycle, pairs of states that are equivalent), built with the system C
+compiler on first use.
 
 A walk of the token trie under a full transition table is the one loop numpy serves badly:
 level by level it pays ~10 numpy calls per depth even when a handful of nodes are alive (a
@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("trie_walk.c")
-#: -O3: the first-byte table's byte classes are a loop of comparisons it vectorizes (~3x).
-FLAGS = ["-O3", "-shared", "-fPIC"]
+FLAGS = ["-O2", "-shared", "-fPIC"]
 
 #: Why the compiled kernels are not in use (None while they are, or before the first try).
 reason: str | None = None
@@ -98,12 +97,6 @@ def _load() -> ctypes.CDLL | None:
     diff.restype = ctypes.c_int64
     diff.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, i32, i32, ptr, i32, ptr,
                      i32, i32, i64, ptr, ptr]
-    classes = lib.structgen_byte_classes
-    classes.restype = i32
-    classes.argtypes = [ptr, ptr, i32, ptr, ptr]
-    table = lib.structgen_first_byte_table
-    table.restype = None
-    table.argtypes = [ptr, ptr, ptr, i32, ptr, i32, ptr]
     endless = lib.structgen_endless
     endless.restype = i32
     endless.argtypes = [ptr, i32, i32, ptr, ptr]
@@ -117,28 +110,6 @@ def _load() -> ctypes.CDLL | None:
 def available() -> bool:
     """Whether walks run compiled (building the library on the first call)."""
     return _load() is not None
-
-
-def first_byte_table(transitions: np.ndarray, accepting: np.ndarray, starts: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """A lexeme's first-byte walk table over byte classes (`_FirstByteWalk`, flat int32, rows of
-    as many entries as classes) and the class of each byte (uint8), built in one pass each;
-    None when the compiled kernels are not available. Classes are runs of bytes every state
-    treats alike: a key DFA of ~100 states has ~50, and its table is a fifth of a full one."""
-    lib = _load()
-    if lib is None:
-        return None
-    n = len(transitions)
-    transitions = np.ascontiguousarray(transitions, np.int32)
-    accepting = np.ascontiguousarray(accepting, np.uint8)
-    starts = np.ascontiguousarray(starts, np.uint8)
-    classes, reps = np.empty(256, np.uint8), np.empty(256, np.uint8)
-    m = lib.structgen_byte_classes(transitions.ctypes.data, starts.ctypes.data, n,
-                                   classes.ctypes.data, reps.ctypes.data)
-    table = np.empty((n + 1) * 3 * m, np.int32)
-    lib.structgen_first_byte_table(transitions.ctypes.data, accepting.ctypes.data,
-                                   starts.ctypes.data, n, reps.ctypes.data, m, table.ctypes.data)
-    return table, classes
 
 
 class EndlessSearch:

@@ -1,7 +1,6 @@
 /* structgen's compiled kernels (see native.py): the token trie in preorder, walked depth
- * first under a full transition table (over bytes or byte classes), the table of a lexeme's
- * first-byte walk with its byte classes, and two searches over DFAs. Plain C with no Python
- * API: loaded with ctypes. */
+ * first under a full transition table or a lexeme's first-byte walk (alone, or two side by
+ * side), and two searches over DFAs. Plain C with no Python API: loaded with ctypes. */
 #include <stdint.h>
 
 /* What a walk reads its next state from: a full transition table (the next state of (state
@@ -190,59 +189,6 @@ int64_t structgen_first_byte_diff(const uint8_t *byte, const int32_t *depth, con
         i++;
     }
     return k;
-}
-
-/* Byte classes for a lexeme's first-byte walk: runs of consecutive bytes that every state of
- * the DFA (n states of 256 transitions) sends to the same state, and on which `starts` agrees.
- * Runs, not every set of such bytes: one pass of comparisons between neighbours, exact with no
- * hashing, and a key DFA of ~100 states still reads only ~50 runs. classes[b] gets each byte's
- * run and reps[c] the first byte of run c; returns the number of runs. */
-int32_t structgen_byte_classes(const int32_t *transitions, const uint8_t *starts, int32_t n,
-                               uint8_t *classes, uint8_t *reps) {
-    uint8_t cut[256];
-    cut[0] = 1;
-    for (int b = 1; b < 256; b++)
-        cut[b] = starts[b] != starts[b - 1];
-    for (int32_t s = 0; s < n; s++) {
-        const int32_t *row = transitions + (int64_t)s * 256;
-        for (int b = 1; b < 256; b++)
-            cut[b] |= row[b] != row[b - 1];
-    }
-    int32_t m = 0;
-    for (int b = 0; b < 256; b++) {
-        if (cut[b])
-            reps[m++] = (uint8_t)b;
-        classes[b] = (uint8_t)(m - 1);
-    }
-    return m;
-}
-
-/* The table of a lexeme's first-byte walk over m byte classes (grammar.py, `_FirstByteWalk`,
- * which documents it and builds the same with numpy over all 256 bytes): row 3 * s + phase
- * for DFA state s of n (`transitions`, -1 dead; `accepting`), and rows 3n .. 3n + 2 for dead,
- * each of m entries, entry c for the bytes of class c (first byte reps[c]); `starts` holds
- * the bytes another lexeme may start with. */
-void structgen_first_byte_table(const int32_t *transitions, const uint8_t *accepting,
-                                const uint8_t *starts, int32_t n, const uint8_t *reps,
-                                int32_t m, int32_t *table) {
-    for (int32_t s = 0; s < n; s++) {
-        const int32_t *row = transitions + (int64_t)s * 256;
-        int32_t *before = table + (int64_t)3 * s * m, *after = before + m;
-        int32_t *ended = after + m;
-        uint8_t could_end = accepting[s];
-        for (int32_t c = 0; c < m; c++) {
-            int b = reps[c];
-            int32_t next = 3 * (row[b] < 0 ? n : row[b]);
-            before[c] = next + 1;
-            after[c] = next + 1 + (could_end & starts[b]);
-            ended[c] = next + 2;
-        }
-    }
-    int32_t *dead = table + (int64_t)3 * n * m;
-    for (int32_t c = 0; c < 2 * m; c++)
-        dead[c] = 3 * n + 1;
-    for (int32_t c = 2 * m; c < 3 * m; c++)
-        dead[c] = 3 * n + 2;
 }
 
 /* Whether a cycle is reachable from `root` in the graph of a DFA's transitions (n states of
