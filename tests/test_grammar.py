@@ -749,3 +749,94 @@ def test_derived_is_the_least_fixpoint(seed: int) -> None:
                     naive.add(lhs)
                     changed = True
         assert derived(rules, given) == naive
+
+
+def _bits(data: bytes) -> int:
+    out = 0
+    for b in data:
+        out |= 1 << b
+    return out
+
+
+def test_follow_bytes_of_a_small_grammar() -> None:
+    """FOLLOW over terminals, through nullable symbols and rule ends; an ignored terminal may
+    come after any lexeme, and anything after it."""
+    from structgen.automata.grammar import compile_lark, follow_bytes
+
+    g = compile_lark('start: "a" x "d"? | "a" "c"\nx: "b"*\n')
+    follow = follow_bytes(g)
+    of = {c: follow[next(i for i, d in enumerate(g.terminal_dfas) if d.accepts(c.encode()))]
+          for c in "abcd"}
+    assert of == {"a": _bits(b"bcd"), "b": _bits(b"bd"), "c": 0, "d": 0}
+
+    g = compile_lark('start: "a" "b"\n%ignore " "\n')
+    follow = follow_bytes(g)
+    of = {c: follow[next(i for i, d in enumerate(g.terminal_dfas) if d.accepts(c.encode()))]
+          for c in "ab "}
+    assert of == {"a": _bits(b"b "), "b": _bits(b" "), " ": _bits(b"ab ")}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_follow_bytes_cover_every_derivation(seed: int) -> None:
+    """Every pair of adjacent lexemes in random derivations of random grammars: the second
+    one's first byte is among the first's follow bytes."""
+    from structgen.automata.earley import CFG
+    from structgen.automata.grammar import CompiledGrammar, _productive_rules, follow_bytes
+    from structgen.automata.regex import regex_to_dfa
+
+    rnd = random.Random(seed)
+    n_t, n_nt = 5, 8
+    rules = _productive_rules(
+        [(n_t + rnd.randrange(n_nt),
+          tuple(rnd.randrange(n_t + n_nt) for _ in range(rnd.choice([0, 1, 2, 2, 3]))))
+         for _ in range(rnd.randrange(4, 30))] + [(n_t + k, (k % n_t,)) for k in range(n_nt)],
+        n_t)
+    texts = ["a", "b|bc", "c", "d", "e|ea"]
+    cfg = CFG(n_t, tuple(rules), n_t, tuple(f"T{i}" for i in range(n_t)),
+              tuple(f"N{i}" for i in range(n_nt)))
+    grammar = CompiledGrammar(cfg, tuple(regex_to_dfa(t) for t in texts), frozenset())
+    follow = follow_bytes(grammar)
+    firsts = [_bits(b"a"), _bits(b"b"), _bits(b"c"), _bits(b"d"), _bits(b"e")]
+    by_lhs: dict[int, list] = {}
+    for lhs, rhs in rules:
+        by_lhs.setdefault(lhs, []).append(rhs)
+
+    def expand(sym: int, depth: int) -> list[int] | None:
+        if sym < n_t:
+            return [sym]
+        options = by_lhs.get(sym, [])
+        if depth > 12:  # only rules of terminals, else give up on this derivation
+            options = [rhs for rhs in options if all(s < n_t for s in rhs)]
+        if not options:
+            return None
+        out: list[int] = []
+        for s in rnd.choice(options):
+            part = expand(s, depth + 1)
+            if part is None:
+                return None
+            out += part
+        return out
+
+    pairs = 0
+    for _ in range(300):
+        for start in range(n_t, n_t + n_nt):
+            seq = expand(start, 0)
+            for x, y in zip(seq or (), (seq or ())[1:]):
+                assert firsts[y] & ~follow[x] == 0, (x, y)
+                pairs += 1
+    assert pairs
+
+
+def test_schema_whitespace_runs_never_touch() -> None:
+    """A flexible whitespace run of a JSON schema (at most 32 bytes) is never followed by
+    another: longer runs of whitespace in one token are dead in its lexeme, not walked."""
+    from structgen.automata.grammar import follow_bytes
+    from structgen.schema.compile import compile_schema
+
+    schema = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}},
+                                               "b": {"type": "string"}}}
+    grammar, _ = compile_schema(schema, whitespace="flexible", property_order="any")
+    ws = grammar.cfg.terminal_names.index("WS")
+    follow = follow_bytes(grammar)[ws]
+    assert follow & _bits(b" \t\n\r") == 0
+    assert follow & _bits(b'"{}[],:0-') == _bits(b'"{}[],:0-')

@@ -445,7 +445,6 @@ def test_splits_taken_across_dfas(smollm2, monkeypatch) -> None:
     from structgen.constraints import grammar as engine
 
     monkeypatch.setattr(engine, "_REFERENCES", {})
-    monkeypatch.setattr(engine._SharedLexeme, "ACROSS_MIN", 0)  # (SmolLM2's view is small)
     starts = np.zeros(256, bool)
     starts[[ord(c) for c in ' ,:}]"']] = True
     view = engine._root_view(smollm2.vocab)

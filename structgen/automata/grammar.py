@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 import lark
+import numpy as np
 from lark.lexer import PatternRE, PatternStr
 
 from ..errors import GrammarError, RegexError
@@ -109,3 +110,65 @@ def _productive_rules(rules: list[tuple[int, tuple[int, ...]]], n_terminals: int
     productive = derived(rules, lambda s: s < n_terminals)
     return [(lhs, rhs) for lhs, rhs in rules
             if lhs in productive and all(s < n_terminals or s in productive for s in rhs)]
+
+
+def follow_bytes(grammar: CompiledGrammar) -> list[int]:
+    """Per terminal t, the bytes that may start a lexeme right after one of t (a 256-bit int,
+    bit b for byte b): first bytes of the terminals that may follow t in some derivation
+    (FOLLOW sets over terminals), and of the ignored ones, which may follow any lexeme
+    (anything may follow those). A superset of what any text of the language does: masks
+    use it to rule out tokens that would end a lexeme and start one that cannot come next
+    (two whitespace runs in a row, where a schema bounds each run).
+
+    Flows of bit sets along edges, each pushed again only when it grew: schema grammars have
+    up to ~14k rules (~1 ms on MaskBench's p90 grammar)."""
+    cfg, dfas = grammar.cfg, grammar.terminal_dfas
+    nt0 = cfg.n_terminals
+    n = nt0 + len(cfg.nonterminal_names)
+    nullable = derived(cfg.rules, lambda s: False)
+    first = [0] * n
+    for t, dfa in enumerate(dfas):
+        row = dfa.transitions[dfa.initial] >= 0
+        first[t] = int.from_bytes(np.packbits(row, bitorder="little").tobytes(), "little")
+    begins: list[list[int]] = [[] for _ in range(n)]  # FIRST(lhs) ⊇ FIRST(s)
+    ends: list[list[int]] = [[] for _ in range(n)]  # FOLLOW(s) ⊇ FOLLOW(lhs)
+    before: list[list[int]] = [[] for _ in range(n)]  # FOLLOW(x) ⊇ FIRST(y), x listed under y
+    for lhs, rhs in cfg.rules:
+        for s in rhs:
+            begins[s].append(lhs)
+            if s not in nullable:
+                break
+        for i, x in enumerate(rhs):
+            for y in rhs[i + 1:]:
+                before[y].append(x)
+                if y not in nullable:
+                    break
+            else:
+                ends[lhs].append(x)
+    _flow(first, begins, range(nt0))
+    follow = [0] * n
+    for y, xs in enumerate(before):
+        if first[y]:
+            for x in xs:
+                follow[x] |= first[y]
+    _flow(follow, ends, [s for s in range(n) if follow[s]])
+    after_ignored = 0
+    for i in grammar.ignore:
+        after_ignored |= first[i]
+    anything = 0
+    for t in range(nt0):
+        anything |= first[t]
+    return [anything if t in grammar.ignore else follow[t] | after_ignored for t in range(nt0)]
+
+
+def _flow(sets: list[int], edges: list[list[int]], sources) -> None:
+    """sets[d] |= sets[s] along every edge s -> d, to the fixpoint."""
+    todo = list(sources)
+    while todo:
+        s = todo.pop()
+        v = sets[s]
+        for d in edges[s]:
+            grown = sets[d] | v
+            if grown != sets[d]:
+                sets[d] = grown
+                todo.append(d)

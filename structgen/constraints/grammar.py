@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ import torch
 from ..automata.bytedfa import ByteDFA
 from ..automata.completion import ParserCompletions, dfa_completion
 from ..automata.earley import EarleyParser, ParserState
-from ..automata.grammar import CompiledGrammar, compile_lark
+from ..automata.grammar import CompiledGrammar, compile_lark, follow_bytes
 from ..vocab import native
 from ..vocab.token_bytes import Vocabulary
 from ..vocab.trie import TokenTrie, expand_ranges, trie_for
@@ -119,9 +119,12 @@ class _FreeLexer:
     MAX_STATES = 50_000
     ANY = 1
 
-    def __init__(self, dfas: tuple[ByteDFA, ...], prunes: bool = True) -> None:
+    def __init__(self, dfas: tuple[ByteDFA, ...], prunes: bool = True,
+                 follows: Callable[[], list[int]] | None = None) -> None:
         """`prunes`: whether `_lexeme_split` prunes leaving tokens with this lexer on large
-        vocabularies (`CompiledGrammar.free_lexer`)."""
+        vocabularies (`CompiledGrammar.free_lexer`). `follows`: per terminal, the bytes that may
+        start a lexeme after one of it (`follow_bytes`, computed on first use); without it,
+        any terminal may follow any."""
         # Everything per terminal or per byte is built on first use: grammars compiled from
         # JSON schemas have hundreds of terminals, and their first mask should not pay for all.
         self.dfas = dfas
@@ -138,6 +141,8 @@ class _FreeLexer:
         self._next: dict[tuple[int, int, bool], int] = {}
         self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
         self.starts_key = np.packbits(self.starts).tobytes()
+        self._follows = follows
+        self._follow_starts: dict[int, tuple[np.ndarray, bytes]] = {}
         self._walks: dict[int, _LexemeWalk] = {}
         self._shared: dict[int, _SharedLexeme] = {}
         self.splits: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
@@ -214,18 +219,39 @@ class _FreeLexer:
             nxt = self._table[flat]
         return nxt
 
+    def follow_starts(self, t: int) -> tuple[np.ndarray, bytes]:
+        """(bytes that may start a lexeme right after one of terminal t, packed as a key):
+        where a first-byte walk may leave t's lexeme. A whitespace run of a JSON schema (at most
+        32 bytes) is never followed by another, so a token of 33+ spaces is dead in it, not a
+        leaving token walked byte by byte from every new state."""
+        got = self._follow_starts.get(t)
+        if got is None:
+            if self._follows is None:
+                got = (self.starts, self.starts_key)
+            else:
+                if not isinstance(self._follows, list):
+                    self._follows = self._follows()
+                bits = self._follows[t].to_bytes(32, "little")
+                starts = np.unpackbits(np.frombuffer(bits, np.uint8), bitorder="little")
+                starts = starts.astype(bool) & self.starts
+                got = (starts, np.packbits(starts).tobytes())
+            self._follow_starts[t] = got
+        return got
+
     def shared(self, t: int) -> "_SharedLexeme":
         """Terminal t's first-byte walk and splits, shared with every grammar that has the
-        same DFA object and start bytes (JSON schemas reuse string, number and key DFAs)."""
+        same DFA object and start bytes after it (JSON schemas reuse string, number and key
+        DFAs)."""
         got = self._shared.get(t)
         if got is None:
             dfa = self.dfas[t]
             per_starts = _SHARED_LEXEMES.get(dfa)
             if per_starts is None:
                 per_starts = _SHARED_LEXEMES[dfa] = {}
-            got = per_starts.get(self.starts_key)
+            starts, key = self.follow_starts(t)
+            got = per_starts.get(key)
             if got is None:
-                got = per_starts[self.starts_key] = _SharedLexeme(self.starts)
+                got = per_starts[key] = _SharedLexeme(starts)
             self._shared[t] = got
         return got
 
@@ -242,7 +268,8 @@ _FREE_LEXERS: "weakref.WeakKeyDictionary[CompiledGrammar, _FreeLexer]" = weakref
 def _free_lexer(grammar: CompiledGrammar) -> _FreeLexer:
     lexer = _FREE_LEXERS.get(grammar)
     if lexer is None:
-        lexer = _FREE_LEXERS[grammar] = _FreeLexer(grammar.terminal_dfas, grammar.free_lexer)
+        lexer = _FREE_LEXERS[grammar] = _FreeLexer(grammar.terminal_dfas, grammar.free_lexer,
+                                                   lambda: follow_bytes(grammar))
     return lexer
 
 
@@ -595,7 +622,7 @@ class _SharedLexeme:
         self.starts_key = np.packbits(starts).tobytes()
         self._quick: _FirstByteWalk | None = None
         self.splits: dict[tuple[int, tuple[str, bytes]], tuple[np.ndarray, np.ndarray]] = {}
-        # per view: [spread, state, split, classes of one-byte tokens] (see `_first_level`)
+        # per view: [spread, state, split, one-byte tokens read] (see `_spread`, `_one_byte`)
         self._references: dict[tuple[str, bytes], list[list]] = {}
         self._proofs: dict[tuple[str, bytes], list[int]] = {}
         self._bisimilar: dict[_SharedLexeme, _Bisimilar] = {}
@@ -605,10 +632,11 @@ class _SharedLexeme:
     #: under the same start bytes are tried next (`_REFERENCES`).
     REFERENCE_MIN = 1024
     REFERENCES = 3
-    #: Other DFAs' references are tried in views of at least this many tokens: a proof
-    #: across DFAs costs ~1-2 ms (equivalence checks of DFA states along it), about what a
-    #: walk of SmolLM2's 49k tokens costs, and a quarter of one of Gemma-3's 262k.
-    ACROSS_MIN = 100_000
+    #: Other DFAs' references are tried for a state that reads at least this many one-byte
+    #: tokens inside (its split will be large: on MaskBench `--limit 5`, SmolLM2, 1,655 of
+    #: 1,656 such splits held 1,024+ inside tokens, 2 of 7,739 others did). A failed proof
+    #: costs up to `DIFF_BUDGET` node visits; a large split's walk ~0.85 ms on SmolLM2.
+    ACROSS_INSIDE = 32
     #: Node groups a proof across DFAs may follow (each costs ~0.4 ms there).
     ACROSS_BUDGET = 12
 
@@ -628,16 +656,17 @@ class _SharedLexeme:
         refs = self._references.setdefault(view.key, [])
         record = self._proofs.setdefault(view.key, [0, 0])  # [proofs given up, proved]
         shared = _REFERENCES.get((self.starts_key, view.key), [])
-        first = None
+        ones = None
         # Long proofs that rarely hold (identifiers that exclude keywords, say) stop being tried.
         trying: list[tuple[list, _Bisimilar | None]] = []
-        if record[0] < 8 or record[0] <= 4 * record[1]:
-            trying = [(ref, None) for ref in refs]
-            if shared and len(view.ids) >= self.ACROSS_MIN:
-                first = self._first_level(quick, state, trie)
+        if (refs or shared) and (record[0] < 8 or record[0] <= 4 * record[1]):
+            # Only references that read the same one-byte tokens can have this state's split.
+            ones = self._one_byte(quick, state, trie)
+            trying = [(ref, None) for ref in refs if ref[3] == ones]
+            if shared and ones.count(1) >= self.ACROSS_INSIDE:
                 trying += [(ref, self._across(owner))
                            for owner, ref in sorted(shared, key=lambda e: e[1][0])
-                           if owner is not self and ref[3] == first[1]]
+                           if owner is not self and ref[3] == ones]
         patch: tuple[list, np.ndarray] | None = None  # (reference, rows) fewest tokens differ
         for ref, across in trying:
             rows = self._differences(quick, state, ref, view, across)
@@ -652,11 +681,11 @@ class _SharedLexeme:
                 # proofs against it end where the two walks meet (one with many successors,
                 # such as the start of a key that may begin many ways, makes every proof
                 # follow each of its paths).
-                first = first or self._first_level(quick, state, trie)
+                spread = self._spread(quick, state, trie)
                 if across is not None:  # this DFA's own reference from now on: cheaper proofs
-                    self._refer(view.key, [first[0], state, ref[2], first[1]])
-                elif first[0] < ref[0]:
-                    ref[0], ref[1] = first[0], state
+                    self._refer(view.key, [spread, state, ref[2], ones])
+                elif spread < ref[0]:
+                    ref[0], ref[1] = spread, state
                 return ref[2]
         if patch is not None:  # no reference's split is this state's, one differs in few tokens
             record[1] += 1
@@ -664,8 +693,8 @@ class _SharedLexeme:
         else:
             split = quick.split(trie, state)
         if len(split[0]) >= self.REFERENCE_MIN:
-            first = first or self._first_level(quick, state, trie)
-            self._refer(view.key, [first[0], state, split, first[1]])
+            self._refer(view.key, [self._spread(quick, state, trie), state, split,
+                                   ones or self._one_byte(quick, state, trie)])
         return split
 
     #: Trie nodes a compiled proof may visit (where the two walks are not alike) before it
@@ -718,14 +747,19 @@ class _SharedLexeme:
         return got
 
     @staticmethod
-    def _first_level(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> tuple[int, bytes]:
-        """(how many walk states the trie's first bytes lead to from DFA state `state`, the
-        classes of the one-byte tokens): a reference whose split could be this state's has the
-        same classes (a proof against another costs ~25 µs to fail)."""
+    def _one_byte(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> bytes:
+        """Which of the trie's one-byte tokens the DFA reads from `state` (one byte each, 1 =
+        inside, else dead: after one byte a token cannot have left): a reference whose split
+        could be this state's reads the same ones (a proof against another costs ~25 µs to
+        fail; this, ~3 µs)."""
         top = trie.levels[0]
-        walked = quick.first_step(state, top.byte)
-        classes = quick.token_class(walked)[top.token_count > 0].astype(np.int8)
-        return len(set(walked.tolist())), classes.tobytes()
+        return (quick.transitions[state][top.byte[top.token_count > 0]] >= 0).tobytes()
+
+    @staticmethod
+    def _spread(quick: _FirstByteWalk, state: int, trie: TokenTrie) -> int:
+        """How many walk states the trie's first bytes lead to from DFA state `state` (the
+        best reference of a split has few: see `split`)."""
+        return len(set(quick.first_step(state, trie.levels[0].byte).tolist()))
 
 
 _NO_ROWS = np.empty((0, 3), np.int64)
@@ -1353,9 +1387,10 @@ class GrammarAutomaton(TokenAutomaton):
                 self._shape_splits.clear()
                 self._split_bytes = 0
             lexer = self._lexer
-            shared_key = (tuple((self.dfas[t], s) for t, s in shape), view.key,
+            shared_key = (tuple((self.dfas[t], s, lexer.follow_starts(t)[1]) for t, s in shape),
+                          view.key,
                           lexer if lexer.prunes and self.vocab.width >= lexer.MIN_VOCAB
-                          else lexer.starts_key, self.DEEPER_MIN, self.DEEPER_MAX_PREFIX)
+                          else None, self.DEEPER_MIN, self.DEEPER_MAX_PREFIX)
             split = _SHAPE_SPLITS.get(shared_key)
             if split is None:
                 split = _SHAPE_SPLITS[shared_key] = self._new_shape_split(shape, view)
