@@ -248,3 +248,18 @@ def test_endless_states_on_random_graphs(compiled: bool, seed: int, n: int,
     assert {s for s in order if s in endless} == expected
     assert bool(endless) == (0 in expected)
     assert isinstance(endless._compiled, native.EndlessSearch) == compiled
+
+
+@pytest.mark.parametrize("pattern", [r"[ \t]{1,4}", r"a(b|c)*d?", r"(ab|a)c{0,3}", r"\n {2,3}"])
+def test_includes_matches_languages(pattern: str) -> None:
+    """`includes(big, small)`: every string accepted from `small` is accepted from `big`,
+    over all short strings of the DFA's bytes, both ways (the search is exact this small)."""
+    dfa = regex_to_dfa(pattern)
+    alphabet = sorted({b for s in range(dfa.n_states) for b in range(256)
+                       if dfa.transitions[s, b] != DEAD})
+    texts = [bytes(x) for n in range(7) for x in itertools.product(alphabet, repeat=n)]
+    accepted = [{t for t in texts if dfa.walk(s, t) != DEAD and dfa.accepting[dfa.walk(s, t)]}
+                for s in range(dfa.n_states)]
+    for big in range(dfa.n_states):
+        for small in range(dfa.n_states):
+            assert dfa.includes(big, small) == (accepted[small] <= accepted[big]), (big, small)

@@ -14,6 +14,7 @@ oracle in tests/grammar_oracle.py, which shares no code with the engine.
 """
 from __future__ import annotations
 
+import itertools
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -840,3 +841,32 @@ def test_schema_whitespace_runs_never_touch() -> None:
     follow = follow_bytes(grammar)[ws]
     assert follow & _bits(b" \t\n\r") == 0
     assert follow & _bits(b'"{}[],:0-') == _bits(b'"{}[],:0-')
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("ws", [r"[ \t]{1,3}", r"\n {2,4}", r"( |\n\n)+", r"[ \n]{1,32}"])
+def test_narrower_states_read_less(ws: str, smollm2_vocab) -> None:
+    """`GrammarAutomaton.narrower(h, g, skip)`: every text h reads, g reads, and accepting
+    where h is (checked over all short texts); and it holds for some pairs."""
+    from structgen.constraints.grammar import GrammarAutomaton
+
+    g = Grammar(f'start: "{{" WS? "\\"" NAME "\\"" WS? "}}"\nWS: /{ws}/\nNAME: /[a-z]+/\n')
+    auto: GrammarAutomaton = g.compile(smollm2_vocab)
+    texts = [b""] + [bytes(x) for n in range(1, 6) for x in itertools.product(b' \t\n"a}', repeat=n)]
+    held = 0
+    for prefix in (b"{", b"{ ", b"{\n", b"{\n ", b"{\n  ", b"{\n\n", b'{"a"', b'{"a" '):
+        first = auto._advance_bytes(auto.start, prefix)
+        if first is None:
+            continue
+        for b in b" \t\n":
+            second = auto._advance_bytes(first, bytes((b,)))
+            if second is None or not auto.narrower(second, first, b" \t\n\r"):
+                continue
+            held += 1
+            for text in texts:
+                after = auto._advance_bytes(second, text)
+                if after is not None:
+                    wider = auto._advance_bytes(first, text)
+                    assert wider is not None, (prefix, b, text)
+                    assert auto.is_accepting(wider) or not auto.is_accepting(after)
+    assert held

@@ -22,6 +22,7 @@ import json
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -566,3 +567,31 @@ def test_any_order_masks_match_documents_gemma(name, gemma_vocab):
     texts = {canonical_dumps(v).encode() for v in _documents(schema, keys, "any", max_keys)}
     automaton = JsonSchema(schema, property_order="any").compile(gemma_vocab)
     _check_masks(automaton, gemma_vocab, texts, random.Random(name), 25)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("whitespace", ["flexible", " ", "[ \t]{1,3}", "\n {2,4}", "( |\n\n)+"])
+def test_whitespace_before_keys_searched_once(whitespace, smollm2_vocab):
+    """Witnesses before a key try the quote only after whitespace that leaves a narrower state
+    (`GrammarAutomaton.narrower`): masks equal those of a search down every whitespace run,
+    in objects with a fresh key left and with none."""
+    schema = {"type": "object", "properties": {"a": {"const": 1}, "ab": {"const": True},
+                                               "c": {"type": "object", "properties": {
+                                                   "a": {"const": 2}}}},
+              "additionalProperties": False}
+    narrow = JsonSchema(schema, property_order="any", whitespace=whitespace).compile(smollm2_vocab)
+    full = JsonSchema(schema, property_order="any", whitespace=whitespace)._build(smollm2_vocab)
+    full.grammar.narrower = lambda h, g, skip: False
+    texts = [b'{', b'{"a":1,', b'{"a":1,"ab":true', b'{"c":{"a":2', b'{"c":{', b'{"ab":true,"c":{}']
+    spaces = {"flexible": [b"", b" ", b"\n  "], " ": [b"", b" "], "[ \t]{1,3}": [b"", b" \t"],
+              "\n {2,4}": [b"", b"\n  "], "( |\n\n)+": [b"", b"\n\n "]}[whitespace]
+    narrowed = 0
+    for text in texts:
+        for space in spaces:
+            a = narrow._advance_bytes(narrow.start, text + space)
+            b = full._advance_bytes(full.start, text + space)
+            assert (a is None) == (b is None), text + space
+            if a is not None:
+                assert np.array_equal(narrow.allowed_ids(a), full.allowed_ids(b)), text + space
+                narrowed += 1
+    assert narrowed

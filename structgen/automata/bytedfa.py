@@ -55,6 +55,40 @@ class ByteDFA:
     def n_states(self) -> int:
         return int(self.transitions.shape[0])
 
+    #: State pairs an inclusion question may explore before it answers "not known".
+    INCLUDES_BUDGET = 4096
+
+    def includes(self, big: int, small: int) -> bool:
+        """Whether every string accepted from state `small` is accepted from `big` (searches
+        skip what a wider state already covers). False also when not known within
+        `INCLUDES_BUDGET` state pairs: a no is always safe. Cached per pair."""
+        known = self._included.get((big, small))
+        if known is None:
+            known = self._included[(big, small)] = self._search_included(big, small)
+        return known
+
+    @cached_property
+    def _included(self) -> dict[tuple[int, int], bool]:
+        return {}
+
+    def _search_included(self, big: int, small: int) -> bool:
+        seen = {(small, big)}
+        todo = [(small, big)]
+        while todo:
+            x, y = todo.pop()
+            if self.accepting[x] and not self.accepting[y]:
+                return False
+            live = np.flatnonzero(self.transitions[x] >= 0)
+            xs, ys = self.transitions[x, live], self.transitions[y, live]
+            if (ys < 0).any():  # (trimmed: a live state accepts some string)
+                return False
+            for pair in set(zip(xs.tolist(), ys.tolist())) - seen:
+                if len(seen) >= self.INCLUDES_BUDGET:
+                    return False
+                seen.add(pair)
+                todo.append(pair)
+        return True
+
     def walk(self, state: int, data: bytes) -> int:
         """State after reading `data` from `state` (which may be DEAD), or DEAD."""
         if state < 0:  # (an empty DFA's initial state)

@@ -1442,6 +1442,26 @@ class GrammarAutomaton(TokenAutomaton):
             k = self._next(k, live[0])
         return bytes(out)
 
+    def narrower(self, h: State, g: State, skip: bytes) -> bool:
+        """Whether state h reads, along bytes of `skip` and then any text, only what g reads,
+        into states that stay narrower than g's: both hold one lexeme, of one terminal begun
+        at one Earley set, h's in a DFA state whose strings g's accepts too, and where that
+        lexeme ends no lexeme starts with a `skip` byte. (A search over `skip` runs from g then
+        covers h: the key tracker's whitespace before a key.) False is always safe."""
+        if len(h) != 1 or len(g) != 1:
+            return False
+        ((t, s, origin),), ((t2, s2, origin2),) = g, h
+        if t != t2 or origin is not origin2 or t == BOUNDARY:
+            return False
+        if s != s2 and not self.dfas[t].includes(s, s2):
+            return False
+        here = self._ends_here(self._id(g))
+        if here is not None:
+            starts = self._start_table(here.expected | self.grammar.ignore)[1]
+            if any(starts[b] for b in skip):
+                return False
+        return self._ends_here(self._id(h)) in (None, here)
+
     def _accepting_id(self, k: int) -> bool:
         here = self._ends_here(k)
         return here is not None and here.accepting
