@@ -112,6 +112,46 @@ def test_compiled_first_byte_split_equals_numpy_walk(compiled, case, monkeypatch
         sorted(ids[live].tolist()), sorted(ids[~live].tolist()))
 
 
+@settings(max_examples=150, deadline=None)
+@given(cases=st.lists(_first_byte_cases(), min_size=1, max_size=6), words=_words())
+def test_first_byte_splits_of_many_lexemes_equal_one_by_one(compiled, cases, words) -> None:
+    """`first_byte_splits` (many lexemes in one walk, each with its own DFA and start bytes)
+    gives every lexeme the split its own walk gives, or None when the buffer would not hold
+    them (then nothing is wrong, only slower)."""
+    trie = TokenTrie(words[1] + [w for case in cases for w in case[0]])
+    pre = trie.preorder()
+    quicks = [_FirstByteWalk(dfa, starts) for _, dfa, starts, _ in cases]
+    got = pre.first_byte_splits([q.addresses for q in quicks], [3 * c[3] for c in cases])
+    if got is None:
+        assert sum(len(q.split(trie, c[3])[0]) + len(q.split(trie, c[3])[1])
+                   for q, c in zip(quicks, cases)) > len(pre.tokens) // 2
+        return
+    for quick, case, (inside, leaving) in zip(quicks, cases, got):
+        want = quick.split(trie, case[3])
+        assert (sorted(inside.tolist()), sorted(leaving.tolist())) == (
+            sorted(want[0].tolist()), sorted(want[1].tolist()))
+
+
+@pytest.mark.model
+def test_key_literal_splits_in_one_walk_on_smollm2(compiled, smollm2_vocab) -> None:
+    """A key position's key literals (and whitespace) walked together over SmolLM2's
+    vocabulary split as each walks alone."""
+    from structgen.schema.lexemes import json_string_dfa
+
+    starts = np.zeros(256, bool)
+    starts[[ord(c) for c in ',:}] \n"']] = True
+    trie = _root_view(smollm2_vocab).local_trie
+    dfas = [json_string_dfa(literals=[k]) for k in ("name", "na", "id", "a b", 'x"y', "é")]
+    dfas.append(regex_to_dfa(r"[ \t\n\r]{1,32}"))
+    jobs = [(_FirstByteWalk(dfa, starts), s) for dfa in dfas for s in range(min(dfa.n_states, 5))]
+    got = trie.preorder().first_byte_splits([q.addresses for q, _ in jobs], [3 * s for _, s in jobs])
+    assert got is not None
+    for (quick, state), (inside, leaving) in zip(jobs, got):
+        want = quick.split(trie, state)
+        assert (sorted(inside.tolist()), sorted(leaving.tolist())) == (
+            sorted(want[0].tolist()), sorted(want[1].tolist()))
+
+
 def _classes(trie: TokenTrie, quick: _FirstByteWalk, state: int) -> dict[int, int]:
     """Token -> class of its first-byte walk from DFA state `state` (0 inside, 2 may leave;
     dead tokens left out), by the compiled split."""

@@ -418,8 +418,8 @@ def _root_view(vocab: Vocabulary) -> _View:
 
 class _FirstByteWalk:
     """Walk source for one terminal DFA that also remembers whether the lexeme could have
-    ended with a token's next byte starting another lexeme (a byte in `starts`, the grammar's
-    first bytes): the quick first pass of `_lexeme_split`. State = 3 * dfa_state + phase: 0
+    ended with a token's next byte starting another lexeme (a byte in `starts`, the first bytes
+    of the terminals that may follow it): the quick first pass of `_lexeme_split`. State = 3 * dfa_state + phase: 0
     before any byte, 1 after some, 2 once it could have ended so; dfa_state n = dead. (dead, 2)
     continues forever: the token may leave the lexeme. A token that dies without that never
     had a way out. Walked compiled from the DFA itself (`split`); `step` reads a table built on
@@ -571,24 +571,50 @@ class _Bisimilar:
         return True
 
 
+#: A shape's lexemes whose splits are not known yet and that read few first bytes (fewer
+#: than this: a key position's key literals, up to hundreds of them) are walked together
+#: (`Preorder.first_byte_splits`), at least `BATCH_MIN` of them; one by one each cost ~25 µs,
+#: mostly calls around a walk of the same few trie nodes. The others may have large splits,
+#: which references serve (`_SharedLexeme.split`).
+BATCH_FIRST_BYTES = 32
+BATCH_MIN = 4
+
+
+def _batch_lexeme_splits(lexer: _FreeLexer, shape: tuple[tuple[int, int], ...],
+                         view: _View) -> None:
+    """Compute the missing first-byte splits of `shape`'s small lexemes in one walk."""
+    if not native.available():
+        return
+    todo: dict[tuple[int, int], tuple[_SharedLexeme, int, int]] = {}
+    for t, s in shape:
+        shared = lexer.shared(t)
+        if (s, view.key) in shared.splits or (id(shared), s) in todo:
+            continue
+        if np.count_nonzero(lexer.dfas[t].transitions[s] >= 0) < BATCH_FIRST_BYTES:
+            todo[(id(shared), s)] = (shared, t, s)
+    if len(todo) < BATCH_MIN:
+        return
+    jobs = list(todo.values())
+    splits = view.local_trie.preorder().first_byte_splits(
+        [shared.quick(lexer.dfas[t]).addresses for shared, t, _ in jobs],
+        [3 * s for _, _, s in jobs])
+    for (shared, _, s), split in zip(jobs, splits or ()):
+        shared.keep((s, view.key), split)
+
+
 def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
                   vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
     """(tokens whose bytes after the view's prefix are read entirely inside terminal t's DFA
     from `state`, tokens that die in it after it could end, the rest still lexing), as local
-    indices of the view. A first pass over the view with a precomputed table finds the tokens
-    inside and those that could leave (the lexeme could end before a byte some terminal starts
-    with): it depends only on the DFA and the start bytes, so it is cached across grammars
+    indices of the view. A first pass over the view finds the tokens inside and those that
+    could leave (the lexeme could end before a byte that starts a terminal that may follow
+    t): it depends only on the DFA and those bytes, so it is cached across grammars
     (`_SharedLexeme`). On large vocabularies the possible leavers are then walked through the
     free lexer, per grammar."""
     shared = lexer.shared(t)
     first = shared.splits.get((state, view.key))
     if first is None:
-        first = shared.splits[(state, view.key)] = shared.split(lexer.dfas[t], state, view)
-        _SharedLexeme.held_bytes += first[0].nbytes + first[1].nbytes
-        if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
-            _SHARED_LEXEMES.clear()  # rebuilt on demand; grammars keep theirs until then
-            _REFERENCES.clear()
-            _SharedLexeme.held_bytes = 0
+        first = shared.keep((state, view.key), shared.split(lexer.dfas[t], state, view))
     if vocab.width < lexer.MIN_VOCAB or not lexer.prunes:
         return first
     key = (t, state, view.key)
@@ -608,7 +634,7 @@ def _lexeme_split(lexer: _FreeLexer, t: int, state: int, view: _View,
 
 
 class _SharedLexeme:
-    """What `_lexeme_split` needs of one terminal DFA under one set of grammar start bytes:
+    """What `_lexeme_split` needs of one terminal DFA under one set of follow bytes:
     its first-byte walk (built on first use) and its splits by (DFA state, view key)."""
 
     #: Bytes of shared splits held (all DFAs) before they are all dropped (a bound, not a
@@ -639,6 +665,18 @@ class _SharedLexeme:
     ACROSS_INSIDE = 32
     #: Node groups a proof across DFAs may follow (each costs ~0.4 ms there).
     ACROSS_BUDGET = 12
+
+    def keep(self, key: tuple[int, tuple[str, bytes]], split: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Hold `split` as this DFA's split by (state, view key); all are dropped past
+        `MAX_BYTES` (rebuilt on demand; grammars keep their shared lexemes until then)."""
+        self.splits[key] = split
+        _SharedLexeme.held_bytes += split[0].nbytes + split[1].nbytes
+        if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
+            _SHARED_LEXEMES.clear()
+            _REFERENCES.clear()
+            _SharedLexeme.held_bytes = 0
+        return split
 
     def quick(self, dfa: ByteDFA) -> _FirstByteWalk:
         if self._quick is None:
@@ -974,8 +1012,8 @@ class _ShapeSplit:
 
 
 #: Shape splits across automata, least recently used first: by the shape's (terminal DFA, DFA
-#: state) pairs, the view, what the per-lexeme splits depend on besides (the grammar's start
-#: bytes, or its free lexer where that prunes) and the view settings. Schemas start alike
+#: state, follow bytes) triples, the view, the grammar's free lexer where that prunes, and the
+#: view settings. Schemas start alike
 #: (whitespace, then `{`), so a new schema's first mask finds its start state's split here
 #: (Gemma-3 MaskBench: first mask median 0.74 -> 0.39 ms). Each holds a view-wide bool row
 #: and a few masks (Gemma-3's root view: ~0.3 MB per row).
@@ -1405,6 +1443,7 @@ class GrammarAutomaton(TokenAutomaton):
     def _new_shape_split(self, shape: tuple[tuple[int, int], ...], view: _View) -> _ShapeSplit:
         """The split of `view` by the lexemes of `shape`: the union of their splits, with the
         leaving tokens sorted into those walked and those split again one byte down."""
+        _batch_lexeme_splits(self._lexer, shape, view)
         parts = [_lexeme_split(self._lexer, t, s, view, self.vocab) for t, s in shape]
         n = len(view.ids)
         is_inside = _inside_union([inside for inside, _ in parts], n)
@@ -1418,7 +1457,9 @@ class GrammarAutomaton(TokenAutomaton):
         if len(view.prefix) >= self.DEEPER_MAX_PREFIX:
             deeper = deeper[:0]
         if len(deeper):
-            leaving = leaving[~np.isin(nb, deeper)]
+            walked = np.ones(256, bool)
+            walked[deeper] = False
+            leaving = leaving[walked[nb]]
         trie = _leaving_trie(self.vocab, view, view.ids[leaving]) if len(leaving) else None
         return _ShapeSplit(view, is_inside, trie, tuple(deeper.tolist()), self.vocab.width)
 

@@ -97,6 +97,9 @@ def _load() -> ctypes.CDLL | None:
     diff.restype = ctypes.c_int64
     diff.argtypes = [ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ptr, i32, i32, ptr, i32, ptr,
                      i32, i32, i64, ptr, ptr]
+    many = lib.structgen_first_byte_split_many
+    many.restype = ctypes.c_int64
+    many.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, ptr, i32, ptr, ptr, ptr, ptr, ptr, i64]
     endless = lib.structgen_endless
     endless.restype = i32
     endless.argtypes = [ptr, i32, i32, ptr, ptr]
@@ -248,6 +251,34 @@ class Preorder:
         leaving = scratch.ids[total - int(scratch.back[0]):total].copy()
         return scratch.take(k)[0], leaving
 
+    def first_byte_splits(self, dfas: list[tuple[int, int, int, int]], states: list[int]
+                          ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """`first_byte_split` of many lexemes in one walk (`dfas[j]` from `states[j]`): the
+        same (inside, may leave) per lexeme, views of one array. None when they would not
+        fit the buffer (large splits: walk those one by one). Only when `available()`."""
+        lib = _lib
+        assert lib is not None
+        scratch = _scratch
+        total = len(self.tokens)
+        scratch.ensure(total, self.max_depth)
+        n = len(dfas)
+        addresses = np.array(dfas, np.int64).ravel()
+        starts = np.array(states, np.int32)
+        walking = np.empty(2 * (self.max_depth + 2) * n, np.int32)
+        count = np.empty(self.max_depth + 2, np.int32)
+        _, ids, _ = scratch.addresses
+        k = lib.structgen_first_byte_split_many(
+            *self._arguments, addresses.ctypes.data, n, starts.ctypes.data, walking.ctypes.data,
+            walking[len(walking) // 2:].ctypes.data, count.ctypes.data, ids, total // 2)
+        if k < 0:
+            return None
+        pairs = scratch.ids[: 2 * k].reshape(k, 2)
+        order = np.argsort(pairs[:, 0], kind="stable")
+        tokens = pairs[order, 1]
+        bounds = np.searchsorted(pairs[order, 0], np.arange(2 * n + 1)).tolist()
+        return [(tokens[bounds[2 * j]:bounds[2 * j + 1]],
+                 tokens[bounds[2 * j + 1]:bounds[2 * j + 2]]) for j in range(n)]
+
     def first_byte_diff(self, a: tuple[int, int, int, int], b: tuple[int, int, int, int],
                         equivalence: tuple[int, int, int] | None, x: int, y: int,
                         budget: int) -> np.ndarray | None:
@@ -268,6 +299,15 @@ class Preorder:
                                           b[0], b[1], a[2], a[3], b[3], known, limit, buffer,
                                           x, y, budget, stack, ids)
         return None if k < 0 else scratch.ids[: 3 * k].reshape(k, 3).copy()
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenate arange(start, start+count) for each pair, vectorised."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    before = np.cumsum(counts) - counts
+    return np.repeat(starts - before, counts) + np.arange(total)
 
 
 def _filter(first: np.ndarray | None) -> np.ndarray | None:

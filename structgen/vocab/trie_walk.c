@@ -108,6 +108,64 @@ int64_t structgen_first_byte_split(const uint8_t *byte, const int32_t *depth,
                 0, stack, out_ids, 0, 3 * n, n_back);
 }
 
+/* The first-byte walks of many lexemes at once (a key position's key literals: hundreds of
+ * small DFAs, each a walk of the same few trie nodes), each split as
+ * `structgen_first_byte_split` would. Lexeme j walks DFA dfas[4j .. 4j + 4) (addresses of its
+ * transitions, accepting, start bytes, and n) from walk state states[j]. `lexeme` and `state`
+ * hold the lexemes still walking per depth (n_lex entries a depth, max depth + 2 depths).
+ * Writes (2j, token) pairs for the tokens read inside lexeme j and (2j + 1, token) for those
+ * that may leave it, and returns how many; -1 past `capacity` pairs. */
+int64_t structgen_first_byte_split_many(const uint8_t *byte, const int32_t *depth,
+                                        const int32_t *end, const int32_t *tok_start,
+                                        const int64_t *tokens, int64_t n_nodes,
+                                        const int64_t *dfas, int32_t n_lex,
+                                        const int32_t *states, int32_t *lexeme, int32_t *state,
+                                        int32_t *count, int64_t *out, int64_t capacity) {
+    int64_t k = 0, i = 0;
+    count[0] = 0;
+    for (int32_t j = 0; j < n_lex; j++) {
+        if (states[j] < 3 * (int32_t)dfas[4 * j + 3]) {
+            lexeme[count[0]] = j;
+            state[count[0]++] = states[j];
+        }
+    }
+    while (i < n_nodes) {
+        int32_t d = depth[i];
+        uint8_t b = byte[i];
+        const int32_t *from_lex = lexeme + (int64_t)d * n_lex, *from = state + (int64_t)d * n_lex;
+        int32_t *to_lex = lexeme + (int64_t)(d + 1) * n_lex, *to = state + (int64_t)(d + 1) * n_lex;
+        int32_t kept = 0;
+        for (int32_t e = 0; e < count[d]; e++) {
+            int32_t j = from_lex[e];
+            const int64_t *dfa = dfas + 4 * j;
+            int32_t n = (int32_t)dfa[3];
+            source_t src = {0, (const int32_t *)dfa[0], (const uint8_t *)dfa[1],
+                            (const uint8_t *)dfa[2], n};
+            int32_t x = next_state(&src, from[e], b), last;
+            int64_t tag;
+            if (x < 3 * n) {
+                to_lex[kept] = j;
+                to[kept++] = x;
+                tag = 2 * (int64_t)j, last = tok_start[i + 1];
+            } else if (x == 3 * n + 2) {
+                tag = 2 * (int64_t)j + 1, last = tok_start[end[i]];
+            } else {
+                continue;
+            }
+            if (k + (last - tok_start[i]) > capacity)
+                return -1;
+            for (int32_t t = tok_start[i]; t < last; t++) {
+                out[2 * k] = tag;
+                out[2 * k + 1] = tokens[t];
+                k++;
+            }
+        }
+        count[d + 1] = kept;
+        i = kept ? i + 1 : end[i];
+    }
+    return k;
+}
+
 int32_t structgen_equivalent(const int32_t *ta, const uint8_t *acc_a, const int32_t *tb,
                              const uint8_t *acc_b, int32_t nb, int32_t p, int32_t q,
                              int32_t limit, int8_t *known, int64_t *buffer);
