@@ -1021,17 +1021,22 @@ _SHAPE_SPLITS: "OrderedDict[tuple, _ShapeSplit]" = OrderedDict()
 _SHAPE_SPLITS_MAX = 32
 
 
+#: Per byte, the (terminal, DFA state) pairs of the lexemes starting with it: only the bytes
+#: that start something (read with `.get(b, ())`).
+_Starts = dict[int, tuple[tuple[int, int], ...]]
+
+
 class _Alternatives:
     """The lexemes that may read a state's next byte: those in progress (`progress`: the
     state's own lexemes, BOUNDARY left out), and, where some lexeme may end, those starting at
-    the Earley set `here` (`starts[b]`: the (terminal, DFA state) pairs that start with byte
+    the Earley set `here` (`starts.get(b)`: the (terminal, DFA state) pairs that start with byte
     b, shared by all sets expecting the same terminals). Slots, and no containers of its own
     beyond the matrix: one per expanded grammar state, so few objects for the cyclic GC."""
 
     __slots__ = ("progress", "here", "starts", "starting", "dfas", "_matrix")
 
     def __init__(self, progress: frozenset[Lexeme] | tuple[Lexeme, ...],
-                 here: ParserState | None, starts: list[tuple[tuple[int, int], ...]] | None,
+                 here: ParserState | None, starts: _Starts | None,
                  starting: tuple[int, ...], dfas: tuple[ByteDFA, ...]) -> None:
         self.progress = progress
         self.here = here
@@ -1122,7 +1127,8 @@ class GrammarAutomaton(TokenAutomaton):
         self.completions = ParserCompletions(grammar.cfg, self.dfas, self.parser.initial)
         self.root = _root_view(vocab)
         self._lexer = _free_lexer(grammar)
-        self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], list]] = {}
+        self._start_tables: dict[frozenset[int], tuple[tuple[int, ...], _Starts]] = {}
+        self._first_moves: dict[int, tuple[tuple[int, int], ...]] = {}
         self._shape_splits: dict[tuple, _ShapeSplit] = {}
         self._split_bytes = 0
         self._walked: dict[State, tuple[tuple[_ShapeSplit, ...], tuple[np.ndarray, ...]]] = {}
@@ -1219,18 +1225,26 @@ class GrammarAutomaton(TokenAutomaton):
             alts = self._alts[k] = _Alternatives(progress, here, starts, starting, self.dfas)
         return alts
 
-    def _start_table(self, terminals: frozenset[int]) -> tuple[tuple[int, ...], list]:
-        """(the terminals sorted, per byte the (terminal, DFA state) pairs starting with it)."""
+    def _start_table(self, terminals: frozenset[int]) -> tuple[tuple[int, ...], _Starts]:
+        """(the terminals sorted, per byte the (terminal, DFA state) pairs starting with it),
+        from each terminal's first moves, read once. A new Earley set often expects a new set
+        of terminals (function-calling schemas: a table every other mask), and 256 lists per
+        table cost more than the few bytes that start something."""
         got = self._start_tables.get(terminals)
         if got is None:
-            per_byte: list[list[tuple[int, int]]] = [[] for _ in range(256)]
-            for t in sorted(terminals):
-                dfa = self.dfas[t]
-                row = dfa.transitions[dfa.initial]
-                for b in np.flatnonzero(row >= 0).tolist():
-                    per_byte[b].append((t, int(row[b])))
-            got = self._start_tables[terminals] = (
-                tuple(sorted(terminals)), [tuple(x) for x in per_byte])
+            per_byte: _Starts = {}
+            ordered = tuple(sorted(terminals))
+            firsts = self._first_moves
+            for t in ordered:
+                moves = firsts.get(t)
+                if moves is None:
+                    dfa = self.dfas[t]
+                    row = dfa.transitions[dfa.initial]
+                    live = np.flatnonzero(row >= 0)
+                    moves = firsts[t] = tuple(zip(live.tolist(), row[live].tolist()))
+                for b, s in moves:
+                    per_byte[b] = (*per_byte.get(b, ()), (t, s))
+            got = self._start_tables[terminals] = (ordered, per_byte)
         return got
 
     def _fill(self, k: int, data: np.ndarray) -> None:
@@ -1249,7 +1263,7 @@ class GrammarAutomaton(TokenAutomaton):
             for b in data.tolist():
                 lex = [(t, row[b], o) for t, row, o in moves if row[b] >= 0]
                 if starts is not None:
-                    for t, s in starts[b]:
+                    for t, s in starts.get(b, ()):
                         lex.append((t, s, here))
                 targets.append(intern(frozenset(lex)))
         else:
@@ -1499,7 +1513,7 @@ class GrammarAutomaton(TokenAutomaton):
         here = self._ends_here(self._id(g))
         if here is not None:
             starts = self._start_table(here.expected | self.grammar.ignore)[1]
-            if any(starts[b] for b in skip):
+            if any(b in starts for b in skip):
                 return False
         return self._ends_here(self._id(h)) in (None, here)
 
