@@ -852,7 +852,8 @@ def test_narrower_states_read_less(ws: str, smollm2_vocab) -> None:
 
     g = Grammar(f'start: "{{" WS? "\\"" NAME "\\"" WS? "}}"\nWS: /{ws}/\nNAME: /[a-z]+/\n')
     auto: GrammarAutomaton = g.compile(smollm2_vocab)
-    texts = [b""] + [bytes(x) for n in range(1, 6) for x in itertools.product(b' \t\n"a}', repeat=n)]
+    texts = [b""] + [bytes(x) for n in range(1, 6)
+                     for x in itertools.product(b' \t\n"a}', repeat=n)]
     held = 0
     for prefix in (b"{", b"{ ", b"{\n", b"{\n ", b"{\n  ", b"{\n\n", b'{"a"', b'{"a" '):
         first = auto._advance_bytes(auto.start, prefix)

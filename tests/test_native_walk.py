@@ -144,7 +144,8 @@ def test_key_literal_splits_in_one_walk_on_smollm2(compiled, smollm2_vocab) -> N
     dfas = [json_string_dfa(literals=[k]) for k in ("name", "na", "id", "a b", 'x"y', "é")]
     dfas.append(regex_to_dfa(r"[ \t\n\r]{1,32}"))
     jobs = [(_FirstByteWalk(dfa, starts), s) for dfa in dfas for s in range(min(dfa.n_states, 5))]
-    got = trie.preorder().first_byte_splits([q.addresses for q, _ in jobs], [3 * s for _, s in jobs])
+    got = trie.preorder().first_byte_splits([q.addresses for q, _ in jobs],
+                                            [3 * s for _, s in jobs])
     assert got is not None
     for (quick, state), (inside, leaving) in zip(jobs, got):
         want = quick.split(trie, state)

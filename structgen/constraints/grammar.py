@@ -141,7 +141,8 @@ class _FreeLexer:
         self._next: dict[tuple[int, int, bool], int] = {}
         self._table = np.full(2 * 256 * 64, -1, np.int32)  # (state * 256 + byte) * 2 + restart
         self.starts_key = np.packbits(self.starts).tobytes()
-        self._follows = follows
+        self._follows_of = follows
+        self._follows: list[int] | None = None
         self._follow_starts: dict[int, tuple[np.ndarray, bytes]] = {}
         self._walks: dict[int, _LexemeWalk] = {}
         self._shared: dict[int, _SharedLexeme] = {}
@@ -226,11 +227,11 @@ class _FreeLexer:
         leaving token walked byte by byte from every new state."""
         got = self._follow_starts.get(t)
         if got is None:
-            if self._follows is None:
+            if self._follows_of is None:
                 got = (self.starts, self.starts_key)
             else:
-                if not isinstance(self._follows, list):
-                    self._follows = self._follows()
+                if self._follows is None:
+                    self._follows = self._follows_of()
                 bits = self._follows[t].to_bytes(32, "little")
                 starts = np.unpackbits(np.frombuffer(bits, np.uint8), bitorder="little")
                 starts = starts.astype(bool) & self.starts
@@ -419,11 +420,11 @@ def _root_view(vocab: Vocabulary) -> _View:
 class _FirstByteWalk:
     """Walk source for one terminal DFA that also remembers whether the lexeme could have
     ended with a token's next byte starting another lexeme (a byte in `starts`, the first bytes
-    of the terminals that may follow it): the quick first pass of `_lexeme_split`. State = 3 * dfa_state + phase: 0
-    before any byte, 1 after some, 2 once it could have ended so; dfa_state n = dead. (dead, 2)
-    continues forever: the token may leave the lexeme. A token that dies without that never
-    had a way out. Walked compiled from the DFA itself (`split`); `step` reads a table built on
-    first use."""
+    of the terminals that may follow it): the quick first pass of `_lexeme_split`. State =
+    3 * dfa_state + phase: 0 before any byte, 1 after some, 2 once it could have ended so;
+    dfa_state n = dead. (dead, 2) continues forever: the token may leave the lexeme. A token
+    that dies without that never had a way out. Walked compiled from the DFA itself (`split`);
+    `step` reads a table built on first use."""
 
     def __init__(self, dfa: ByteDFA, starts: np.ndarray) -> None:
         n = self.n = dfa.n_states
