@@ -582,3 +582,72 @@ def test_split_unions_equal_set_unions() -> None:
         got = _sorted_union(parts, n)
         assert got.tolist() == sorted(expect)
     assert np.array_equal(alone, before)
+
+
+def test_whitespace_runs_do_not_leave_whitespace(smollm2) -> None:
+    """A schema's whitespace lexeme leaves only into what may follow it: tokens that are all
+    whitespace and longer than a run (SmolLM2 has a newline + 32 spaces and longer) are dead
+    in its split, not leaving tokens walked from every new state; a grammar that lets a run
+    follow a run keeps them as leaving."""
+    from structgen import JsonSchema
+    from structgen.constraints import grammar as engine
+
+    view = engine._root_view(smollm2.vocab)
+    tb = smollm2.vocab.token_bytes
+    long_runs = {i for i, b in enumerate(tb) if b and len(b) > 32 and not b.strip(b" \t\n\r")}
+    assert long_runs
+    compiled = JsonSchema({"type": "object", "properties": {"a": {"type": "integer"}}},
+                          whitespace="flexible").compiled
+    ws = compiled.cfg.terminal_names.index("WS")
+    lexer = engine._free_lexer(compiled)
+    dfa = compiled.terminal_dfas[ws]
+    inside, leaving = engine._lexeme_split(lexer, ws, dfa.initial, view, smollm2.vocab)
+    assert not long_runs & set(view.ids[leaving].tolist())
+    assert not long_runs & set(view.ids[inside].tolist())
+
+    both = Grammar('start: "{" WS* "}"\nWS: /[ \\t\\n\\r]{1,32}/\n').compiled
+    ws2 = both.cfg.terminal_names.index("WS")
+    _, leaving2 = engine._lexeme_split(engine._free_lexer(both), ws2,
+                                       both.terminal_dfas[ws2].initial, view, smollm2.vocab)
+    assert long_runs <= set(view.ids[leaving2].tolist())
+
+
+def test_key_literals_split_in_one_walk(smollm2, monkeypatch) -> None:
+    """A key position's key literals get their splits from one batched walk, not a walk each,
+    and the masks equal those of an engine that walks each alone."""
+    from structgen import JsonSchema
+    from structgen.constraints import grammar as engine
+    from structgen.vocab import native
+
+    if not native.available():
+        pytest.skip(f"no compiled walk here: {native.reason}")
+    schema = {"type": "object", "properties": {k: {"type": "integer"}
+                                               for k in ("alpha", "beta", "gamma", "delta",
+                                                         "epsilon", "zeta")}}
+    text = '{"alpha":2,"gamma":1}'
+    monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS", engine.OrderedDict())
+    batches: list[int] = []
+    singles: list[tuple[int, int]] = []
+    many, one = native.Preorder.first_byte_splits, engine._FirstByteWalk.split
+    monkeypatch.setattr(native.Preorder, "first_byte_splits",
+                        lambda self, dfas, states: batches.append(len(dfas)) or
+                        many(self, dfas, states))
+    monkeypatch.setattr(engine._FirstByteWalk, "split",
+                        lambda self, trie, state: singles.append((id(self.transitions), state))
+                        or one(self, trie, state))
+    compiled = JsonSchema(schema).compiled
+    batched = _masks_along(GrammarAutomaton(compiled, smollm2.vocab), smollm2, text)
+    assert batches and max(batches) >= 6  # the six key literals at the first key position
+    keys = [compiled.terminal_dfas[t] for t in compiled.literal_keys]
+    assert len(keys) == 6
+    assert not {(id(d.transitions), d.initial) for d in keys} & set(singles)
+
+    monkeypatch.setattr(engine, "BATCH_MIN", 10**9)
+    monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(engine, "_FREE_LEXERS", engine.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(engine, "_SHAPE_SPLITS", engine.OrderedDict())
+    alone = _masks_along(GrammarAutomaton(JsonSchema(schema).compiled, smollm2.vocab),
+                         smollm2, text)
+    assert len(batched) == len(alone)
+    assert all(np.array_equal(a, b) for a, b in zip(batched, alone))

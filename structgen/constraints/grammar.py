@@ -733,7 +733,7 @@ class _SharedLexeme:
             split = quick.split(trie, state)
         if len(split[0]) >= self.REFERENCE_MIN:
             self._refer(view.key, [self._spread(quick, state, trie), state, split,
-                                   ones or self._one_byte(quick, state, trie)])
+                                   self._one_byte(quick, state, trie) if ones is None else ones])
         return split
 
     #: Trie nodes a compiled proof may visit (where the two walks are not alike) before it

@@ -263,19 +263,19 @@ class Preorder:
         scratch.ensure(total, self.max_depth)
         n = len(dfas)
         addresses = np.array(dfas, np.int64).ravel()
-        starts = np.array(states, np.int32)
+        begin = np.array(states, np.int32)
         walking = np.empty(2 * (self.max_depth + 2) * n, np.int32)
         count = np.empty(self.max_depth + 2, np.int32)
         _, ids, _ = scratch.addresses
         k = lib.structgen_first_byte_split_many(
-            *self._arguments, addresses.ctypes.data, n, starts.ctypes.data, walking.ctypes.data,
+            *self._arguments, addresses.ctypes.data, n, begin.ctypes.data, walking.ctypes.data,
             walking[len(walking) // 2:].ctypes.data, count.ctypes.data, ids, total // 2)
         if k < 0:
             return None
         pairs = scratch.ids[: 2 * k].reshape(k, 2)
-        order = np.argsort(pairs[:, 0], kind="stable")
-        tokens = pairs[order, 1]
-        bounds = np.searchsorted(pairs[order, 0], np.arange(2 * n + 1)).tolist()
+        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]  # (a copy: the buffer is reused)
+        tokens = pairs[:, 1]
+        bounds = np.searchsorted(pairs[:, 0], np.arange(2 * n + 1)).tolist()
         return [(tokens[bounds[2 * j]:bounds[2 * j + 1]],
                  tokens[bounds[2 * j + 1]:bounds[2 * j + 2]]) for j in range(n)]
 
@@ -299,15 +299,6 @@ class Preorder:
                                           b[0], b[1], a[2], a[3], b[3], known, limit, buffer,
                                           x, y, budget, stack, ids)
         return None if k < 0 else scratch.ids[: 3 * k].reshape(k, 3).copy()
-
-
-def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenate arange(start, start+count) for each pair, vectorised."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    before = np.cumsum(counts) - counts
-    return np.repeat(starts - before, counts) + np.arange(total)
 
 
 def _filter(first: np.ndarray | None) -> np.ndarray | None:

@@ -12,7 +12,6 @@ from typing import Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from . import native
-from .native import expand_ranges
 
 
 class TransitionSource(Protocol):
@@ -44,6 +43,15 @@ class TrieLevel:
 def _group(nodes: list) -> tuple[tuple, np.ndarray]:
     """`walk_each`'s children group: the nodes, and their bytes."""
     return tuple(nodes), np.array([node[0] for node in nodes], np.int64)
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenate arange(start, start+count) for each pair, vectorised."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    before = np.cumsum(counts) - counts
+    return np.repeat(starts - before, counts) + np.arange(total)
 
 
 @dataclass(frozen=True, eq=False)
