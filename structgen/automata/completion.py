@@ -58,9 +58,8 @@ class ParserCompletions:
     up to the start symbol begun at the root.
     """
 
-    def __init__(self, cfg: CFG, terminal_dfas: Sequence[ByteDFA], root: ParserState) -> None:
+    def __init__(self, cfg: CFG, terminal_dfas: Sequence[ByteDFA]) -> None:
         self.cfg = cfg
-        self.root = root
         self._dfas = terminal_dfas
         self._after: "weakref.WeakKeyDictionary[ParserState, dict[int, bytes]]" = (
             weakref.WeakKeyDictionary()
@@ -112,7 +111,7 @@ class ParserCompletions:
 
     def _solve_set(self, o: ParserState) -> dict[int, bytes]:
         best: dict[int, bytes] = {}
-        if o is self.root:
+        if o is o.parser.initial:  # (the root of its own parser: an automaton may replace it)
             best[self.cfg.start] = b""
         changed = True
         while changed:  # items predicted in `o` itself form cycles: iterate to a fixpoint

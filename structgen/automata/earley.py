@@ -12,6 +12,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+#: Serials of different parsers never meet: each numbers its sets from its own base (caches
+#: keyed by serials may outlive a parser that its automaton replaced).
+_bases = itertools.count(0, 2**32)
+
 
 @dataclass(frozen=True)
 class CFG:
@@ -63,7 +67,7 @@ class EarleyParser:
         # fourth) one object, so that caches keyed by sets (masks, walks) hit there.
         self._interned: weakref.WeakValueDictionary[tuple, ParserState] = (
             weakref.WeakValueDictionary())
-        self._serials = itertools.count()
+        self._serials = itertools.count(next(_bases))
         self._frozen: dict[frozenset[int], frozenset[int]] = {}
         self.initial = ParserState(self, [(r, 0, None) for r in self.by_lhs.get(cfg.start, ())])
 
@@ -148,6 +152,9 @@ class EarleyParser:
         if got is None:
             self._interned[key] = got = state
         return got
+
+    def union(self, sets: Sequence["ParserState"]) -> "ParserState":
+        return ParserState.union(self, sets)
 
     def prediction(self, nts: frozenset[int]) -> "Prediction":
         """The items an Earley set predicts for these nonterminals (origin: the set itself)."""

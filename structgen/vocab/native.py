@@ -1,7 +1,7 @@
 """Compiled kernels (`trie_walk.c`: the trie walk, under a transition table or a lexeme's
 first-byte walk computed from its DFA, alone or two side by side; and two searches over DFAs:
-states that reach a cycle, pairs of states that are equivalent), built with the system C
-compiler on first use.
+states that reach a cycle, pairs of states that are equivalent; `automata/earley_core.c`: the
+Earley recognizer), built with the system C compiler on first use.
 
 A walk of the token trie under a full transition table is the one loop numpy serves badly:
 level by level it pays ~10 numpy calls per depth even when a handful of nodes are alive (a
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCE = Path(__file__).with_name("trie_walk.c")
+SOURCES = (Path(__file__).with_name("trie_walk.c"),
+           Path(__file__).parent.parent / "automata" / "earley_core.c")
 FLAGS = ["-O2", "-shared", "-fPIC"]
 
 #: Why the compiled kernels are not in use (None while they are, or before the first try).
@@ -53,7 +54,7 @@ def _compiler() -> list[str]:
 def _build() -> Path:
     """The shared library for this source, compiler and platform, built if not cached (to a
     temporary name, then renamed: processes building at once never load a partial file)."""
-    source = SOURCE.read_bytes()
+    source = b"".join(p.read_bytes() for p in SOURCES)
     cc = _compiler()
     tag = hashlib.sha256(source + " ".join(cc + FLAGS).encode() + platform.platform().encode()
                          ).hexdigest()[:16]
@@ -63,7 +64,7 @@ def _build() -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            subprocess.run([*cc, *FLAGS, "-o", tmp, str(SOURCE)],
+            subprocess.run([*cc, *FLAGS, "-o", tmp, *map(str, SOURCES)],
                            check=True, capture_output=True, timeout=120)
             os.replace(tmp, out)
         finally:
@@ -106,6 +107,17 @@ def _load() -> ctypes.CDLL | None:
     equivalent = lib.structgen_equivalent
     equivalent.restype = i32
     equivalent.argtypes = [ptr, ptr, ptr, ptr, i32, i32, i32, i32, ptr, ptr]
+    lib.structgen_earley_new.restype = ptr
+    lib.structgen_earley_new.argtypes = [i32, i32, i32, ptr, ptr, ptr, ptr, i32]
+    lib.structgen_earley_free.restype = None
+    lib.structgen_earley_free.argtypes = [ptr]
+    for name in ("scan", "info", "items", "union"):
+        fn = getattr(lib, f"structgen_earley_{name}")
+        fn.restype = i32
+        fn.argtypes = [ptr, i32, i32] if name == "scan" else [ptr, ptr, i32] if name == "union" \
+            else [ptr, i32, ptr, i32]
+    lib.structgen_earley_size.restype = i64
+    lib.structgen_earley_size.argtypes = [ptr]
     _lib = lib
     return lib
 
