@@ -6,7 +6,9 @@ included; and grammar automata masking alike with either, across a reset that re
 compiled parser."""
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import numpy as np
 import pytest
@@ -118,15 +120,22 @@ def test_masks_alike_with_either_parser_across_resets(name: str, smollm2_vocab,
     monkeypatch.setattr(GrammarAutomaton, "compiled_parser", True)
     automaton = GrammarAutomaton(compiled, smollm2_vocab)
     automaton.max_states = 300
-    parsers = {id(automaton.parser)}
+    parsers = {id(automaton.parser): weakref.ref(automaton.parser)}
     s, r = automaton.start, reference.start
     for i in range(len(text)):
         assert np.array_equal(automaton.mask(s), reference.mask(r)), (name, text[:i])
         assert automaton.is_accepting(s) == reference.is_accepting(r)
         s = automaton._advance_bytes(s, text[i:i + 1])
         r = reference._advance_bytes(r, text[i:i + 1])
-        parsers.add(id(automaton.parser))
+        parsers.setdefault(id(automaton.parser), weakref.ref(automaton.parser))
     assert automaton.is_accepting(s) and reference.is_accepting(r)
     assert automaton.completion_bytes(automaton.start) == reference.completion_bytes(
         reference.start)
     assert len(parsers) > 1  # resets happened, each with a new compiled parser
+    gc.collect()
+    gc.disable()
+    try:  # dropping the automaton releases every parser it used: freed by refcounting
+        del automaton, s
+        assert all(ref() is None for ref in parsers.values())
+    finally:
+        gc.enable()

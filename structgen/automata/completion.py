@@ -111,7 +111,8 @@ class ParserCompletions:
 
     def _solve_set(self, o: ParserState) -> dict[int, bytes]:
         best: dict[int, bytes] = {}
-        if o is o.parser.initial:  # (the root of its own parser: an automaton may replace it)
+        if o.serial == o.parser.initial.serial:  # its own parser's root (automata replace
+            # compiled parsers; and a compiled parser's handles are remade after `release`)
             best[self.cfg.start] = b""
         changed = True
         while changed:  # items predicted in `o` itself form cycles: iterate to a fixpoint

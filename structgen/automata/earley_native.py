@@ -64,7 +64,12 @@ class NativeEarleyParser:
         # index beats a weak mapping on the hot path, and handles are small beside their sets.
         self._states: list[NativeState | None] = []
         self._unions: dict[tuple[int, ...], NativeState] = {}
-        self.initial = self._state(0)
+
+    @property
+    def initial(self) -> "NativeState":
+        """The set before any text (a handle like any other: none is kept apart, so that
+        `release` leaves no cycle through the parser)."""
+        return self._state(0)
 
     def _state(self, k: int) -> "NativeState":
         """The handle of set k (made on first use: its accepting flag and expected terminals
@@ -89,6 +94,8 @@ class NativeEarleyParser:
     def union(self, sets: Sequence["NativeState"]) -> "NativeState":
         """One set standing for several at one position (see `ParserState.union`)."""
         ids = tuple(sorted({s.id for s in sets}))
+        if len(ids) == 1:  # (handles of one set remade after `release`)
+            return self._state(ids[0])
         got = self._unions.get(ids)
         if got is None:
             k = self._lib.structgen_earley_union(self._handle, (ctypes.c_int32 * len(ids))(*ids),

@@ -1090,6 +1090,13 @@ class MaskProfile:
                 "parser": self.parser / t}
 
 
+def _release(parsers: list[weakref.ref]) -> None:
+    for ref in parsers:
+        parser = ref()
+        if parser is not None:
+            parser.release()
+
+
 class GrammarAutomaton(TokenAutomaton):
     """Token automaton of a compiled grammar.
 
@@ -1140,7 +1147,10 @@ class GrammarAutomaton(TokenAutomaton):
         self._reset()
         # Earley sets reference each other in cycles through their caches: break them when the
         # automaton goes, so that its sets are freed by reference counting, not by a full GC.
-        weakref.finalize(self, self.parser.release).atexit = False
+        # (Every parser it used, weakly: a reset may replace a compiled one, which then lives
+        # as long as states of it do.)
+        self._parsers = [weakref.ref(self.parser)]
+        weakref.finalize(self, _release, self._parsers).atexit = False
 
     def _reset(self) -> None:
         self._numbers: dict[frozenset[Lexeme], int] = {}
@@ -1168,6 +1178,7 @@ class GrammarAutomaton(TokenAutomaton):
                 # A compiled parser keeps every set it built until it goes: later states start
                 # in a new one (states of this one stay valid, each holding its parser).
                 self.parser = new_parser(self.grammar.cfg, self.compiled_parser)
+                self._parsers.append(weakref.ref(self.parser))
                 self._start = frozenset({(BOUNDARY, 0, self.parser.initial)})
         return self._intern(state)
 
