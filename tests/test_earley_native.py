@@ -96,7 +96,7 @@ def test_compiled_sets_equal_python_sets_on_random_grammars(seed: int) -> None:
     _compare(_random_cfg(seed), seed, walks=10, steps=12)
 
 
-def test_new_parser_falls_back_to_python() -> None:
+def test_new_parser_compiled_or_python() -> None:
     cfg = compile_lark(grammar_text("arithmetic")).cfg
     assert isinstance(new_parser(cfg), NativeEarleyParser)
     assert isinstance(new_parser(cfg, compiled=False), EarleyParser)

@@ -871,3 +871,24 @@ def test_narrower_states_read_less(ws: str, smollm2_vocab) -> None:
                     assert wider is not None, (prefix, b, text)
                     assert auto.is_accepting(wider) or not auto.is_accepting(after)
     assert held
+
+
+def test_table_rows_are_unknown_whatever_memory_holds(smollm2_vocab, monkeypatch) -> None:
+    """The grammar automaton's transition rows are set unknown as slots are given out, and
+    growth copies only the rows in use: with `np.empty` handing out memory full of zeros
+    (DEAD, the harmful value), masks along a sentence still equal an automaton's built with
+    plain memory, across several growths of the table."""
+    from structgen.constraints.grammar import GrammarAutomaton
+
+    compiled = Grammar(grammar_text("c_like")).compiled
+    reference = GrammarAutomaton(compiled, smollm2_vocab)
+    empty = np.empty
+    monkeypatch.setattr(np, "empty", lambda *a, **k: np.zeros_like(empty(*a, **k)))
+    automaton = GrammarAutomaton(compiled, smollm2_vocab)
+    text = SENTENCES["c_like"][0].encode()
+    s, r = automaton.start, reference.start
+    for i in range(len(text)):
+        assert np.array_equal(automaton.mask(s), reference.mask(r)), text[:i]
+        s = automaton._advance_bytes(s, text[i:i + 1])
+        r = reference._advance_bytes(r, text[i:i + 1])
+    assert len(automaton._table) >= 4 * 256 * 64  # grown at least twice

@@ -135,6 +135,13 @@ static int table_put(Table *t, uint64_t key, int32_t value) {
     return 0;
 }
 
+/* Record `id` under hash h in a table of chained records (`chain[id]`: the record before it
+ * under the same hash). */
+static int remember(Table *t, int32_t *chain, uint64_t h, int32_t id) {
+    chain[id] = table_get(t, h);
+    return table_put(t, h, id);
+}
+
 static int32_t next_symbol(const Parser *P, int32_t rule, int32_t dot) {
     return dot < P->rhs_len[rule] ? P->rhs[P->rhs_start[rule] + dot] : -1;
 }
@@ -235,8 +242,7 @@ static int32_t prediction(Parser *P, const int32_t *nts, int64_t n) {
     q.n_terms = (int32_t)t;
     P->zpool_n += t;
     P->preds[id] = q;
-    P->pchain[id] = table_get(&P->pred_of, h);
-    if (table_put(&P->pred_of, h, id)) return -2;
+    if (remember(&P->pred_of, P->pchain, h, id)) return -2;
     P->n_preds++;
     return id;
 }
@@ -395,8 +401,7 @@ static int32_t build(Parser *P, int64_t n, int accepting) {
     memcpy(P->zpool + P->zpool_n, P->terms, (size_t)t * sizeof(int32_t));
     P->zpool_n += t;
     P->sets[id] = s;
-    P->chain[id] = table_get(&P->interned, h);
-    if (table_put(&P->interned, h, id)) return -2;
+    if (remember(&P->interned, P->chain, h, id)) return -2;
     P->n_sets++;
     return id;
 }
@@ -585,10 +590,4 @@ int32_t structgen_earley_items(const Parser *P, int32_t set, int32_t *out, int32
         out[k++] = x->rule; out[k++] = x->dot; out[k++] = set;
     }
     return need;
-}
-
-/* Sets and items held (the arena's size, for bounding it). */
-int64_t structgen_earley_size(const Parser *P) {
-    return (int64_t)P->n_sets * (int64_t)sizeof(Set) + P->ipool_n * (int64_t)sizeof(Item)
-           + P->zpool_n * 4;
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import weakref
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -113,14 +113,6 @@ class NativeEarleyParser:
         flat = out[:]
         return [(flat[i], flat[i + 1], self._state(flat[i + 2])) for i in range(0, need, 3)]
 
-    def size(self) -> int:
-        """Bytes the arena's sets and items take."""
-        return int(self._lib.structgen_earley_size(self._handle))
-
-    def frozen(self, symbols: Iterable[int]) -> frozenset[int]:
-        fs = frozenset(symbols)
-        return self._frozen.setdefault(fs, fs)
-
     def release(self) -> None:
         """Drop the handles (each holds the parser: a cycle): the automaton is done with them,
         and any still held elsewhere stay valid."""
@@ -152,11 +144,6 @@ class NativeState:
             if k == -1:
                 return None
             raise MemoryError("the Earley arena could not grow")
-        states = parser._states
-        if k < len(states):
-            got = states[k]
-            if got is not None:
-                return got
         return parser._state(k)
 
     @property

@@ -116,8 +116,6 @@ def _load() -> ctypes.CDLL | None:
         fn.restype = i32
         fn.argtypes = [ptr, i32, i32] if name == "scan" else [ptr, ptr, i32] if name == "union" \
             else [ptr, i32, ptr, i32]
-    lib.structgen_earley_size.restype = i64
-    lib.structgen_earley_size.argtypes = [ptr]
     _lib = lib
     return lib
 
