@@ -651,3 +651,65 @@ def test_key_literals_split_in_one_walk(smollm2, monkeypatch) -> None:
                          smollm2, text)
     assert len(batched) == len(alone)
     assert all(np.array_equal(a, b) for a, b in zip(batched, alone))
+
+
+def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.arange(n, dtype=np.int64), np.empty(0, np.int64)
+
+
+def test_shared_split_bytes_count_each_array_once_while_it_lives(monkeypatch) -> None:
+    """The bound on shared splits counts the distinct arrays still alive: the states of a DFA
+    that share a reference's split add nothing, and a freed split gives its bytes back (a
+    bound that never gave back dropped every split, references included, once enough
+    schemas had come and gone)."""
+    import gc
+
+    from structgen.constraints import grammar as engine
+
+    monkeypatch.setattr(engine._SharedLexeme, "held_bytes", 0)
+    monkeypatch.setattr(engine, "_COUNTED", {})
+    shared = engine._SharedLexeme(np.ones(256, bool))
+    split = _split(1000)
+    shared.keep((1, ("", b"")), split)
+    assert engine._SharedLexeme.held_bytes == 8000
+    shared.keep((2, ("", b"")), split)  # another state, proved to have the same split
+    other = engine._SharedLexeme(np.ones(256, bool))
+    other.keep((5, ("", b"")), split)  # another DFA's state, proved alike
+    assert engine._SharedLexeme.held_bytes == 8000
+    shared.keep((3, ("", b"")), _split(10))
+    assert engine._SharedLexeme.held_bytes == 8080
+    del shared, split
+    gc.collect()
+    assert engine._SharedLexeme.held_bytes == 8000  # the small split went; `other` holds one
+    del other
+    gc.collect()
+    assert engine._SharedLexeme.held_bytes == 0 and not engine._COUNTED
+
+
+def test_shared_splits_dropped_past_the_bound_once(monkeypatch) -> None:
+    """Past `MAX_BYTES` every registered lexeme lets go of its splits and references; what
+    stays held elsewhere (a grammar's own cache) raises the bound, so that the next split
+    kept does not drop everything again."""
+    from structgen.constraints import grammar as engine
+
+    monkeypatch.setattr(engine._SharedLexeme, "held_bytes", 0)
+    monkeypatch.setattr(engine._SharedLexeme, "pinned_bytes", 0)
+    monkeypatch.setattr(engine._SharedLexeme, "MAX_BYTES", 20_000)
+    monkeypatch.setattr(engine, "_COUNTED", {})
+    monkeypatch.setattr(engine, "_SHARED_LEXEMES", engine.weakref.WeakKeyDictionary())
+    monkeypatch.setattr(engine, "_REFERENCES", {})
+    dfa = regex_to_dfa("[a-z]+")
+    shared = engine._SHARED_LEXEMES.setdefault(dfa, {})[b""] = engine._SharedLexeme(
+        np.ones(256, bool))
+    pinned = _split(1000)  # as if a grammar's cache held it too
+    shared.keep((1, ("", b"")), pinned)
+    shared.keep((2, ("", b"")), _split(1000))
+    assert len(shared.splits) == 2
+    shared.keep((3, ("", b"")), _split(1000))  # 24,000 bytes: past the bound
+    assert list(shared.splits) == [(3, ("", b""))]
+    assert engine._SharedLexeme.pinned_bytes == 8000
+    assert engine._SharedLexeme.held_bytes == 16_000
+    shared.keep((4, ("", b"")), _split(1000))
+    assert len(shared.splits) == 2  # 24,000 held, 8,000 of them pinned: under the bound
+    shared.keep((5, ("", b"")), _split(1000))
+    assert list(shared.splits) == [(5, ("", b""))]

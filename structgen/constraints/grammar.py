@@ -639,10 +639,19 @@ class _SharedLexeme:
     """What `_lexeme_split` needs of one terminal DFA under one set of follow bytes:
     its first-byte walk (built on first use) and its splits by (DFA state, view key)."""
 
-    #: Bytes of shared splits held (all DFAs) before they are all dropped (a bound, not a
-    #: tally: splits of DFAs since collected still count until then).
+    #: Bytes of the distinct arrays of live splits (of all DFAs) before every shared lexeme's
+    #: splits are dropped. Each array counts once, until it is freed: the states of a key
+    #: DFA proved to share a reference's split hold the same arrays, and splits of schemas
+    #: long gone hold none. (A bound that counted every split kept and never gave back,
+    #: 2 MB per plain-string state on Gemma-3, dropped everything 11 times in MaskBench
+    #: `--limit 5`'s 105 schemas: each drop re-walked plain string content at ~4 ms a state
+    #: and lost the references other DFAs prove their splits against.)
     MAX_BYTES = 256 * 2**20
     held_bytes = 0
+    #: Bytes still held right after the last drop (arrays that grammars' own caches hold):
+    #: the bound applies above them, so that a drop that frees little does not repeat at
+    #: every split kept.
+    pinned_bytes = 0
 
     def __init__(self, starts: np.ndarray) -> None:
         # No reference to the DFA: it is this entry's weak key.
@@ -670,15 +679,28 @@ class _SharedLexeme:
 
     def keep(self, key: tuple[int, tuple[str, bytes]], split: tuple[np.ndarray, np.ndarray]
              ) -> tuple[np.ndarray, np.ndarray]:
-        """Hold `split` as this DFA's split by (state, view key); all are dropped past
-        `MAX_BYTES` (rebuilt on demand; grammars keep their shared lexemes until then)."""
-        self.splits[key] = split
-        _SharedLexeme.held_bytes += split[0].nbytes + split[1].nbytes
-        if _SharedLexeme.held_bytes > _SharedLexeme.MAX_BYTES:
-            _SHARED_LEXEMES.clear()
+        """Hold `split` as this DFA's split by (state, view key); past `MAX_BYTES`, every shared
+        lexeme's splits are dropped (rebuilt on demand)."""
+        new = [part for part in split if id(part) not in _COUNTED]
+        size = sum(part.nbytes for part in new)
+        if _SharedLexeme.held_bytes + size > _SharedLexeme.MAX_BYTES + _SharedLexeme.pinned_bytes:
             _REFERENCES.clear()
-            _SharedLexeme.held_bytes = 0
+            for per_starts in list(_SHARED_LEXEMES.values()):
+                for shared in per_starts.values():
+                    shared._drop()
+            _SharedLexeme.pinned_bytes = _SharedLexeme.held_bytes
+        self.splits[key] = split
+        for part in new:
+            _COUNTED[id(part)] = weakref.ref(part, _uncount(id(part), part.nbytes))
+        _SharedLexeme.held_bytes += size
         return split
+
+    def _drop(self) -> None:
+        """Let go of every split (and the references and pairings that hold splits or other
+        DFAs' lexemes)."""
+        self.splits.clear()
+        self._references.clear()
+        self._bisimilar.clear()
 
     def quick(self, dfa: ByteDFA) -> _FirstByteWalk:
         if self._quick is None:
@@ -803,6 +825,17 @@ class _SharedLexeme:
 
 
 _NO_ROWS = np.empty((0, 3), np.int64)
+
+
+#: The split arrays counted in `_SharedLexeme.held_bytes`, by id, until each is freed.
+_COUNTED: dict[int, weakref.ref] = {}
+
+
+def _uncount(key: int, size: int) -> Callable[[weakref.ref], None]:
+    def freed(_: weakref.ref) -> None:
+        del _COUNTED[key]
+        _SharedLexeme.held_bytes -= size
+    return freed
 
 
 def _row_tokens(rows: np.ndarray) -> int:
