@@ -691,7 +691,7 @@ class _SharedLexeme:
             _SharedLexeme.pinned_bytes = _SharedLexeme.held_bytes
         self.splits[key] = split
         for part in new:
-            _COUNTED[id(part)] = weakref.ref(part, _uncount(id(part), part.nbytes))
+            _COUNTED[id(part)] = weakref.ref(part, _uncount(_COUNTED, id(part), part.nbytes))
         _SharedLexeme.held_bytes += size
         return split
 
@@ -831,10 +831,15 @@ _NO_ROWS = np.empty((0, 3), np.int64)
 _COUNTED: dict[int, weakref.ref] = {}
 
 
-def _uncount(key: int, size: int) -> Callable[[weakref.ref], None]:
+def _uncount(counted: dict[int, weakref.ref], key: int, size: int
+             ) -> Callable[[weakref.ref], None]:
+    """The callback that gives an array's bytes back when it is freed (binding what it needs:
+    arrays freed at interpreter exit may outlive the module's globals)."""
+    owner = _SharedLexeme
+
     def freed(_: weakref.ref) -> None:
-        del _COUNTED[key]
-        _SharedLexeme.held_bytes -= size
+        counted.pop(key, None)
+        owner.held_bytes -= size
     return freed
 
 
