@@ -374,6 +374,30 @@ def test_number_fixed_cases() -> None:
         assert info.value.keyword == "multipleOf"
 
 
+_EQUAL_VALUES = ["1", "-1", "7", "128", "3008", "100", "-2500", "0.5", "-12.5", "0.001", "1E+20",
+                 "1E-12", "2.5", "123456789012345678901234567890123", "0.000000001", "99.99"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.sampled_from(_EQUAL_VALUES).map(Decimal)
+       | st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**6, max_value=10**6,
+                     places=4)
+       | st.decimals(allow_nan=False, allow_infinity=False, min_value=-1, max_value=1, places=9)
+       | st.integers(-10**25, 10**25).map(Decimal),
+       integer=st.booleans(), exponents=st.booleans())
+def test_equal_numbers_match_the_comparator_table(value: Decimal, integer: bool,
+                                                  exponents: bool) -> None:
+    """One value's spellings written as a regex (`_equal_number_dfa`, enums and consts) are
+    the language the comparator table builds for the bounds value..value."""
+    from structgen.schema.lexemes import _NumberSpec, _equal_number_dfa, _number_table
+
+    if value == 0:
+        return
+    bound = (value, False)
+    table = _number_table(_NumberSpec(integer, bound, bound, None, exponents))
+    assert _same_language(_equal_number_dfa(value, integer, exponents), table), value
+
+
 def test_literals() -> None:
     one = json_literal_dfa(1)
     assert all(one.accepts(t) for t in [b"1", b"1.0", b"1e0", b"100e-2", b"0.1e1"])

@@ -1157,6 +1157,8 @@ def _json_number_dfa(integer: bool, lo: tuple[Decimal, bool] | None,
                      exponents: bool = True) -> ByteDFA:
     if lo is not None and hi is not None and (lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] or hi[1]))):
         return _EMPTY
+    if lo is not None and hi is not None and lo[0] == hi[0] != 0 and modulus is None:
+        return _equal_number_dfa(lo[0], integer, exponents)
     if modulus is not None and (lo is not None or hi is not None):
         # bounds and residues apart, then their (minimised) product: one table for both
         # multiplies the comparator states by the residues (multipleOf 4004 with a maximum:
@@ -1164,6 +1166,33 @@ def _json_number_dfa(integer: bool, lo: tuple[Decimal, bool] | None,
         return dfa_product(_json_number_dfa(False, lo, hi, None, exponents),
                            _json_number_dfa(False, None, None, modulus, exponents), "and")
     return _number_table(_NumberSpec(integer, lo, hi, modulus, exponents))
+
+
+def _equal_number_dfa(v: Decimal, integer: bool, exponents: bool) -> ByteDFA:
+    """The spellings of one nonzero value (an enum or const number, or equal bounds): the
+    language `_number_table` builds for the bound pair v..v, written as a regex. Each exponent
+    e of the window scales one mantissa, v / 10^e, spelled with any trailing fraction zeros
+    (and an "integer" takes no exponent below 0, as the table's threshold rules). The table
+    steps a pair of comparators per exponent through every digit state: ~60 ms a value, 2.8 s
+    for a schema's enum of 47 memory sizes (JSON Schema Store's `up`), against ~3 ms here.
+    `test_equal_numbers_match_the_comparator_table` checks the two agree."""
+    if integer and v != v.to_integral_value():
+        return _EMPTY
+    sign, digits, exponent = v.as_tuple()
+    assert isinstance(exponent, int)
+    alternatives = []
+    window = range(0 if integer else -EXP_WINDOW, EXP_WINDOW + 1) if exponents else (0,)
+    for e in window:
+        whole, frac = _digits(Decimal((0, digits, exponent - e)))  # (exact: no rounding)
+        mantissa = whole + (r"\." + frac + "0*" if frac else r"(\.0+)?")
+        if not exponents:
+            alternatives.append(mantissa)
+        elif e == 0:
+            alternatives.append(mantissa + "([eE][+-]?0+)?")
+        else:
+            alternatives.append(mantissa + (r"[eE]\+?0*" if e > 0 else "[eE]-0*") + str(abs(e)))
+    dfa = regex_to_dfa(("-" if sign else "") + "(" + "|".join(alternatives) + ")")
+    return minimize(dfa.transitions, dfa.accepting, dfa.initial)
 
 
 def json_literal_dfa(value: object, canonical: bool = False) -> ByteDFA:
