@@ -683,6 +683,8 @@ class _SharedLexeme:
         lexeme's splits are dropped (rebuilt on demand)."""
         new = [part for part in split if id(part) not in _COUNTED]
         size = sum(part.nbytes for part in new)
+        # (pinned arrays freed since then lower the pin with them)
+        _SharedLexeme.pinned_bytes = min(_SharedLexeme.pinned_bytes, _SharedLexeme.held_bytes)
         if _SharedLexeme.held_bytes + size > _SharedLexeme.MAX_BYTES + _SharedLexeme.pinned_bytes:
             _REFERENCES.clear()
             for per_starts in list(_SHARED_LEXEMES.values()):
