@@ -1862,9 +1862,13 @@ class Emitter:
         limit = None if hi is None else hi if extras is not None else min(hi, len(named))
         cap = max(lo, 1) if limit is None else limit
         machine = _Entries()
+        # The required keys present as a bit set over them, sorted: 2^n states with n edges
+        # each, where frozensets cost a new set per edge (11 required keys: 0.3 s).
+        keys = [entries[k] for k in sorted(required)]
+        every = (1 << len(keys)) - 1
 
-        def state(present: frozenset, c: int) -> tuple[frozenset, int]:
-            key = (present, min(c, cap))
+        def state(present: int, c: int) -> tuple[int, int]:
+            key = (present, c if c < cap else cap)
             if len(machine.seen) >= MAX_SUBSET_STATES and key not in machine.seen:
                 raise UnsupportedSchemaError(
                     "properties", f"any-order objects with these properties need more than "
@@ -1872,16 +1876,17 @@ class Emitter:
                     "counts); use property_order='schema'", pointer)
             return machine.state(key)
 
-        start = state(frozenset(), 0)
+        start = state(0, 0)
         while machine.pending:
             present, c = key = machine.pending.pop()
             sep = self.comma if c > 0 else ()
-            if c >= 1 and len(present) == len(required) and c >= lo:
+            if c >= 1 and present == every and c >= lo:
                 machine.finals.append(key)
             if limit is not None and c >= limit:
                 continue
-            for k in sorted(required - present):
-                machine.edge(key, (*sep, entries[k]), state(present | {k}, c + 1))
+            for i, entry in enumerate(keys):
+                if not present >> i & 1:
+                    machine.edge(key, (*sep, entry), state(present | 1 << i, c + 1))
             if other is not None:
                 machine.edge(key, (*sep, other), state(present, c + 1))
         return self._left_linear(machine, start)
