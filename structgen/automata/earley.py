@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Iterator, Sequence
 
 #: Serials of different parsers never meet: each numbers its sets from its own base (caches
@@ -31,6 +32,12 @@ class CFG:
     terminal_names: tuple[str, ...]
     nonterminal_names: tuple[str, ...]
 
+    @cached_property
+    def nullable(self) -> frozenset[int]:
+        """The nonterminals that derive the empty string (once per grammar: the parsers and
+        the follow sets each need them, ~1 ms on a schema grammar)."""
+        return frozenset(derived(self.rules, lambda s: False))
+
 
 class EarleyParser:
     """Grammar tables shared by all states of one grammar."""
@@ -49,7 +56,7 @@ class EarleyParser:
         for i, (lhs, _) in enumerate(cfg.rules):
             by_lhs.setdefault(lhs, []).append(i)
         self.by_lhs = {k: tuple(v) for k, v in by_lhs.items()}
-        self.nullable = _nullable(cfg)
+        self.nullable = cfg.nullable
         self.closure_nts = self._closure_nonterminals()
         # Cached completions assume no nonterminal derives itself through unit steps (A =>+ A);
         # grammars with such cycles build every set with the plain item walk.
@@ -465,10 +472,6 @@ class ParserState:
     def __repr__(self) -> str:
         names = self.parser.cfg.terminal_names
         return f"ParserState(expected={sorted(names[t] for t in self.expected)}, accepting={self.accepting})"
-
-
-def _nullable(cfg: CFG) -> frozenset[int]:
-    return frozenset(derived(cfg.rules, lambda s: False))
 
 
 def derived(rules: Sequence[tuple[int, tuple[int, ...]]], given: Callable[[int], bool]

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..vocab import native
-from .earley import CFG, EarleyParser, _bases, _nullable
+from .earley import CFG, EarleyParser, _bases
 
 
 def new_parser(cfg: CFG, compiled: bool = True) -> "NativeEarleyParser | EarleyParser":
@@ -46,7 +46,7 @@ class NativeEarleyParser:
         starts[1:] = np.cumsum([len(r[1]) for r in cfg.rules])
         rhs = np.array([s for r in cfg.rules for s in r[1]], np.int32)
         nullable = np.zeros(n_symbols, np.uint8)
-        nullable[list(_nullable(cfg))] = 1
+        nullable[list(cfg.nullable)] = 1
         handle = lib.structgen_earley_new(cfg.n_terminals, n_symbols, len(cfg.rules),
                                           lhs.ctypes.data, starts.ctypes.data, rhs.ctypes.data,
                                           nullable.ctypes.data, cfg.start)

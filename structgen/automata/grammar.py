@@ -125,7 +125,7 @@ def follow_bytes(grammar: CompiledGrammar) -> list[int]:
     cfg, dfas = grammar.cfg, grammar.terminal_dfas
     nt0 = cfg.n_terminals
     n = nt0 + len(cfg.nonterminal_names)
-    nullable = derived(cfg.rules, lambda s: False)
+    nullable = cfg.nullable
     first = [0] * n
     for t, dfa in enumerate(dfas):
         row = dfa.transitions[dfa.initial] >= 0
