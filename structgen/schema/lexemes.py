@@ -890,7 +890,9 @@ class _NumberSpec:
         self.exponents = exponents
         self.dependent = bool(modulus is not None or (lo and lo[0] != 0) or (hi and hi[0] != 0))
         window = exponents and modulus is None
-        exponents_read = range(-EXP_WINDOW, EXP_WINDOW + 1) if window else [0]
+        # ("integer" with a nonzero bound takes no negative exponent: no comparators for them)
+        exponents_read = (range(0 if integer else -EXP_WINDOW, EXP_WINDOW + 1) if window
+                          else [0])
         self.window: list[tuple[int, _Magnitude | None, _Magnitude | None]] = []
         if self.dependent:
             for e in exponents_read:
