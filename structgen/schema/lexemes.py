@@ -832,7 +832,9 @@ class _Magnitude:
         if rel != _EQ:
             return ("f", 0, rel)
         fd = self.frac[j] if j < len(self.frac) else "0"
-        return ("f", min(j + 1, len(self.frac)), (d > fd) - (d < fd))
+        rel = (d > fd) - (d < fd)
+        # (once decided, the position no longer matters: one state per relation)
+        return ("f", min(j + 1, len(self.frac)) if rel == _EQ else 0, rel)
 
     def result(self, st: tuple) -> int:
         phase, k, rel = st
@@ -925,9 +927,12 @@ def _may_pass(spec: _NumberSpec, neg: bool, lo: _Magnitude | None, ls: tuple,
               hi: _Magnitude | None, hs: tuple) -> bool:
     """Whether a nonzero mantissa in its fraction part may still meet both bounds (a decided
     comparison is final there; an undecided one may still end below, equal or above)."""
-    lo_rels = (ls[2],) if lo and ls[2] != _EQ else (_LT, _EQ, _GT)
-    hi_rels = (hs[2],) if hi and hs[2] != _EQ else (_LT, _EQ, _GT)
+    lo_rels = (ls[2],) if ls is not None and ls[2] != _EQ else (_LT, _EQ, _GT)
+    hi_rels = (hs[2],) if hs is not None and hs[2] != _EQ else (_LT, _EQ, _GT)
     return any(spec.bounds_ok(neg, False, a, b) for a in lo_rels for b in hi_rels)
+
+
+_EXPONENT_READ = ("X", ("end",), "+", 0, True)  # an exponent in the window, nothing more
 
 
 def _number_table(spec: _NumberSpec) -> ByteDFA:
@@ -938,9 +943,19 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
     cap = spec.cap
     mod = spec.mod
     comp_steps: dict[tuple, tuple] = {}
+    lo_sign = 0 if spec.lo is None else (spec.lo[0] > 0) - (spec.lo[0] < 0)
+    hi_sign = 0 if spec.hi is None else (spec.hi[0] > 0) - (spec.hi[0] < 0)
     start = ("S", False, True, (0, 0, 0),
              tuple((lo and ("i", 0, _EQ), hi and ("i", 0, _EQ)) for _, lo, hi in spec.window),
              mod and (0, 0))
+
+    # Once the sign is read, a comparator whose bound has the other sign decides nothing for a
+    # nonzero value (the signs do): None from then on, so that states differing only in it
+    # are one (for negative numbers under a positive maximum, say).
+    signed = {neg: tuple((ls if lo is None or (lo_sign > 0) != neg else None,
+                          hs if hi is None or (hi_sign > 0) != neg else None)
+                         for (_, lo, hi), (ls, hs) in zip(spec.window, start[4]))
+              for neg in (False, True)}
 
     def digit(st: tuple, d: str, frac: bool) -> tuple | None:
         phase, neg, zero, (j, sig, tz), comps, res = st
@@ -953,8 +968,8 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
         key = (comps, d, frac)
         if key not in comp_steps:  # comparators only see the digits: share across counters
             comp_steps[key] = tuple(
-                (lo and (lo.frac_digit if frac else lo.int_digit)(ls, d),
-                 hi and (hi.frac_digit if frac else hi.int_digit)(hs, d))
+                (None if ls is None else (lo.frac_digit if frac else lo.int_digit)(ls, d),
+                 None if hs is None else (hi.frac_digit if frac else hi.int_digit)(hs, d))
                 for (_, lo, hi), (ls, hs) in zip(spec.window, comps))
         comps = comp_steps[key]
         zero = zero and d == "0"
@@ -987,7 +1002,7 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
 
     def point(st: tuple) -> tuple:
         _, neg, zero, info, comps, res = st
-        comps = tuple((lo and lo.point(ls), hi and hi.point(hs))
+        comps = tuple((None if ls is None else lo.point(ls), None if hs is None else hi.point(hs))
                       for (_, lo, hi), (ls, hs) in zip(spec.window, comps))
         return ("P", neg, zero, info, comps, res)
 
@@ -1021,18 +1036,28 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
         ok = frozenset(
             e for (e, lo, hi), (ls, hs) in zip(spec.window, comps)
             if (threshold is None or e >= threshold)
-            and spec.bounds_ok(neg, False, lo.result(ls) if lo else _EQ, hi.result(hs) if hi else _EQ)
+            and spec.bounds_ok(neg, False, _EQ if ls is None else lo.result(ls),
+                               _EQ if hs is None else hi.result(hs))
         )
         return ("set", ok) if ok else None
 
     def exp_ok(kind: tuple, e: int) -> bool:
-        return kind[0] == "any" or (kind[0] == "min" and e >= kind[1]) or (
+        return kind[0] in ("any", "end") or (kind[0] == "min" and e >= kind[1]) or (
             kind[0] == "set" and e in kind[1])
 
     def exp_step(st: tuple, ch: str) -> tuple | None:
         _, kind, sign, val, seen = st
+        if kind[0] == "end":
+            return None
         if ch in "+-":
-            return ("X", kind, ch, 0, False) if sign is None else None
+            if sign is not None:
+                return None
+            if kind[0] == "set":  # only the exponents of this sign are left
+                kind = ("set", frozenset(e for e in kind[1] if (e <= 0) == (ch == "-")
+                                         or e == 0))
+                if not kind[1]:
+                    return None
+            return ("X", kind, ch, 0, False)
         val = val * 10 + int(ch)
         sign = sign or "+"
         if kind[0] == "min":
@@ -1040,8 +1065,14 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
                 return ("X", ("any",), "+", 0, True)  # growing further keeps e >= t
             if sign == "-" and -val < kind[1]:
                 return None  # growing further only lowers e
-        elif kind[0] == "set" and val > EXP_WINDOW:
-            return None
+        elif kind[0] == "set":
+            if val > EXP_WINDOW:
+                return None
+            if 10 * val > EXP_WINDOW:
+                # no further digit stays in the window: the exponent is this one or none.
+                # One accepting end state for all such (a state per set, sign and value
+                # left ~500 raw states per table to the minimisation)
+                return _EXPONENT_READ if (-val if sign == "-" else val) in kind[1] else None
         elif kind[0] == "any":
             val = 0
         return ("X", kind, sign, val, True)
@@ -1051,10 +1082,12 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
         if phase == "X":
             return exp_step(st, ch) if ch in "+-0123456789" else None
         if ch == "-" and phase == "S":
-            return ("M", True) + st[2:]
+            return ("M", True, st[2], st[3], signed[True], st[5])
         if ch.isdigit():
             if phase in ("S", "M"):
-                return digit(("Z" if ch == "0" else "I",) + st[1:], ch, False)
+                comps = signed[False] if phase == "S" else st[4]
+                return digit(("Z" if ch == "0" else "I", st[1], st[2], st[3], comps, st[5]), ch,
+                             False)
             if phase == "I":
                 return digit(st, ch, False)
             if phase in ("P", "F"):
