@@ -127,7 +127,7 @@ def reversed_edges(transitions: np.ndarray) -> Edges:
     """(sources, bytes, offsets): the edges grouped by target (sorted by source, then byte,
     within a target; target t's are [offsets[t], offsets[t + 1])), what the backward searches
     of `shortest_to_accept` read. Worth computing once for searches of one table under
-    several accepting sets (a schema's key regions: ~30 ms a search of a 10k-state product)."""
+    several accepting sets (a schema's 15 key regions of one 4k-state product: ~30 ms each)."""
     n = transitions.shape[0]
     src, byte = np.nonzero(transitions >= 0)  # row-major: by source, then byte
     dst = transitions[src, byte]

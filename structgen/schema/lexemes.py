@@ -790,6 +790,12 @@ MAX_FRACTION_DIGITS = 17
 _LT, _EQ, _GT = -1, 0, 1
 
 
+def _exponent_window(integer: bool, exponents: bool) -> range:
+    """The exponents a bounded number may take: the window, of which an "integer" takes no
+    negative one (its threshold rule), or 0 alone without exponents."""
+    return range(0 if integer else -EXP_WINDOW, EXP_WINDOW + 1) if exponents else range(1)
+
+
 def _decimal(value: object, keyword: str) -> Decimal:
     """A schema number as an exact Decimal (floats via their shortest repr, i.e. the JSON text)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
@@ -891,10 +897,7 @@ class _NumberSpec:
         self.mod = _Modulus(modulus) if modulus is not None else None
         self.exponents = exponents
         self.dependent = bool(modulus is not None or (lo and lo[0] != 0) or (hi and hi[0] != 0))
-        window = exponents and modulus is None
-        # ("integer" with a nonzero bound takes no negative exponent: no comparators for them)
-        exponents_read = (range(0 if integer else -EXP_WINDOW, EXP_WINDOW + 1) if window
-                          else [0])
+        exponents_read = _exponent_window(integer, exponents and modulus is None)
         self.window: list[tuple[int, _Magnitude | None, _Magnitude | None]] = []
         if self.dependent:
             for e in exponents_read:
@@ -1053,8 +1056,7 @@ def _number_table(spec: _NumberSpec) -> ByteDFA:
             if sign is not None:
                 return None
             if kind[0] == "set":  # only the exponents of this sign are left
-                kind = ("set", frozenset(e for e in kind[1] if (e <= 0) == (ch == "-")
-                                         or e == 0))
+                kind = ("set", frozenset(e for e in kind[1] if (e <= 0 if ch == "-" else e >= 0)))
                 if not kind[1]:
                     return None
             return ("X", kind, ch, 0, False)
@@ -1216,8 +1218,7 @@ def _equal_number_dfa(v: Decimal, integer: bool, exponents: bool) -> ByteDFA:
     sign, digits, exponent = v.as_tuple()
     assert isinstance(exponent, int)
     alternatives = []
-    window = range(0 if integer else -EXP_WINDOW, EXP_WINDOW + 1) if exponents else (0,)
-    for e in window:
+    for e in _exponent_window(integer, exponents):
         whole, frac = _digits(Decimal((0, digits, exponent - e)))  # (exact: no rounding)
         mantissa = whole + (r"\." + frac + "0*" if frac else r"(\.0+)?")
         if not exponents:
